@@ -32,7 +32,7 @@ class BackendSelector {
                                const std::vector<size_t>& exclude = {});
 
   void mark_down(size_t index, Clock::time_point now);  // connect refused / timed out
-  void mark_up(size_t index);                          // a connect succeeded
+  void mark_up(size_t index);                           // a connect succeeded
   bool is_down(size_t index, Clock::time_point now) const;
 
   void connection_opened(size_t index);  // least_conn accounting

@@ -80,7 +80,20 @@ class RouteTable {
   std::string describe() const;
 
  private:
+  // The match index, built once by parse() so that match() neither scans every route nor
+  // allocates: route indices grouped by host class, each group ordered by prefix length
+  // (longest first). Indices, not pointers, so that copying a table keeps it valid.
+  struct HostGroup {
+    std::string host;  // exact: "api.example.com"; wildcard: ".example.com" (the "*" dropped)
+    std::vector<uint32_t> routes;
+  };
+  void build_index();
+  const Route* match_group(const std::vector<uint32_t>& group, std::string_view path) const;
+
   std::vector<Route> routes_;
+  std::vector<HostGroup> exact_hosts_;     // sorted by host
+  std::vector<HostGroup> wildcard_hosts_;  // sorted by host
+  std::vector<uint32_t> any_host_;
 };
 
 // Request-target path normalisation (RFC 3986 section 6.2.2): percent-decoding of unreserved

@@ -1,0 +1,51 @@
+#pragma once
+
+// The access log: one line per request (and per tunnel), to stderr or a file.
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace portico {
+
+struct AccessLogEntry {
+  std::string_view client;  // address
+  std::string_view method;
+  std::string_view host;
+  std::string_view target;
+  std::string_view route;    // the matched prefix ("-" when none)
+  std::string_view backend;  // authority ("-" when none)
+  int status = 0;
+  uint64_t bytes_in = 0;   // request body bytes from the client
+  uint64_t bytes_out = 0;  // response bytes to the client (head and body)
+  double duration_ms = 0;
+  std::string_view error;  // why portico answered itself, when it did ("" otherwise)
+
+  // WebSocket tunnels: written when the tunnel ends.
+  bool tunnel = false;
+  uint64_t messages_in = 0;        // client to backend
+  uint64_t messages_out = 0;       // backend to client
+  uint16_t close_from_client = 0;  // the first Close code each side sent (1005: no code)
+  uint16_t close_from_backend = 0;
+  uint16_t close_to_client = 0;  // Close codes portico sent itself (0: none)
+  uint16_t close_to_backend = 0;
+};
+
+class AccessLog {
+ public:
+  AccessLog() = default;
+  ~AccessLog();
+  AccessLog(const AccessLog&) = delete;
+  AccessLog& operator=(const AccessLog&) = delete;
+
+  // "-" for stderr, "off", or a file opened for appending. Returns false and sets *error.
+  bool open(const std::string& destination, std::string* error);
+  bool enabled() const { return fd_ >= 0; }
+  void write(const AccessLogEntry& entry) const;
+
+ private:
+  int fd_ = -1;
+  bool owns_fd_ = false;
+};
+
+}  // namespace portico

@@ -1,0 +1,1020 @@
+#include "proxy/client_connection.h"
+
+#include <cstring>
+
+#include "proxy/log.h"
+#include "proxy/websocket_handshake.h"
+
+namespace portico {
+namespace {
+
+constexpr size_t kMaxResponseHeadBytes = 64 * 1024;
+constexpr size_t kMaxResponseHeaders = 200;
+constexpr size_t kPlaintextFlushBytes = 16 * 1024;  // one full TLS record
+constexpr auto kLingerTime = std::chrono::seconds(2);
+
+ClientConnection* from_parser(llhttp_t* p) { return static_cast<ClientConnection*>(p->data); }
+
+double elapsed_ms(std::chrono::steady_clock::time_point since) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - since)
+      .count();
+}
+
+// Appends to the header being built, enforcing the head's size and count limits. Returns false
+// when a limit is exceeded.
+bool append_header_name(HttpHead& head, bool* building, const char* at, size_t len,
+                        size_t max_bytes, size_t max_count) {
+  head.bytes += len;
+  if (head.bytes > max_bytes) return false;
+  if (!*building) {
+    if (head.headers.size() >= max_count) return false;
+    head.headers.emplace_back();
+    *building = true;
+  }
+  head.headers.back().name.append(at, len);
+  return true;
+}
+
+bool append_header_value(HttpHead& head, const char* at, size_t len, size_t max_bytes) {
+  head.bytes += len;
+  if (head.bytes > max_bytes || head.headers.empty()) return false;
+  head.headers.back().value.append(at, len);
+  return true;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Life cycle
+
+ClientConnection::ClientConnection(WorkerContext& ctx)
+    : ctx_(ctx), tls_(ctx.ssl_ctx.get(), /*server=*/true) {
+  uv_tcp_init(ctx.loop, &tcp_);
+  uv_timer_init(ctx.loop, &timer_);
+  tcp_.data = this;
+  timer_.data = this;
+  open_handles_ = 2;
+  writer_.init(reinterpret_cast<uv_stream_t*>(&tcp_), this);
+  llhttp_init(&parser_, HTTP_REQUEST, &request_settings());
+  parser_.data = this;
+  llhttp_init(&response_parser_, HTTP_RESPONSE, &response_settings());
+  response_parser_.data = this;
+  // Link into the worker's list for graceful shutdown.
+  next_ = ctx.connections;
+  if (next_) next_->prev_ = this;
+  ctx.connections = this;
+  ++ctx.connection_count;
+}
+
+ClientConnection::~ClientConnection() {
+  if (prev_) {
+    prev_->next_ = next_;
+  } else {
+    ctx_.connections = next_;
+  }
+  if (next_) next_->prev_ = prev_;
+  --ctx_.connection_count;
+}
+
+void ClientConnection::accept_from(WorkerContext& ctx, uv_stream_t* server) {
+  auto* conn = new ClientConnection(ctx);
+  if (uv_accept(server, reinterpret_cast<uv_stream_t*>(&conn->tcp_)) != 0) {
+    conn->close_now();
+    return;
+  }
+  int len = sizeof conn->peer_;
+  uv_tcp_getpeername(&conn->tcp_, reinterpret_cast<sockaddr*>(&conn->peer_), &len);
+  conn->peer_address_ = address_text(conn->peer_);
+  uv_tcp_nodelay(&conn->tcp_, 1);
+  conn->arm_timer(ctx.config.handshake_timeout);
+  conn->update_reading();
+}
+
+void ClientConnection::begin_shutdown() {
+  shutting_down_ = true;
+  if (phase_ == Phase::kTunnel) {
+    tunnel_send_close(1001, 1001, "portico is shutting down");
+    return;
+  }
+  if (phase_ == Phase::kHandshake || phase_ == Phase::kIdle) close_gracefully();
+}
+
+void ClientConnection::close_now() {
+  if (phase_ == Phase::kClosed) return;
+  phase_ = Phase::kClosed;
+  if (upstream_) drop_upstream(/*reusable=*/false);
+  uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), &ClientConnection::on_handle_closed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&timer_), &ClientConnection::on_handle_closed);
+}
+
+void ClientConnection::on_handle_closed(uv_handle_t* handle) {
+  auto* conn = static_cast<ClientConnection*>(handle->data);
+  if (--conn->open_handles_ == 0) delete conn;
+}
+
+void ClientConnection::close_gracefully() {
+  if (phase_ == Phase::kClosing || phase_ == Phase::kClosed) return;
+  if (upstream_) drop_upstream(/*reusable=*/false);
+  flush_to_client();
+  if (tls_.handshake_done()) {
+    tls_.shutdown();
+    writer_.write_owned(std::move(tls_.output()));
+    tls_.output().clear();
+  }
+  phase_ = Phase::kClosing;
+  arm_timer(kLingerTime);
+  update_reading();
+  if (writer_.queued() == 0) on_write_done(0);
+}
+
+void ClientConnection::on_shutdown_done(uv_shutdown_t* req, int) { delete req; }
+
+// ---------------------------------------------------------------------------------------------
+// Reading
+
+void ClientConnection::update_reading() {
+  bool want = false;
+  switch (phase_) {
+    case Phase::kHandshake:
+    case Phase::kClosing:  // lingering: read and discard until the client closes
+      want = true;
+      break;
+    case Phase::kIdle:
+    case Phase::kHead:
+    case Phase::kTunnel:
+      want = !(upstream_ && upstream_->writer().queued() > kWriteHighWater);
+      break;
+    case Phase::kConnecting:
+    case Phase::kExchange:
+      want = !parser_paused_ && !(upstream_ && upstream_->writer().queued() > kWriteHighWater) &&
+             writer_.queued() <= kWriteHighWater;
+      break;
+    case Phase::kClosed:
+      return;
+  }
+  auto* stream = reinterpret_cast<uv_stream_t*>(&tcp_);
+  if (want && !reading_) {
+    reading_ = uv_read_start(stream, &alloc_from_loop_buffer, &ClientConnection::on_read) == 0;
+  } else if (!want && reading_) {
+    uv_read_stop(stream);
+    reading_ = false;
+  }
+}
+
+void ClientConnection::on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
+  auto* conn = static_cast<ClientConnection*>(stream->data);
+  if (nread < 0) {
+    conn->on_client_eof();
+    return;
+  }
+  if (nread == 0) return;
+  if (conn->phase_ == Phase::kClosing) return;  // lingering close: discard
+  conn->on_ciphertext(buf->base, static_cast<size_t>(nread));
+}
+
+void ClientConnection::on_ciphertext(const char* data, size_t len) {
+  tls_.set_input(data, len);
+  if (!tls_.handshake_done()) {
+    TlsStream::Status status = tls_.handshake();
+    if (status == TlsStream::Status::kError) {
+      if (tls_.peer_spoke_plaintext()) {
+        log_info("tls", "plain HTTP on the TLS port client=", peer_address_);
+      } else {
+        log_info("tls", "handshake failed client=", peer_address_, " reason=", tls_.error_reason());
+      }
+      // Any alert OpenSSL produced goes out; then the connection ends.
+      writer_.write_owned(std::move(tls_.output()));
+      close_now();
+      return;
+    }
+    flush_to_client();
+    if (status != TlsStream::Status::kOk) return;
+    phase_ = Phase::kIdle;
+    arm_timer(ctx_.config.keepalive_timeout);
+  }
+  char* plain = loop_buffers(ctx_.loop).plaintext;
+  while (phase_ != Phase::kClosed && phase_ != Phase::kClosing) {
+    size_t n = 0;
+    TlsStream::Status status = tls_.read(plain, LoopBuffers::kReadSize, &n);
+    if (status == TlsStream::Status::kOk) {
+      on_plaintext(plain, n);
+      continue;
+    }
+    if (status == TlsStream::Status::kWantRead) break;
+    if (status == TlsStream::Status::kClosed) {
+      on_client_eof();
+      return;
+    }
+    log_debug("tls", "read failed client=", peer_address_, " reason=", tls_.error_reason());
+    close_now();
+    return;
+  }
+  flush_to_client();
+  update_reading();
+}
+
+void ClientConnection::on_plaintext(const char* data, size_t len) {
+  if (phase_ == Phase::kTunnel) {
+    tunnel_from_client(data, len);
+    return;
+  }
+  if (parser_paused_ || !pending_input_.empty()) {
+    pending_input_.append(data, len);
+    return;
+  }
+  parse(data, len);
+  process_input();
+}
+
+void ClientConnection::process_input() {
+  // Re-entered from a callback inside parse(): the loop below carries on when that returns.
+  if (processing_input_) return;
+  processing_input_ = true;
+  while (!parser_paused_ && !pending_input_.empty() && phase_ != Phase::kClosed &&
+         phase_ != Phase::kClosing) {
+    std::string input;
+    input.swap(pending_input_);
+    parse(input.data(), input.size());
+  }
+  processing_input_ = false;
+}
+
+void ClientConnection::parse(const char* data, size_t len) {
+  parse_end_ = data + len;
+  llhttp_errno_t err = llhttp_execute(&parser_, data, len);
+  if (err == HPE_OK) return;
+  if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
+    const char* pos = llhttp_get_error_pos(&parser_);
+    if (pos < data + len) pending_input_.insert(0, pos, static_cast<size_t>(data + len - pos));
+    parser_paused_ = true;
+    on_parser_paused();
+    return;
+  }
+  if (err == HPE_USER && request_error_status_ != 0) {
+    respond_error(request_error_status_, llhttp_get_error_reason(&parser_));
+    return;
+  }
+  // A malformed or ambiguous request: answer 400 and close; nothing is forwarded.
+  log_info("http", "bad request client=", peer_address_, " reason=\"",
+           llhttp_get_error_reason(&parser_), "\"");
+  if (phase_ == Phase::kExchange || phase_ == Phase::kConnecting) {
+    // The body's framing broke mid-stream: the backend already has part of it.
+    close_now();
+    return;
+  }
+  respond_error(400, "malformed request");
+}
+
+void ClientConnection::on_parser_paused() {
+  PauseReason reason = pause_reason_;
+  pause_reason_ = PauseReason::kNone;
+  if (reason == PauseReason::kHeadersComplete) {
+    start_exchange();
+  } else if (reason == PauseReason::kMessageComplete) {
+    if (exchange_done_) {
+      next_request();
+    } else if (!exchange_started_) {
+      start_exchange();
+    }
+  }
+}
+
+void ClientConnection::on_client_eof() {
+  if (phase_ == Phase::kTunnel) {
+    // The backend gets its FIN as the upstream connection closes.
+    tunnel_finish("client closed");
+    close_now();
+    return;
+  }
+  if (phase_ == Phase::kClosing || phase_ == Phase::kIdle || phase_ == Phase::kHandshake) {
+    close_now();
+    return;
+  }
+  // The client left while its request was in flight.
+  log_debug("http", "client closed mid-request client=", peer_address_);
+  close_now();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The request
+
+void ClientConnection::start_exchange() {
+  exchange_started_ = true;
+  routing_ = ctx_.routing;
+  const HeaderField* host = request_.find("host");
+  if (!host || request_.count("host") != 1 || host->value.empty()) {
+    respond_error(400, "missing or repeated Host header");
+    return;
+  }
+  std::string_view target = request_.target;
+  if (request_.method == "CONNECT") {
+    respond_error(405, "CONNECT is not supported");
+    return;
+  }
+  // absolute-form (RFC 9112 3.2.2): allowed only when it names the same authority as Host.
+  if (target.starts_with("http://") || target.starts_with("https://")) {
+    std::string_view rest = target.substr(target.find("//") + 2);
+    size_t slash = rest.find_first_of("/?");
+    std::string_view authority = rest.substr(0, slash);
+    if (!iequals(authority, host->value)) {
+      respond_error(400, "absolute-form target names another host than Host");
+      return;
+    }
+    target = slash == std::string_view::npos ? std::string_view("/") : rest.substr(slash);
+    if (target.front() == '?') {
+      respond_error(400, "malformed request target");
+      return;
+    }
+  }
+  if (target.empty() || target.front() != '/') {
+    respond_error(400, "request target must be a path");
+    return;
+  }
+  size_t question = target.find('?');
+  std::string_view raw_path = target.substr(0, question);
+  std::string_view query =
+      question == std::string_view::npos ? std::string_view() : target.substr(question);
+  NormalizedPath path = normalize_path(raw_path);
+  if (path.status != PathStatus::kOk) {
+    respond_error(
+        400, path.status == PathStatus::kEscapesRoot ? "path escapes the root" : "malformed path");
+    return;
+  }
+  route_ = routing_->table->match(host->value, path.path);
+  if (!route_) {
+    respond_error(404, "no route for this host and path");
+    return;
+  }
+  if (parser_.flags & F_CHUNKED) {
+    request_framing_ = BodyFraming::kChunked;
+  } else if ((parser_.flags & F_CONTENT_LENGTH) && parser_.content_length > 0) {
+    request_framing_ = BodyFraming::kContentLength;
+  } else {
+    request_framing_ = BodyFraming::kNone;
+  }
+  if (route_->options.max_body != 0 && request_framing_ == BodyFraming::kContentLength &&
+      parser_.content_length > route_->options.max_body) {
+    respond_error(413, "request body larger than the route's max_body");
+    return;
+  }
+  client_keep_alive_ = llhttp_should_keep_alive(&parser_) != 0;
+  if (parser_.upgrade && is_websocket_upgrade(request_)) {
+    if (!websocket_checks_pass(*host)) return;
+    websocket_ = true;
+  } else if (route_->options.upgrade == UpgradePolicy::kOnly) {
+    respond_error(426, "this route carries WebSocket connections only");
+    return;
+  } else if (parser_.upgrade) {
+    // Other protocols (h2c, ...) are not relayed: the request goes through as plain HTTP
+    // without its Upgrade, and the connection ends after the answer.
+    client_keep_alive_ = false;
+  }
+  const HeaderField* expect = request_.find("expect");
+  expect_continue_ =
+      expect && iequals(expect->value, "100-continue") && request_framing_ != BodyFraming::kNone;
+
+  std::string upstream_target = upstream_path(*route_, path.path);
+  upstream_target.append(query);
+  bool trusted = false;
+  for (const Cidr& cidr : ctx_.config.trusted_proxies) trusted = trusted || cidr.contains(peer_);
+  UpstreamRequest upstream_request;
+  upstream_request.head = &request_;
+  upstream_request.target = upstream_target;
+  upstream_request.host = host->value;
+  upstream_request.client_address = peer_address_;
+  upstream_request.client_trusted = trusted;
+  upstream_request.upgrade = websocket_;
+  upstream_request.framing = request_framing_;
+  upstream_request.content_length = parser_.content_length;
+  upstream_head_.clear();
+  build_upstream_request_head(upstream_request, &upstream_head_);
+  connect_upstream();
+}
+
+void ClientConnection::connect_upstream() {
+  BackendSelector& selector = routing_->selector_for(*route_);
+  auto now = std::chrono::steady_clock::now();
+  std::optional<size_t> index = selector.choose(now, peer_address_, "", tried_backends_);
+  if (!index) {
+    respond_error(502, tried_backends_.empty() ? "every backend of the route is down"
+                                               : "no backend could be reached");
+    return;
+  }
+  backend_index_ = *index;
+  tried_backends_.push_back(backend_index_);
+  const BackendAddress& backend = route_->backends[backend_index_];
+  upstream_key_ = backend.authority();
+  selector.connection_opened(backend_index_);
+  if (!retried_) {
+    if (UpstreamConnection* idle = ctx_.pool.take_idle(upstream_key_)) {
+      upstream_ = idle;
+      upstream_->set_delegate(this);
+      on_upstream_ready();
+      return;
+    }
+  }
+  phase_ = Phase::kConnecting;
+  arm_timer(route_->options.connect_timeout);
+  upstream_ = ctx_.pool.create(upstream_key_);
+  upstream_->set_delegate(this);
+  upstream_->start(backend);
+}
+
+void ClientConnection::on_upstream_connected(UpstreamConnection&, int status) {
+  if (status < 0) {
+    routing_->selector_for(*route_).mark_down(backend_index_, std::chrono::steady_clock::now());
+    log_warn("upstream", "connect failed backend=", upstream_key_, " error=", uv_err_name(status));
+    drop_upstream(false);
+    // Nothing was sent: trying another backend of the route is safe for any method.
+    connect_upstream();
+    return;
+  }
+  routing_->selector_for(*route_).mark_up(backend_index_);
+  on_upstream_ready();
+}
+
+void ClientConnection::on_upstream_ready() {
+  phase_ = Phase::kExchange;
+  arm_timer(route_->options.read_timeout);
+  llhttp_init(&response_parser_, HTTP_RESPONSE, &response_settings());
+  response_parser_.data = this;
+  response_.clear();
+  upstream_->count_request();
+  upstream_->read_start();
+  if (upstream_->writer().write(upstream_head_.data(), upstream_head_.size()) != 0) {
+    upstream_failed("write to backend failed");
+    return;
+  }
+  if (expect_continue_ && request_body_bytes_ == 0) {
+    plain_out_.append("HTTP/1.1 100 Continue\r\n\r\n");
+    flush_to_client();
+  }
+  // Let the body through now that it has somewhere to go. (A complete request stays paused:
+  // the next pipelined request waits for this response.)
+  if (!request_complete_) {
+    resume_parser();
+    process_input();
+  }
+  update_reading();
+}
+
+void ClientConnection::send_request_body(const char* data, size_t len) {
+  request_body_bytes_ += len;
+  if (!upstream_) return;
+  if (request_framing_ == BodyFraming::kChunked) {
+    char size_line[20];
+    size_t n = chunk_header(len, size_line);
+    uv_buf_t bufs[3] = {uv_buf_init(size_line, static_cast<unsigned>(n)),
+                        uv_buf_init(const_cast<char*>(data), static_cast<unsigned>(len)),
+                        uv_buf_init(const_cast<char*>("\r\n"), 2)};
+    upstream_->writer().write(bufs, 3);
+  } else {
+    upstream_->writer().write(data, len);
+  }
+}
+
+void ClientConnection::on_upstream_drained(UpstreamConnection&) { update_reading(); }
+
+void ClientConnection::on_upstream_data(UpstreamConnection&, const char* data, size_t len) {
+  arm_timer(route_->options.read_timeout);
+  response_bytes_from_backend_ += len;
+  llhttp_errno_t err = llhttp_execute(&response_parser_, data, len);
+  if (err == HPE_PAUSED_UPGRADE && switching_) {
+    const char* rest = llhttp_get_error_pos(&response_parser_);
+    enter_tunnel(rest, static_cast<size_t>(data + len - rest));
+    return;
+  }
+  if (err != HPE_OK && !(err == HPE_PAUSED && response_complete_)) {
+    log_warn("upstream", "invalid response backend=", upstream_key_, " reason=\"",
+             llhttp_get_error_reason(&response_parser_), "\"");
+    if (!response_head_sent_) {
+      drop_upstream(false);
+      respond_error(502, "invalid response from backend");
+    } else {
+      flush_to_client();
+      close_now();
+    }
+    return;
+  }
+  if (response_complete_) {
+    // Bytes after the response mean the backend is out of step: never reuse it.
+    bool trailing = err == HPE_PAUSED && llhttp_get_error_pos(&response_parser_) < data + len;
+    if (trailing) drop_upstream(false);
+    finish_exchange();
+    return;
+  }
+  flush_to_client();
+  if (writer_.queued() > kWriteHighWater && upstream_) {
+    upstream_->read_stop();
+    upstream_paused_ = true;
+  }
+}
+
+void ClientConnection::on_upstream_closed(UpstreamConnection& conn, int status) {
+  if (phase_ == Phase::kTunnel) {
+    tunnel_backend_gone(status);
+    return;
+  }
+  if (status == UV_EOF && response_bytes_from_backend_ > 0 && !response_complete_ &&
+      llhttp_message_needs_eof(&response_parser_)) {
+    // A close-delimited body ends here.
+    if (llhttp_finish(&response_parser_) == HPE_OK || response_complete_) {
+      drop_upstream(false);
+      finish_exchange();
+      return;
+    }
+  }
+  if (response_bytes_from_backend_ == 0 && conn.reused() && !retried_ && request_body_bytes_ == 0) {
+    // A kept-alive connection the backend had already closed: the request never reached it.
+    retried_ = true;
+    drop_upstream(false);
+    tried_backends_.clear();
+    connect_upstream();
+    return;
+  }
+  upstream_failed(status == UV_EOF ? "backend closed the connection" : uv_err_name(status));
+}
+
+void ClientConnection::upstream_failed(std::string_view why) {
+  log_warn("upstream", "exchange failed backend=", upstream_key_, " error=\"", why, "\"");
+  drop_upstream(false);
+  if (!response_head_sent_) {
+    respond_error(502, why);
+    return;
+  }
+  // Part of the response is out: the client must see a truncated message, not a complete one.
+  flush_to_client();
+  log_access(why);
+  close_now();
+}
+
+void ClientConnection::drop_upstream(bool reusable) {
+  if (!upstream_) return;
+  if (route_ && routing_) routing_->selector_for(*route_).connection_closed(backend_index_);
+  UpstreamConnection* conn = upstream_;
+  upstream_ = nullptr;
+  upstream_paused_ = false;
+  if (reusable) {
+    ctx_.pool.release(conn);
+  } else {
+    conn->close();
+  }
+}
+
+void ClientConnection::finish_exchange() {
+  flush_to_client();
+  log_access("");
+  exchange_done_ = true;
+  bool upstream_reusable =
+      request_complete_ && llhttp_should_keep_alive(&response_parser_) && !ctx_.shutting_down;
+  drop_upstream(upstream_reusable);
+  if (!request_complete_ || !client_keep_alive_ || shutting_down_) {
+    close_gracefully();
+    return;
+  }
+  next_request();
+  update_reading();
+}
+
+void ClientConnection::next_request() {
+  reset_exchange();
+  phase_ = Phase::kIdle;
+  arm_timer(ctx_.config.keepalive_timeout);
+  resume_parser();
+  process_input();
+}
+
+void ClientConnection::resume_parser() {
+  if (!parser_paused_) return;
+  // After an Upgrade request llhttp waits in its own pause; when no tunnel follows (an error
+  // answer or a non-101 response), HTTP carries on.
+  if (llhttp_get_errno(&parser_) == HPE_PAUSED_UPGRADE) {
+    llhttp_resume_after_upgrade(&parser_);
+  } else {
+    llhttp_resume(&parser_);
+  }
+  parser_paused_ = false;
+}
+
+void ClientConnection::reset_exchange() {
+  request_.clear();
+  routing_.reset();
+  route_ = nullptr;
+  tried_backends_.clear();
+  upstream_head_.clear();
+  request_framing_ = BodyFraming::kNone;
+  request_complete_ = false;
+  exchange_started_ = false;
+  exchange_done_ = false;
+  expect_continue_ = false;
+  retried_ = false;
+  request_body_bytes_ = 0;
+  request_error_status_ = 0;
+  response_.clear();
+  response_head_sent_ = false;
+  response_complete_ = false;
+  response_informational_ = false;
+  client_framing_ = BodyFraming::kNone;
+  response_bytes_from_backend_ = 0;
+  bytes_to_client_ = 0;
+  status_sent_ = 0;
+  websocket_ = false;
+  switching_ = false;
+  ws_accept_.clear();
+}
+
+// Portico's own answers: a small plain-text body and an access-log line. The connection stays
+// open only when the request is fully read and was well-formed.
+void ClientConnection::respond_error(int status, std::string_view why) {
+  if (upstream_) drop_upstream(false);
+  if (request_start_ == std::chrono::steady_clock::time_point{}) {
+    request_start_ = std::chrono::steady_clock::now();
+  }
+  bool body_pending = !request_complete_ && (parser_.flags & (F_CHUNKED | F_CONTENT_LENGTH)) &&
+                      !(parser_.content_length == 0 && !(parser_.flags & F_CHUNKED));
+  bool keep_alive = status != 400 && status != 431 && status != 408 && !body_pending &&
+                    llhttp_should_keep_alive(&parser_) && !shutting_down_;
+  std::string body = str_cat(status, " ", reason_phrase(status), ": ", why, "\n");
+  size_t before = plain_out_.size();
+  build_simple_response(status, body, keep_alive, "", &plain_out_);
+  bytes_to_client_ += plain_out_.size() - before;
+  status_sent_ = status;
+  response_head_sent_ = true;
+  log_access(why);
+  exchange_done_ = true;
+  flush_to_client();
+  if (!keep_alive) {
+    close_gracefully();
+    return;
+  }
+  if (request_complete_) {
+    next_request();
+    update_reading();
+    return;
+  }
+  // Finish reading this (bodiless) request; on_parser_paused() then moves to the next one.
+  phase_ = Phase::kExchange;
+  resume_parser();
+  process_input();
+  update_reading();
+}
+
+void ClientConnection::log_access(std::string_view error) {
+  if (!ctx_.access_log.enabled()) return;
+  AccessLogEntry entry;
+  entry.client = peer_address_;
+  entry.method = request_.method;
+  const HeaderField* host = request_.find("host");
+  entry.host = host ? std::string_view(host->value) : std::string_view();
+  entry.target = request_.target;
+  entry.route = route_ ? std::string_view(route_->prefix) : std::string_view("-");
+  entry.backend = upstream_key_.empty() ? std::string_view("-") : std::string_view(upstream_key_);
+  entry.status = status_sent_;
+  entry.bytes_in = request_body_bytes_;
+  entry.bytes_out = bytes_to_client_;
+  entry.duration_ms = elapsed_ms(request_start_);
+  entry.error = error;
+  ctx_.access_log.write(entry);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writing to the client
+
+void ClientConnection::flush_to_client() {
+  if (!plain_out_.empty() && phase_ != Phase::kClosed) {
+    if (tls_.write(plain_out_.data(), plain_out_.size()) != TlsStream::Status::kOk) {
+      plain_out_.clear();
+      close_now();
+      return;
+    }
+    plain_out_.clear();
+  }
+  if (!tls_.output().empty() && phase_ != Phase::kClosed) {
+    if (writer_.write_owned(std::move(tls_.output())) != 0) {
+      tls_.output().clear();
+      close_now();
+      return;
+    }
+    tls_.output().clear();
+  }
+}
+
+void ClientConnection::on_write_done(int status) {
+  if (phase_ == Phase::kClosed) return;
+  if (status < 0) {
+    close_now();
+    return;
+  }
+  if (phase_ == Phase::kClosing) {
+    if (writer_.queued() == 0 && !reading_) {
+      close_now();
+    } else if (writer_.queued() == 0 && !shutdown_sent_) {
+      shutdown_sent_ = true;
+      // Everything is out: send FIN and linger (reading, discarding) until the client closes
+      // or the linger timer fires, so that unread request bytes cannot turn into an RST that
+      // destroys the answer before the client read it.
+      auto* req = new uv_shutdown_t;
+      if (uv_shutdown(req, reinterpret_cast<uv_stream_t*>(&tcp_),
+                      &ClientConnection::on_shutdown_done) != 0) {
+        delete req;
+        close_now();
+      }
+    }
+    return;
+  }
+  if (upstream_paused_ && upstream_ && writer_.queued() <= kWriteLowWater) {
+    upstream_paused_ = false;
+    upstream_->read_start();
+  }
+  update_reading();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Timers
+
+void ClientConnection::arm_timer(std::chrono::milliseconds timeout) {
+  uv_timer_start(&timer_, &ClientConnection::on_timer, static_cast<uint64_t>(timeout.count()), 0);
+}
+
+void ClientConnection::on_timer(uv_timer_t* timer) {
+  auto* conn = static_cast<ClientConnection*>(timer->data);
+  switch (conn->phase_) {
+    case Phase::kHandshake:
+      log_debug("tls", "handshake timed out client=", conn->peer_address_);
+      conn->close_now();
+      break;
+    case Phase::kIdle:
+      conn->close_gracefully();
+      break;
+    case Phase::kHead:
+      conn->respond_error(408, "request head not received in time");
+      break;
+    case Phase::kConnecting:
+      conn->routing_->selector_for(*conn->route_)
+          .mark_down(conn->backend_index_, std::chrono::steady_clock::now());
+      log_warn("upstream", "connect timed out backend=", conn->upstream_key_);
+      conn->drop_upstream(false);
+      conn->connect_upstream();
+      break;
+    case Phase::kExchange:
+      if (!conn->response_head_sent_) {
+        log_warn("upstream", "response timed out backend=", conn->upstream_key_);
+        conn->respond_error(504, "backend did not answer in time");
+      } else {
+        conn->upstream_failed("backend stalled mid-response");
+      }
+      break;
+    case Phase::kTunnel:
+      conn->tunnel_on_timer();
+      break;
+    case Phase::kClosing:
+      conn->close_now();
+      break;
+    case Phase::kClosed:
+      break;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// llhttp callbacks: the request
+
+int ClientConnection::on_request_message_begin(llhttp_t* p) {
+  ClientConnection* c = from_parser(p);
+  c->request_.clear();
+  c->building_name_ = false;
+  c->phase_ = Phase::kHead;
+  c->request_start_ = std::chrono::steady_clock::now();
+  c->arm_timer(c->ctx_.config.header_timeout);
+  return 0;
+}
+
+int ClientConnection::on_request_url(llhttp_t* p, const char* at, size_t len) {
+  ClientConnection* c = from_parser(p);
+  c->request_.bytes += len;
+  if (c->request_.bytes > c->ctx_.config.max_header_bytes) {
+    c->request_error_status_ = 414;
+    llhttp_set_error_reason(p, "request target too long");
+    return HPE_USER;
+  }
+  c->request_.target.append(at, len);
+  return 0;
+}
+
+int ClientConnection::on_request_header_field(llhttp_t* p, const char* at, size_t len) {
+  ClientConnection* c = from_parser(p);
+  if (!append_header_name(c->request_, &c->building_name_, at, len, c->ctx_.config.max_header_bytes,
+                          c->ctx_.config.max_header_count)) {
+    c->request_error_status_ = 431;
+    llhttp_set_error_reason(p, "request head too large");
+    return HPE_USER;
+  }
+  return 0;
+}
+
+int ClientConnection::on_request_header_field_complete(llhttp_t* p) {
+  from_parser(p)->building_name_ = false;
+  return 0;
+}
+
+int ClientConnection::on_request_header_value_complete(llhttp_t* p) {
+  from_parser(p)->request_.in_value = false;
+  return 0;
+}
+
+int ClientConnection::on_request_header_value(llhttp_t* p, const char* at, size_t len) {
+  ClientConnection* c = from_parser(p);
+  // llhttp passes obs-fold (a continuation line starting with a space) on as a second span of
+  // the same value. A value split by the end of a read also comes in two spans, but then the
+  // first one ends exactly at the end of the bytes being parsed. RFC 9112 section 5.2 lets a
+  // proxy reject obs-fold, and a folded header is a classic smuggling vector.
+  if (c->request_.in_value && !c->value_span_at_end_) {
+    c->request_error_status_ = 400;
+    llhttp_set_error_reason(p, "obs-fold in header value");
+    return HPE_USER;
+  }
+  c->request_.in_value = true;
+  c->value_span_at_end_ = at + len == c->parse_end_;
+  if (!append_header_value(c->request_, at, len, c->ctx_.config.max_header_bytes)) {
+    c->request_error_status_ = 431;
+    llhttp_set_error_reason(p, "request head too large");
+    return HPE_USER;
+  }
+  return 0;
+}
+
+int ClientConnection::on_request_headers_complete(llhttp_t* p) {
+  ClientConnection* c = from_parser(p);
+  c->request_.method = llhttp_method_name(static_cast<llhttp_method_t>(p->method));
+  c->request_.version_major = p->http_major;
+  c->request_.version_minor = p->http_minor;
+  // A request with a body pauses here, so that the body waits until the backend is connected.
+  // A bodiless one runs on to message complete (llhttp needs no more bytes for that, but it
+  // would need some to leave a pause), and the exchange starts there.
+  bool has_body =
+      (p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0);
+  if (!has_body) return 0;
+  c->pause_reason_ = PauseReason::kHeadersComplete;
+  return HPE_PAUSED;
+}
+
+int ClientConnection::on_request_body(llhttp_t* p, const char* at, size_t len) {
+  from_parser(p)->send_request_body(at, len);
+  return 0;
+}
+
+int ClientConnection::on_request_message_complete(llhttp_t* p) {
+  ClientConnection* c = from_parser(p);
+  c->request_complete_ = true;
+  if (c->request_framing_ == BodyFraming::kChunked && c->upstream_) {
+    c->upstream_->writer().write("0\r\n\r\n", 5);
+  }
+  c->pause_reason_ = PauseReason::kMessageComplete;
+  // An upgrade request makes llhttp pause by itself (HPE_PAUSED_UPGRADE).
+  return p->upgrade ? 0 : HPE_PAUSED;
+}
+
+const llhttp_settings_t& ClientConnection::request_settings() {
+  static const llhttp_settings_t settings = [] {
+    llhttp_settings_t s;
+    llhttp_settings_init(&s);
+    s.on_message_begin = &ClientConnection::on_request_message_begin;
+    s.on_url = &ClientConnection::on_request_url;
+    s.on_header_field = &ClientConnection::on_request_header_field;
+    s.on_header_field_complete = &ClientConnection::on_request_header_field_complete;
+    s.on_header_value = &ClientConnection::on_request_header_value;
+    s.on_header_value_complete = &ClientConnection::on_request_header_value_complete;
+    s.on_headers_complete = &ClientConnection::on_request_headers_complete;
+    s.on_body = &ClientConnection::on_request_body;
+    s.on_message_complete = &ClientConnection::on_request_message_complete;
+    return s;
+  }();
+  return settings;
+}
+
+// ---------------------------------------------------------------------------------------------
+// llhttp callbacks: the response
+
+int ClientConnection::on_response_status(llhttp_t* p, const char* at, size_t len) {
+  ClientConnection* c = from_parser(p);
+  c->response_.bytes += len;
+  if (c->response_.bytes > kMaxResponseHeadBytes) return HPE_USER;
+  c->response_.reason.append(at, len);
+  return 0;
+}
+
+int ClientConnection::on_response_header_field(llhttp_t* p, const char* at, size_t len) {
+  ClientConnection* c = from_parser(p);
+  return append_header_name(c->response_, &c->building_name_, at, len, kMaxResponseHeadBytes,
+                            kMaxResponseHeaders)
+             ? 0
+             : HPE_USER;
+}
+
+int ClientConnection::on_response_header_field_complete(llhttp_t* p) {
+  from_parser(p)->building_name_ = false;
+  return 0;
+}
+
+int ClientConnection::on_response_header_value(llhttp_t* p, const char* at, size_t len) {
+  ClientConnection* c = from_parser(p);
+  return append_header_value(c->response_, at, len, kMaxResponseHeadBytes) ? 0 : HPE_USER;
+}
+
+int ClientConnection::on_response_headers_complete(llhttp_t* p) {
+  ClientConnection* c = from_parser(p);
+  int status = llhttp_get_status_code(p);
+  if (status >= 100 && status < 200 && status != 101) {
+    // Interim answers (100 Continue, 103 Early Hints) are portico's to give, not relayed.
+    c->response_informational_ = true;
+    return 0;
+  }
+  if (status == 101) {
+    // Only a WebSocket handshake may switch, and only with the answer its key calls for.
+    const HeaderField* accept = c->response_.find("sec-websocket-accept");
+    const HeaderField* upgrade = c->response_.find("upgrade");
+    if (!c->websocket_ || !accept || accept->value != c->ws_accept_ || !upgrade ||
+        !header_has_token(upgrade->value, "websocket")) {
+      llhttp_set_error_reason(p, "invalid 101 Switching Protocols from backend");
+      return -1;
+    }
+    c->switching_ = true;
+  }
+  c->response_.status = status;
+  c->response_.version_major = p->http_major;
+  c->response_.version_minor = p->http_minor;
+  ClientResponse response;
+  response.head = &c->response_;
+  response.head_request = c->request_.method == "HEAD";
+  response.client_http11 = c->request_.version_major == 1 && c->request_.version_minor >= 1;
+  response.keep_alive = c->client_keep_alive_ && c->request_complete_ && !c->shutting_down_;
+  if (p->flags & F_CHUNKED) {
+    response.framing = BodyFraming::kChunked;
+  } else if (p->flags & F_CONTENT_LENGTH) {
+    response.framing = BodyFraming::kContentLength;
+    response.content_length = p->content_length;
+  } else if (llhttp_message_needs_eof(p)) {
+    response.framing = BodyFraming::kCloseDelimited;
+  } else {
+    response.framing = BodyFraming::kNone;
+  }
+  if (!response.keep_alive) c->client_keep_alive_ = false;
+  size_t before = c->plain_out_.size();
+  c->client_framing_ = build_client_response_head(response, &c->plain_out_);
+  if (c->client_framing_ == BodyFraming::kCloseDelimited) c->client_keep_alive_ = false;
+  c->bytes_to_client_ += c->plain_out_.size() - before;
+  c->response_head_sent_ = true;
+  c->status_sent_ = status;
+  // llhttp cannot know that a response to HEAD has no body: 1 tells it to skip one.
+  return response.head_request ? 1 : 0;
+}
+
+int ClientConnection::on_response_body(llhttp_t* p, const char* at, size_t len) {
+  ClientConnection* c = from_parser(p);
+  if (c->client_framing_ == BodyFraming::kChunked) {
+    char size_line[20];
+    size_t n = chunk_header(len, size_line);
+    c->plain_out_.append(size_line, n);
+    c->plain_out_.append(at, len);
+    c->plain_out_.append("\r\n");
+    c->bytes_to_client_ += n + len + 2;
+  } else {
+    c->plain_out_.append(at, len);
+    c->bytes_to_client_ += len;
+  }
+  if (c->plain_out_.size() >= kPlaintextFlushBytes) c->flush_to_client();
+  return 0;
+}
+
+int ClientConnection::on_response_message_complete(llhttp_t* p) {
+  ClientConnection* c = from_parser(p);
+  if (c->switching_) return 0;  // llhttp pauses with HPE_PAUSED_UPGRADE
+  if (c->response_informational_) {
+    c->response_informational_ = false;
+    c->response_.clear();
+    return 0;
+  }
+  if (c->client_framing_ == BodyFraming::kChunked) {
+    c->plain_out_.append("0\r\n\r\n");
+    c->bytes_to_client_ += 5;
+  }
+  c->response_complete_ = true;
+  return HPE_PAUSED;
+}
+
+const llhttp_settings_t& ClientConnection::response_settings() {
+  static const llhttp_settings_t settings = [] {
+    llhttp_settings_t s;
+    llhttp_settings_init(&s);
+    s.on_status = &ClientConnection::on_response_status;
+    s.on_header_field = &ClientConnection::on_response_header_field;
+    s.on_header_field_complete = &ClientConnection::on_response_header_field_complete;
+    s.on_header_value = &ClientConnection::on_response_header_value;
+    s.on_headers_complete = &ClientConnection::on_response_headers_complete;
+    s.on_body = &ClientConnection::on_response_body;
+    s.on_message_complete = &ClientConnection::on_response_message_complete;
+    return s;
+  }();
+  return settings;
+}
+
+}  // namespace portico

@@ -1,0 +1,212 @@
+#pragma once
+
+// One client connection: TLS to the client, HTTP/1.1 parsed with llhttp, and the exchange with
+// the backend for the request in flight. It owns its uv handles, its SSL*, its buffers and its
+// upstream lease, and it ends exactly once: every path goes through close_now(), and the last
+// handle close callback frees it.
+
+#include <llhttp.h>
+#include <sys/socket.h>
+#include <uv.h>
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "proxy/header_rewrite.h"
+#include "proxy/http_head.h"
+#include "proxy/stream_writer.h"
+#include "proxy/upstream_pool.h"
+#include "proxy/worker_context.h"
+#include "proxy/ws_frames.h"
+#include "tls/tls_stream.h"
+
+namespace portico {
+
+class ClientConnection final : private StreamWriter::Owner, private UpstreamConnection::Delegate {
+ public:
+  // Accepts one pending connection from `server` (a listening TCP handle).
+  static void accept_from(WorkerContext& ctx, uv_stream_t* server);
+
+  // Graceful shutdown: an idle connection closes now; a busy one after its current response.
+  void begin_shutdown();
+  // Ends the connection at once (the drain time is over).
+  void abort() { close_now(); }
+
+  ClientConnection* next_in_worker() const { return next_; }
+
+ private:
+  enum class Phase {
+    kHandshake,   // TLS handshake in progress
+    kIdle,        // waiting for the next request (keep-alive)
+    kHead,        // a request head is arriving
+    kConnecting,  // the request is routed; connecting to its backend
+    kExchange,    // request sent or streaming; response streaming back
+    kTunnel,      // after 101: WebSocket frames relayed both ways
+    kClosing,     // final bytes flushed, lingering before the close
+    kClosed,      // handles closing; waiting for their callbacks
+  };
+  enum class PauseReason { kNone, kHeadersComplete, kMessageComplete };
+
+  explicit ClientConnection(WorkerContext& ctx);
+  ~ClientConnection();
+
+  // Reading and the plaintext path.
+  static void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
+  void on_ciphertext(const char* data, size_t len);
+  void on_plaintext(const char* data, size_t len);
+  void process_input();
+  void parse(const char* data, size_t len);
+  void on_parser_paused();
+  void update_reading();
+
+  // The request and its exchange.
+  void start_exchange();
+  void connect_upstream();
+  void on_upstream_ready();
+  void send_request_body(const char* data, size_t len);
+  void finish_exchange();
+  void next_request();
+  void reset_exchange();
+  void respond_error(int status, std::string_view why);
+  void log_access(std::string_view error);
+
+  // Writing to the client.
+  void flush_to_client();
+  void on_write_done(int status) override;
+
+  // UpstreamConnection::Delegate
+  void on_upstream_connected(UpstreamConnection& conn, int status) override;
+  void on_upstream_data(UpstreamConnection& conn, const char* data, size_t len) override;
+  void on_upstream_closed(UpstreamConnection& conn, int status) override;
+  void on_upstream_drained(UpstreamConnection& conn) override;
+  void upstream_failed(std::string_view why);
+  void drop_upstream(bool reusable);
+
+  // The WebSocket tunnel (client_tunnel.cc).
+  struct Tunnel;
+  void enter_tunnel(const char* backend_bytes, size_t len);
+  void tunnel_from_client(const char* data, size_t len);
+  void tunnel_from_backend(const char* data, size_t len);
+  void tunnel_send_close(uint16_t to_client, uint16_t to_backend, std::string_view why);
+  void tunnel_backend_gone(int status);
+  void tunnel_on_timer();
+  void tunnel_finish(std::string_view why);
+  bool websocket_checks_pass(const HeaderField& host);
+  void resume_parser();
+
+  // Timers and the end of the connection.
+  void arm_timer(std::chrono::milliseconds timeout);
+  static void on_timer(uv_timer_t* timer);
+  void on_client_eof();
+  void close_gracefully();  // close_notify, flush, FIN, linger, close
+  void close_now();         // the one place where handles are closed
+  static void on_handle_closed(uv_handle_t* handle);
+  static void on_shutdown_done(uv_shutdown_t* req, int status);
+
+  // llhttp callbacks (request parser, then response parser).
+  static int on_request_message_begin(llhttp_t* p);
+  static int on_request_url(llhttp_t* p, const char* at, size_t len);
+  static int on_request_header_field(llhttp_t* p, const char* at, size_t len);
+  static int on_request_header_value(llhttp_t* p, const char* at, size_t len);
+  static int on_request_header_field_complete(llhttp_t* p);
+  static int on_request_header_value_complete(llhttp_t* p);
+  static int on_request_headers_complete(llhttp_t* p);
+  static int on_request_body(llhttp_t* p, const char* at, size_t len);
+  static int on_request_message_complete(llhttp_t* p);
+  static int on_response_status(llhttp_t* p, const char* at, size_t len);
+  static int on_response_header_field(llhttp_t* p, const char* at, size_t len);
+  static int on_response_header_value(llhttp_t* p, const char* at, size_t len);
+  static int on_response_header_field_complete(llhttp_t* p);
+  static int on_response_headers_complete(llhttp_t* p);
+  static int on_response_body(llhttp_t* p, const char* at, size_t len);
+  static int on_response_message_complete(llhttp_t* p);
+  static const llhttp_settings_t& request_settings();
+  static const llhttp_settings_t& response_settings();
+
+  WorkerContext& ctx_;
+  uv_tcp_t tcp_;
+  uv_timer_t timer_;
+  int open_handles_ = 0;
+  StreamWriter writer_;
+  TlsStream tls_;
+  sockaddr_storage peer_{};
+  std::string peer_address_;
+  Phase phase_ = Phase::kHandshake;
+  bool reading_ = false;
+  bool shutting_down_ = false;
+  bool processing_input_ = false;
+  bool shutdown_sent_ = false;
+  ClientConnection* prev_ = nullptr;
+  ClientConnection* next_ = nullptr;
+
+  // Request side.
+  llhttp_t parser_;
+  bool parser_paused_ = false;
+  PauseReason pause_reason_ = PauseReason::kNone;
+  std::string pending_input_;  // plaintext received but not yet parsed (bounded by one read)
+  std::string plain_out_;      // plaintext for the client, encrypted at flush
+  HttpHead request_;
+  bool building_name_ = false;
+  const char* parse_end_ = nullptr;  // end of the bytes llhttp is parsing now
+  bool value_span_at_end_ = false;   // the last header value span ended at parse_end_
+  int request_error_status_ = 0;     // set by callbacks that reject the request (431, 413)
+
+  // The exchange in flight.
+  std::shared_ptr<RoutingState> routing_;
+  const Route* route_ = nullptr;
+  size_t backend_index_ = 0;
+  std::vector<size_t> tried_backends_;
+  std::string upstream_key_;
+  std::string upstream_head_;
+  UpstreamConnection* upstream_ = nullptr;
+  BodyFraming request_framing_ = BodyFraming::kNone;
+  bool request_complete_ = false;
+  bool exchange_started_ = false;
+  bool exchange_done_ = false;
+  bool client_keep_alive_ = true;
+  bool expect_continue_ = false;
+  bool retried_ = false;
+  uint64_t request_body_bytes_ = 0;
+  std::chrono::steady_clock::time_point request_start_{};
+
+  // Response side.
+  llhttp_t response_parser_;
+  HttpHead response_;
+  bool response_head_sent_ = false;
+  bool response_complete_ = false;
+  bool response_informational_ = false;
+  BodyFraming client_framing_ = BodyFraming::kNone;
+  uint64_t response_bytes_from_backend_ = 0;
+  uint64_t bytes_to_client_ = 0;
+  int status_sent_ = 0;
+  bool upstream_paused_ = false;  // upstream reads stopped because the client is slow
+
+  // WebSocket.
+  bool websocket_ = false;  // the request in flight is a WebSocket opening handshake
+  bool switching_ = false;  // the backend accepted it with 101
+  std::string ws_accept_;   // the Sec-WebSocket-Accept the backend must answer with
+  std::unique_ptr<Tunnel> tunnel_;
+};
+
+// A WebSocket tunnel's state: frame tracking each way, keep-alive pings, and the close codes.
+struct ClientConnection::Tunnel {
+  Tunnel(uint64_t max_message, uint64_t now_ms)
+      : from_client(WsDirection::kClientToServer, max_message),
+        from_backend(WsDirection::kServerToClient, max_message),
+        started_ms(now_ms),
+        last_client_activity_ms(now_ms) {}
+
+  WsFrameTracker from_client;
+  WsFrameTracker from_backend;
+  uint64_t started_ms;
+  uint64_t last_client_activity_ms;
+  bool ping_outstanding = false;
+  bool closing = false;  // portico sent its own Close frames; waiting for the peers' replies
+  uint16_t close_to_client = 0;
+  uint16_t close_to_backend = 0;
+};
+
+}  // namespace portico

@@ -1,0 +1,221 @@
+// The WebSocket half of ClientConnection: after the backend's 101, frames are relayed both ways
+// without unmasking, copying or reassembling payloads. WsFrameTracker follows the frame headers
+// so that portico can close at a frame boundary, enforce the message size limit, reject frames
+// masked the wrong way, and keep idle tunnels alive with pings.
+
+#include <openssl/rand.h>
+
+#include "proxy/client_connection.h"
+#include "proxy/log.h"
+#include "proxy/websocket_handshake.h"
+
+namespace portico {
+namespace {
+
+// How long portico waits for the peers' Close replies after it sent its own.
+constexpr uint64_t kCloseHandshakeMs = 3000;
+
+uint32_t random_mask() {
+  uint32_t key = 0;
+  RAND_bytes(reinterpret_cast<unsigned char*>(&key), sizeof key);
+  return key;
+}
+
+}  // namespace
+
+bool ClientConnection::websocket_checks_pass(const HeaderField& host) {
+  if (route_->options.upgrade == UpgradePolicy::kNever) {
+    respond_error(403, "WebSocket upgrades are not allowed on this route");
+    return false;
+  }
+  std::string why;
+  if (int status = check_websocket_request(request_, &why); status != 0) {
+    respond_error(status, why);
+    return false;
+  }
+  const HeaderField* origin = request_.find("origin");
+  if (origin && !websocket_origin_allowed(origin->value, host.value, route_->options.origins)) {
+    log_warn("websocket", "refused origin=\"", origin->value, "\" host=", host.value,
+             " route=", route_->prefix, " client=", peer_address_);
+    respond_error(403, "WebSocket origin not allowed");
+    return false;
+  }
+  ws_accept_ = ws_accept_for_key(request_.find("sec-websocket-key")->value);
+  return true;
+}
+
+void ClientConnection::enter_tunnel(const char* backend_bytes, size_t len) {
+  phase_ = Phase::kTunnel;
+  tunnel_ = std::make_unique<Tunnel>(route_->options.max_ws_message, uv_now(ctx_.loop));
+  flush_to_client();  // the 101
+  // The handshake heads are no longer needed: an idle tunnel should cost as little as possible.
+  upstream_head_ = std::string();
+  response_ = HttpHead();
+  if (len > 0) tunnel_from_backend(backend_bytes, len);
+  if (phase_ != Phase::kTunnel) return;
+  if (!pending_input_.empty()) {
+    std::string early;
+    early.swap(pending_input_);
+    tunnel_from_client(early.data(), early.size());
+    if (phase_ != Phase::kTunnel) return;
+  }
+  pending_input_ = std::string();
+  parser_paused_ = false;
+  arm_timer(route_->options.ws_idle);
+  update_reading();
+}
+
+void ClientConnection::tunnel_from_client(const char* data, size_t len) {
+  Tunnel& t = *tunnel_;
+  t.last_client_activity_ms = uv_now(ctx_.loop);
+  t.ping_outstanding = false;
+  size_t ok = t.from_client.feed(reinterpret_cast<const uint8_t*>(data), len);
+  // Once portico has sent its own Close to the backend, the client's frames (its Close reply)
+  // end here.
+  if (ok > 0 && upstream_ && t.close_to_backend == 0) upstream_->writer().write(data, ok);
+  if (t.from_client.violation() != WsViolation::kNone) {
+    log_info("websocket",
+             "client broke the protocol violation=", ws_violation_name(t.from_client.violation()),
+             " client=", peer_address_);
+    tunnel_send_close(t.from_client.close_code_for_violation(), 1001,
+                      ws_violation_name(t.from_client.violation()));
+    return;
+  }
+  if (t.closing && t.from_client.saw_close() && (t.from_backend.saw_close() || !upstream_)) {
+    tunnel_finish("close handshake done");
+    close_gracefully();
+  }
+}
+
+void ClientConnection::tunnel_from_backend(const char* data, size_t len) {
+  Tunnel& t = *tunnel_;
+  size_t ok = t.from_backend.feed(reinterpret_cast<const uint8_t*>(data), len);
+  if (ok > 0 && t.close_to_client == 0) {
+    if (tls_.write(data, ok) != TlsStream::Status::kOk) {
+      close_now();
+      return;
+    }
+    flush_to_client();
+    if (phase_ == Phase::kClosed) return;
+  }
+  if (t.from_backend.violation() != WsViolation::kNone) {
+    log_warn("websocket",
+             "backend broke the protocol violation=", ws_violation_name(t.from_backend.violation()),
+             " backend=", upstream_key_);
+    tunnel_send_close(1011, t.from_backend.close_code_for_violation(),
+                      ws_violation_name(t.from_backend.violation()));
+    return;
+  }
+  if (writer_.queued() > kWriteHighWater && upstream_) {
+    upstream_->read_stop();
+    upstream_paused_ = true;
+  }
+  if (t.closing && t.from_backend.saw_close() && t.from_client.saw_close()) {
+    tunnel_finish("close handshake done");
+    close_gracefully();
+  }
+}
+
+// Portico ends the tunnel itself: a Close frame to each side that has not closed yet (only at a
+// frame boundary, where a frame of ours cannot corrupt theirs), then a bounded wait for replies.
+void ClientConnection::tunnel_send_close(uint16_t to_client, uint16_t to_backend,
+                                         std::string_view why) {
+  Tunnel& t = *tunnel_;
+  if (t.closing) return;
+  t.closing = true;
+  uint8_t frame[kWsMaxControlFrameBytes];
+  if (to_client != 0 && t.close_to_client == 0) {
+    if (t.from_backend.at_frame_boundary() && !t.from_backend.saw_close()) {
+      size_t n = ws_build_close_frame(frame, to_client, "", /*mask=*/false, 0);
+      tls_.write(reinterpret_cast<const char*>(frame), n);
+      flush_to_client();
+    }
+    t.close_to_client = to_client;
+  }
+  if (to_backend != 0 && upstream_ && t.close_to_backend == 0) {
+    if (t.from_client.at_frame_boundary() && !t.from_client.saw_close()) {
+      // Frames towards a server must be masked: portico is the client on that side.
+      size_t n = ws_build_close_frame(frame, to_backend, "", /*mask=*/true, random_mask());
+      upstream_->writer().write(reinterpret_cast<const char*>(frame), n);
+    }
+    t.close_to_backend = to_backend;
+  }
+  log_info("websocket", "closing tunnel reason=\"", why, "\" close_to_client=", to_client,
+           " close_to_backend=", to_backend, " client=", peer_address_);
+  if (phase_ == Phase::kTunnel) arm_timer(std::chrono::milliseconds(kCloseHandshakeMs));
+}
+
+void ClientConnection::tunnel_backend_gone(int status) {
+  Tunnel& t = *tunnel_;
+  drop_upstream(false);
+  if (!t.from_backend.saw_close() && t.close_to_client == 0 && t.from_backend.at_frame_boundary()) {
+    // 1001: the backend went away; 1011: it failed.
+    uint16_t code = status == UV_EOF ? 1001 : 1011;
+    uint8_t frame[kWsMaxControlFrameBytes];
+    size_t n = ws_build_close_frame(frame, code, "", /*mask=*/false, 0);
+    tls_.write(reinterpret_cast<const char*>(frame), n);
+    t.close_to_client = code;
+  }
+  tunnel_finish(status == UV_EOF ? "backend closed" : uv_err_name(status));
+  close_gracefully();
+}
+
+void ClientConnection::tunnel_on_timer() {
+  Tunnel& t = *tunnel_;
+  if (t.closing) {
+    tunnel_finish("close handshake timed out");
+    close_now();
+    return;
+  }
+  uint64_t now = uv_now(ctx_.loop);
+  uint64_t idle_limit = static_cast<uint64_t>(route_->options.ws_idle.count());
+  uint64_t idle = now - t.last_client_activity_ms;
+  if (idle < idle_limit) {
+    arm_timer(std::chrono::milliseconds(idle_limit - idle));
+    return;
+  }
+  if (t.ping_outstanding) {
+    // A whole ws_idle period after the ping, nothing came back: the client is gone.
+    log_info("websocket", "client did not answer ping client=", peer_address_);
+    tunnel_send_close(1001, 1001, "client did not answer ping");
+    return;
+  }
+  if (t.from_backend.at_frame_boundary()) {
+    uint8_t frame[kWsMaxControlFrameBytes];
+    size_t n = ws_build_ping_frame(frame, "portico", /*mask=*/false, 0);
+    tls_.write(reinterpret_cast<const char*>(frame), n);
+    flush_to_client();
+    t.ping_outstanding = true;
+    t.last_client_activity_ms = now;  // the pong deadline counts from the ping
+  }
+  arm_timer(route_->options.ws_idle);
+}
+
+void ClientConnection::tunnel_finish(std::string_view why) {
+  if (!tunnel_ || !ctx_.access_log.enabled()) return;
+  Tunnel& t = *tunnel_;
+  AccessLogEntry entry;
+  entry.client = peer_address_;
+  entry.method = request_.method;
+  const HeaderField* host = request_.find("host");
+  entry.host = host ? std::string_view(host->value) : std::string_view();
+  entry.target = request_.target;
+  entry.route = route_ ? std::string_view(route_->prefix) : std::string_view("-");
+  entry.backend = upstream_key_;
+  entry.status = 101;
+  entry.bytes_in = t.from_client.bytes();
+  entry.bytes_out = t.from_backend.bytes();
+  entry.duration_ms = static_cast<double>(uv_now(ctx_.loop) - t.started_ms);
+  entry.error = why;
+  entry.tunnel = true;
+  entry.messages_in = t.from_client.messages();
+  entry.messages_out = t.from_backend.messages();
+  entry.close_from_client = t.from_client.close_code();
+  entry.close_from_backend = t.from_backend.close_code();
+  entry.close_to_client = t.close_to_client;
+  entry.close_to_backend = t.close_to_backend;
+  ctx_.access_log.write(entry);
+  tunnel_.reset();
+}
+
+}  // namespace portico

@@ -1,0 +1,168 @@
+#include "proxy/config.h"
+
+#include <charconv>
+#include <string_view>
+
+#include "routing/route_table.h"
+
+namespace portico {
+
+const char* usage_text() {
+  return R"(usage: portico --routes FILE --cert PEM --key PEM [options]
+
+Terminates TLS, redirects HTTP to HTTPS, and routes requests and WebSocket
+streams by host and path prefix to the backends named in the route file.
+
+  --routes FILE            route table file (see docs/routes.md)
+  --cert PEM --key PEM     certificate chain and private key (PEM)
+  --https-port N           TLS listener port (default 443; 0 picks a free port)
+  --http-port N            redirect listener port (default 80; 0 turns it off)
+  --listen ADDR            address to listen on (default 0.0.0.0; e.g. ::, 127.0.0.1)
+  --trusted-proxies LIST   comma-separated CIDRs whose X-Forwarded-*/Forwarded
+                           headers are kept and appended to (default: none)
+  --access-log FILE|-|off  access log destination (default -: stderr)
+  --log-level LEVEL        debug, info, warn or error (default info)
+  --handshake-timeout DUR  TLS handshake time limit (default 10s)
+  --header-timeout DUR     time limit for a request's head to arrive (default 30s)
+  --keepalive-timeout DUR  idle client connection time limit (default 75s)
+  --max-header-bytes SIZE  request line plus headers limit, 431 above (default 32k)
+  --max-headers N          header count limit, 431 above (default 100)
+  --check                  validate the route file and certificates, print the table, exit
+  --help                   this text
+  --version                the version
+)";
+}
+
+namespace {
+
+bool parse_port(std::string_view text, uint16_t* out) {
+  unsigned value = 0;
+  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || ptr != text.data() + text.size() || value > 65535) return false;
+  *out = static_cast<uint16_t>(value);
+  return true;
+}
+
+}  // namespace
+
+ConfigResult parse_command_line(int argc, const char* const* argv) {
+  ConfigResult result;
+  Config& config = result.config;
+  std::vector<std::string> certs, keys;
+  auto fail = [&](std::string message) {
+    result.action = ConfigResult::Action::kError;
+    result.error = std::move(message);
+    return result;
+  };
+
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    std::string_view value;
+    bool has_inline_value = false;
+    if (arg.starts_with("--")) {
+      if (size_t eq = arg.find('='); eq != std::string_view::npos) {
+        value = arg.substr(eq + 1);
+        arg = arg.substr(0, eq);
+        has_inline_value = true;
+      }
+    }
+    auto take_value = [&]() -> bool {
+      if (has_inline_value) return true;
+      if (i + 1 >= argc) return false;
+      value = argv[++i];
+      return true;
+    };
+    auto needs = [&](std::string_view what) {
+      return fail(std::string(arg) + " needs " + std::string(what));
+    };
+
+    if (arg == "--help" || arg == "-h") {
+      result.action = ConfigResult::Action::kHelp;
+      return result;
+    } else if (arg == "--version") {
+      result.action = ConfigResult::Action::kVersion;
+      return result;
+    } else if (arg == "--check") {
+      config.check_only = true;
+    } else if (arg == "--routes") {
+      if (!take_value()) return needs("a file");
+      config.routes_path = value;
+    } else if (arg == "--cert") {
+      if (!take_value()) return needs("a PEM file");
+      certs.emplace_back(value);
+    } else if (arg == "--key") {
+      if (!take_value()) return needs("a PEM file");
+      keys.emplace_back(value);
+    } else if (arg == "--https-port" || arg == "--http-port") {
+      if (!take_value()) return needs("a port number");
+      uint16_t port = 0;
+      if (!parse_port(value, &port)) {
+        return fail(std::string(arg) + ": not a port number: \"" + std::string(value) + "\"");
+      }
+      (arg == "--https-port" ? config.https_port : config.http_port) = port;
+    } else if (arg == "--listen") {
+      if (!take_value()) return needs("an address");
+      config.listen_address = value;
+    } else if (arg == "--trusted-proxies") {
+      if (!take_value()) return needs("a list of CIDR ranges");
+      std::string error;
+      auto list = parse_cidr_list(value, &error);
+      if (!list) return fail("--trusted-proxies: " + error);
+      config.trusted_proxies = std::move(*list);
+    } else if (arg == "--access-log") {
+      if (!take_value()) return needs("a file, - or off");
+      config.access_log = value;
+    } else if (arg == "--log-level") {
+      if (!take_value()) return needs("a level");
+      if (!parse_log_level(value, &config.log_level)) {
+        return fail("--log-level: expected debug, info, warn or error, got \"" +
+                    std::string(value) + "\"");
+      }
+    } else if (arg == "--handshake-timeout" || arg == "--header-timeout" ||
+               arg == "--keepalive-timeout") {
+      if (!take_value()) return needs("a duration such as 10s");
+      auto duration = parse_duration(value);
+      if (!duration || duration->count() <= 0) {
+        return fail(std::string(arg) + ": not a duration (e.g. 500ms, 10s, 2m): \"" +
+                    std::string(value) + "\"");
+      }
+      if (arg == "--handshake-timeout") config.handshake_timeout = *duration;
+      if (arg == "--header-timeout") config.header_timeout = *duration;
+      if (arg == "--keepalive-timeout") config.keepalive_timeout = *duration;
+    } else if (arg == "--max-header-bytes") {
+      if (!take_value()) return needs("a size such as 32k");
+      auto size = parse_size(value);
+      if (!size || *size < 1024 || *size > 1024 * 1024) {
+        return fail("--max-header-bytes: expected a size from 1k to 1m, got \"" +
+                    std::string(value) + "\"");
+      }
+      config.max_header_bytes = *size;
+    } else if (arg == "--max-headers") {
+      if (!take_value()) return needs("a number");
+      unsigned n = 0;
+      auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+      if (ec != std::errc() || ptr != value.data() + value.size() || n < 1 || n > 10000) {
+        return fail("--max-headers: expected a number from 1 to 10000, got \"" +
+                    std::string(value) + "\"");
+      }
+      config.max_header_count = n;
+    } else {
+      return fail("unknown option \"" + std::string(arg) + "\" (see --help)");
+    }
+  }
+
+  if (config.routes_path.empty()) return fail("--routes FILE is required (see --help)");
+  if (certs.empty() && keys.empty()) return fail("--cert PEM and --key PEM are required");
+  if (certs.size() != keys.size()) {
+    return fail("--cert and --key must be given in pairs (got " + std::to_string(certs.size()) +
+                " --cert and " + std::to_string(keys.size()) + " --key)");
+  }
+  for (size_t i = 0; i < certs.size(); ++i) config.certificates.push_back({certs[i], keys[i]});
+  if (config.http_port != 0 && config.http_port == config.https_port) {
+    return fail("--http-port and --https-port must differ");
+  }
+  result.action = ConfigResult::Action::kRun;
+  return result;
+}
+
+}  // namespace portico

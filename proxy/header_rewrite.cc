@@ -1,0 +1,191 @@
+#include "proxy/header_rewrite.h"
+
+namespace portico {
+namespace {
+
+// Headers that describe one hop, or that portico re-emits itself.
+bool is_hop_by_hop(std::string_view name) {
+  static constexpr std::string_view kNames[] = {
+      "connection", "keep-alive",        "proxy-connection", "te",
+      "trailer",    "transfer-encoding", "upgrade",          "content-length",
+  };
+  for (std::string_view hop : kNames) {
+    if (iequals(name, hop)) return true;
+  }
+  return false;
+}
+
+// A header named by a Connection header ("Connection: close, X-Foo") is hop-by-hop too.
+bool named_by_connection(const HttpHead& head, std::string_view name) {
+  for (const HeaderField& h : head.headers) {
+    if (iequals(h.name, "connection") && header_has_token(h.value, name)) return true;
+  }
+  return false;
+}
+
+bool is_forwarding_header(std::string_view name) {
+  return iequals(name, "x-forwarded-for") || iequals(name, "x-forwarded-proto") ||
+         iequals(name, "x-forwarded-host") || iequals(name, "forwarded") ||
+         iequals(name, "x-real-ip");
+}
+
+void append_header(std::string* out, std::string_view name, std::string_view value) {
+  out->append(name).append(": ").append(value).append("\r\n");
+}
+
+// Joins the values of every header called `name` (in order) with ", ".
+std::string joined_values(const HttpHead& head, std::string_view name) {
+  std::string joined;
+  for (const HeaderField& h : head.headers) {
+    if (!iequals(h.name, name)) continue;
+    if (!joined.empty()) joined.append(", ");
+    joined.append(h.value);
+  }
+  return joined;
+}
+
+// RFC 7239 node: IPv6 addresses are quoted and bracketed.
+void append_forwarded_node(std::string* out, std::string_view address) {
+  if (address.find(':') != std::string_view::npos) {
+    out->append("\"[").append(address).append("]\"");
+  } else {
+    out->append(address);
+  }
+}
+
+void append_content_length(std::string* out, uint64_t length) {
+  out->append("Content-Length: ").append(std::to_string(length)).append("\r\n");
+}
+
+}  // namespace
+
+void build_upstream_request_head(const UpstreamRequest& request, std::string* out) {
+  const HttpHead& head = *request.head;
+  out->append(head.method).append(" ").append(request.target).append(" HTTP/1.1\r\n");
+  append_header(out, "Host", request.host);
+  for (const HeaderField& h : head.headers) {
+    if (iequals(h.name, "host") || is_hop_by_hop(h.name) || is_forwarding_header(h.name)) continue;
+    if (named_by_connection(head, h.name)) continue;
+    // Portico answers Expect: 100-continue itself before it reads the body.
+    if (iequals(h.name, "expect")) continue;
+    append_header(out, h.name, h.value);
+  }
+
+  // Forwarding headers: a client's own values are dropped unless it is a trusted proxy.
+  std::string prior_xff = request.client_trusted ? joined_values(head, "x-forwarded-for") : "";
+  out->append("X-Forwarded-For: ");
+  if (!prior_xff.empty()) out->append(prior_xff).append(", ");
+  out->append(request.client_address).append("\r\n");
+  append_header(out, "X-Forwarded-Proto", "https");
+  append_header(out, "X-Forwarded-Host", request.host);
+  std::string prior_forwarded = request.client_trusted ? joined_values(head, "forwarded") : "";
+  out->append("Forwarded: ");
+  if (!prior_forwarded.empty()) out->append(prior_forwarded).append(", ");
+  out->append("for=");
+  append_forwarded_node(out, request.client_address);
+  out->append(";proto=https;host=\"").append(request.host).append("\"\r\n");
+
+  switch (request.framing) {
+    case BodyFraming::kContentLength:
+      append_content_length(out, request.content_length);
+      break;
+    case BodyFraming::kChunked:
+      out->append("Transfer-Encoding: chunked\r\n");
+      break;
+    case BodyFraming::kNone:
+    case BodyFraming::kCloseDelimited:
+      break;
+  }
+  if (request.upgrade) {
+    append_header(out, "Upgrade", head.find("upgrade") ? head.find("upgrade")->value : "websocket");
+    out->append("Connection: upgrade\r\n");
+  } else {
+    out->append("Connection: keep-alive\r\n");
+  }
+  out->append("\r\n");
+}
+
+BodyFraming build_client_response_head(const ClientResponse& response, std::string* out) {
+  const HttpHead& head = *response.head;
+  const bool switching = head.status == 101;
+  out->append("HTTP/1.1 ").append(std::to_string(head.status)).append(" ");
+  out->append(head.reason.empty() ? reason_phrase(head.status) : std::string_view(head.reason));
+  out->append("\r\n");
+  for (const HeaderField& h : head.headers) {
+    if (is_hop_by_hop(h.name) || named_by_connection(head, h.name)) continue;
+    append_header(out, h.name, h.value);
+  }
+  out->append(response.extra_headers);
+
+  if (switching) {
+    append_header(out, "Upgrade", head.find("upgrade") ? head.find("upgrade")->value : "websocket");
+    out->append("Connection: upgrade\r\n\r\n");
+    return BodyFraming::kCloseDelimited;
+  }
+
+  bool keep_alive = response.keep_alive;
+  BodyFraming out_framing = BodyFraming::kNone;
+  const bool bodiless = response.head_request || head.status == 204 || head.status == 304 ||
+                        (head.status >= 100 && head.status < 200);
+  if (bodiless) {
+    // A HEAD answer keeps the length the GET would have had; 204 and 304 carry none.
+    if (response.head_request && response.framing == BodyFraming::kContentLength) {
+      append_content_length(out, response.content_length);
+    }
+  } else {
+    switch (response.framing) {
+      case BodyFraming::kContentLength:
+        append_content_length(out, response.content_length);
+        out_framing = BodyFraming::kContentLength;
+        break;
+      case BodyFraming::kNone:
+        append_content_length(out, 0);
+        break;
+      case BodyFraming::kChunked:
+      case BodyFraming::kCloseDelimited:
+        if (response.client_http11) {
+          out->append("Transfer-Encoding: chunked\r\n");
+          out_framing = BodyFraming::kChunked;
+        } else {
+          keep_alive = false;
+          out_framing = BodyFraming::kCloseDelimited;
+        }
+        break;
+    }
+  }
+  if (!keep_alive) {
+    out->append("Connection: close\r\n");
+  } else if (!response.client_http11) {
+    out->append("Connection: keep-alive\r\n");
+  }
+  out->append("\r\n");
+  return out_framing;
+}
+
+void build_simple_response(int status, std::string_view body, bool keep_alive,
+                           std::string_view extra_headers, std::string* out) {
+  out->append("HTTP/1.1 ").append(std::to_string(status)).append(" ");
+  out->append(reason_phrase(status)).append("\r\n");
+  out->append("Content-Type: text/plain; charset=utf-8\r\n");
+  append_content_length(out, body.size());
+  out->append(extra_headers);
+  if (!keep_alive) out->append("Connection: close\r\n");
+  out->append("\r\n").append(body);
+}
+
+size_t chunk_header(uint64_t size, char* out) {
+  static const char kHex[] = "0123456789abcdef";
+  char digits[16];
+  size_t n = 0;
+  do {
+    digits[n++] = kHex[size & 0xF];
+    size >>= 4;
+  } while (size != 0);
+  size_t len = 0;
+  while (n > 0) out[len++] = digits[--n];
+  out[len++] = '\r';
+  out[len++] = '\n';
+  return len;
+}
+
+}  // namespace portico

@@ -1,0 +1,151 @@
+#include "proxy/http_head.h"
+
+namespace portico {
+
+void HttpHead::clear() {
+  method.clear();
+  target.clear();
+  status = 0;
+  reason.clear();
+  version_major = 1;
+  version_minor = 1;
+  headers.clear();
+  bytes = 0;
+  in_value = false;
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    char x = a[i], y = b[i];
+    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
+    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
+    if (x != y) return false;
+  }
+  return true;
+}
+
+const HeaderField* HttpHead::find(std::string_view name) const {
+  for (const HeaderField& h : headers) {
+    if (iequals(h.name, name)) return &h;
+  }
+  return nullptr;
+}
+
+size_t HttpHead::count(std::string_view name) const {
+  size_t n = 0;
+  for (const HeaderField& h : headers) n += iequals(h.name, name) ? 1 : 0;
+  return n;
+}
+
+bool header_has_token(std::string_view value, std::string_view token) {
+  while (!value.empty()) {
+    size_t comma = value.find(',');
+    std::string_view item = value.substr(0, comma);
+    while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
+    while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
+    if (iequals(item, token)) return true;
+    if (comma == std::string_view::npos) break;
+    value.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
+bool split_host_port(std::string_view value, std::string_view* host, std::string_view* port) {
+  if (value.empty()) return false;
+  std::string_view h, p;
+  if (value.front() == '[') {
+    size_t close = value.find(']');
+    if (close == std::string_view::npos || close < 3) return false;
+    h = value.substr(0, close + 1);
+    for (char c : value.substr(1, close - 1)) {
+      bool ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') ||
+                c == ':' || c == '.';
+      if (!ok) return false;
+    }
+    std::string_view rest = value.substr(close + 1);
+    if (!rest.empty()) {
+      if (rest.front() != ':') return false;
+      p = rest.substr(1);
+      if (p.empty()) return false;
+    }
+  } else {
+    size_t colon = value.find(':');
+    h = value.substr(0, colon);
+    if (colon != std::string_view::npos) {
+      p = value.substr(colon + 1);
+      if (p.empty()) return false;
+    }
+    if (h.empty() || h.size() > 253) return false;
+    for (char c : h) {
+      bool ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                c == '-' || c == '.' || c == '_';
+      if (!ok) return false;
+    }
+  }
+  if (p.size() > 5) return false;
+  unsigned port_value = 0;
+  for (char c : p) {
+    if (c < '0' || c > '9') return false;
+    port_value = port_value * 10 + static_cast<unsigned>(c - '0');
+  }
+  if (!p.empty() && (port_value == 0 || port_value > 65535)) return false;
+  *host = h;
+  *port = p;
+  return true;
+}
+
+std::string_view reason_phrase(int status) {
+  switch (status) {
+    case 100:
+      return "Continue";
+    case 101:
+      return "Switching Protocols";
+    case 200:
+      return "OK";
+    case 204:
+      return "No Content";
+    case 301:
+      return "Moved Permanently";
+    case 304:
+      return "Not Modified";
+    case 308:
+      return "Permanent Redirect";
+    case 400:
+      return "Bad Request";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
+    case 413:
+      return "Content Too Large";
+    case 414:
+      return "URI Too Long";
+    case 421:
+      return "Misdirected Request";
+    case 426:
+      return "Upgrade Required";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 501:
+      return "Not Implemented";
+    case 502:
+      return "Bad Gateway";
+    case 503:
+      return "Service Unavailable";
+    case 504:
+      return "Gateway Timeout";
+    case 505:
+      return "HTTP Version Not Supported";
+    default:
+      return "Unknown";
+  }
+}
+
+}  // namespace portico

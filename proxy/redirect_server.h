@@ -1,0 +1,56 @@
+#pragma once
+
+// The port-80 listener's connections: every request is answered with a redirect to HTTPS
+// (301 for GET/HEAD, 308 otherwise so that the method and body are kept), path and query
+// unchanged. Nothing is ever forwarded from here.
+
+#include <llhttp.h>
+#include <uv.h>
+
+#include <string>
+
+#include "proxy/http_head.h"
+#include "proxy/stream_writer.h"
+#include "proxy/worker_context.h"
+
+namespace portico {
+
+// The Location for a request to `host_header` + `target`, or "" when the Host is not a valid
+// host[:port] or the target is not a path. `https_port` 443 is left out of the URL.
+std::string https_redirect_location(std::string_view host_header, std::string_view target,
+                                    uint16_t https_port);
+
+class RedirectConnection final : private StreamWriter::Owner {
+ public:
+  static void accept_from(WorkerContext& ctx, uv_stream_t* server);
+
+ private:
+  explicit RedirectConnection(WorkerContext& ctx);
+  static void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
+  static void on_timer(uv_timer_t* timer);
+  static void on_closed(uv_handle_t* handle);
+  void on_write_done(int status) override;
+  void answer();
+  void close();
+
+  static int on_message_begin(llhttp_t* p);
+  static int on_url(llhttp_t* p, const char* at, size_t len);
+  static int on_header_field(llhttp_t* p, const char* at, size_t len);
+  static int on_header_field_complete(llhttp_t* p);
+  static int on_header_value(llhttp_t* p, const char* at, size_t len);
+  static int on_message_complete(llhttp_t* p);
+  static const llhttp_settings_t& settings();
+
+  WorkerContext& ctx_;
+  uv_tcp_t tcp_;
+  uv_timer_t timer_;
+  int open_handles_ = 2;
+  bool closing_ = false;
+  bool close_after_write_ = false;
+  StreamWriter writer_;
+  llhttp_t parser_;
+  HttpHead request_;
+  bool building_name_ = false;
+};
+
+}  // namespace portico

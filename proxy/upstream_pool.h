@@ -1,0 +1,117 @@
+#pragma once
+
+// Connections to backends: connecting (with asynchronous name resolution), and a per-worker
+// pool of idle keep-alive connections keyed by backend authority, reused across clients.
+
+#include <uv.h>
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "proxy/stream_writer.h"
+#include "routing/route_table.h"
+
+namespace portico {
+
+class UpstreamPool;
+
+class UpstreamConnection final : private StreamWriter::Owner {
+ public:
+  class Delegate {
+   public:
+    virtual void on_upstream_connected(UpstreamConnection& conn, int status) = 0;
+    virtual void on_upstream_data(UpstreamConnection& conn, const char* data, size_t len) = 0;
+    // The backend closed (UV_EOF) or the connection failed (another negative uv error).
+    virtual void on_upstream_closed(UpstreamConnection& conn, int status) = 0;
+    // The write queue fell below the low mark.
+    virtual void on_upstream_drained(UpstreamConnection& conn) = 0;
+
+   protected:
+    ~Delegate() = default;
+  };
+
+  UpstreamConnection(const UpstreamConnection&) = delete;
+  UpstreamConnection& operator=(const UpstreamConnection&) = delete;
+
+  void set_delegate(Delegate* delegate) { delegate_ = delegate; }
+  // Resolves (when the host is a name) and connects.
+  void start(const BackendAddress& address);
+  StreamWriter& writer() { return writer_; }
+  void read_start();
+  void read_stop();
+  bool reading() const { return reading_; }
+  // Ends the connection. Its memory is freed once libuv has called back for everything pending.
+  void close();
+
+  const std::string& key() const { return key_; }
+  bool reused() const { return requests_ > 0; }
+  void count_request() { ++requests_; }
+  uv_tcp_t* tcp() { return &tcp_; }
+
+ private:
+  friend class UpstreamPool;
+  UpstreamConnection(uv_loop_t* loop, std::string key);
+  ~UpstreamConnection() = default;
+
+  void connect_to(const sockaddr* addr);
+  void fail(int status);
+  void release_callback();
+  void on_write_done(int status) override;
+
+  static void on_resolved(uv_getaddrinfo_t* req, int status, addrinfo* res);
+  static void on_connected(uv_connect_t* req, int status);
+  static void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
+  static void on_closed(uv_handle_t* handle);
+
+  uv_tcp_t tcp_;
+  uv_connect_t connect_req_;
+  uv_getaddrinfo_t resolve_req_;
+  StreamWriter writer_;
+  Delegate* delegate_ = nullptr;
+  std::string key_;
+  uint64_t requests_ = 0;
+  std::chrono::steady_clock::time_point idle_since_{};
+  int pending_callbacks_ = 0;  // resolve/close callbacks still to come; freed at zero
+  bool closing_ = false;
+  bool reading_ = false;
+};
+
+class UpstreamPool final : private UpstreamConnection::Delegate {
+ public:
+  explicit UpstreamPool(uv_loop_t* loop, size_t max_idle_per_backend = 64,
+                        std::chrono::seconds idle_timeout = std::chrono::seconds(60));
+  ~UpstreamPool();
+
+  // An idle connection to `key`, or nullptr. The caller becomes its delegate.
+  UpstreamConnection* take_idle(const std::string& key);
+  // A new, unconnected connection; the caller sets its delegate and calls start(), which reports
+  // through on_upstream_connected (synchronously when the address is unusable).
+  UpstreamConnection* create(std::string key);
+  // Returns a connection whose exchange ended cleanly; it waits for reuse while watching for
+  // the backend closing it.
+  void release(UpstreamConnection* conn);
+  // Closes every idle connection (shutdown); later releases close at once.
+  void close_all();
+  size_t idle_count() const;
+
+ private:
+  void on_upstream_connected(UpstreamConnection&, int) override {}
+  void on_upstream_data(UpstreamConnection& conn, const char*, size_t) override;
+  void on_upstream_closed(UpstreamConnection& conn, int) override;
+  void on_upstream_drained(UpstreamConnection&) override {}
+  void drop_idle(UpstreamConnection& conn);
+  static void on_sweep(uv_timer_t* timer);
+  static void on_timer_closed(uv_handle_t* handle);
+
+  uv_loop_t* loop_;
+  uv_timer_t* sweep_timer_;  // heap: its close callback may run after the pool is gone
+  size_t max_idle_per_backend_;
+  std::chrono::seconds idle_timeout_;
+  bool closed_ = false;
+  std::unordered_map<std::string, std::vector<UpstreamConnection*>> idle_;
+};
+
+}  // namespace portico

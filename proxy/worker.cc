@@ -1,0 +1,186 @@
+#include "proxy/worker.h"
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include "proxy/client_connection.h"
+#include "proxy/log.h"
+#include "proxy/redirect_server.h"
+
+namespace portico {
+namespace {
+constexpr auto kDrainTimeout = std::chrono::seconds(10);
+}
+
+Worker::Worker(const Config& config, const AccessLog& access_log, std::shared_ptr<SSL_CTX> ssl_ctx,
+               std::shared_ptr<const RouteTable> routes) {
+  uv_loop_init(&loop_);
+  loop_.data = &buffers_;
+  ctx_ = std::make_unique<WorkerContext>(&loop_, config, access_log);
+  ctx_->ssl_ctx = std::move(ssl_ctx);
+  ctx_->set_routes(std::move(routes));
+  uv_tcp_init(&loop_, &https_listener_);
+  https_listener_.data = this;
+  uv_tcp_init(&loop_, &http_listener_);
+  http_listener_.data = this;
+  uv_timer_init(&loop_, &drain_timer_);
+  drain_timer_.data = this;
+}
+
+Worker::~Worker() {
+  // Connections first (they reference the context), then every other handle; the loop then
+  // runs their close callbacks, and only after that does the context go.
+  for (ClientConnection* conn = ctx_->connections; conn;) {
+    ClientConnection* next = conn->next_in_worker();
+    conn->abort();
+    conn = next;
+  }
+  ctx_->pool.close_all();
+  uv_walk(
+      &loop_,
+      [](uv_handle_t* handle, void*) {
+        if (!uv_is_closing(handle)) uv_close(handle, nullptr);
+      },
+      nullptr);
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  ctx_.reset();
+  uv_loop_close(&loop_);
+}
+
+bool Worker::bind_listener(uv_tcp_t* handle, uint16_t port, uv_connection_cb on_connection,
+                           const char* kind, std::string* error) {
+  const std::string& address = ctx_->config.listen_address;
+  sockaddr_storage addr{};
+  bool v6 = address.find(':') != std::string::npos;
+  int rc = v6 ? uv_ip6_addr(address.c_str(), port, reinterpret_cast<sockaddr_in6*>(&addr))
+              : uv_ip4_addr(address.c_str(), port, reinterpret_cast<sockaddr_in*>(&addr));
+  if (rc != 0) {
+    *error = "--listen: not an IP address: \"" + address + "\"";
+    return false;
+  }
+  rc = uv_tcp_bind(handle, reinterpret_cast<const sockaddr*>(&addr), 0);
+  if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t*>(handle), 1024, on_connection);
+  if (rc != 0) {
+    *error = "cannot listen on " + (v6 ? "[" + address + "]" : address) + ":" +
+             std::to_string(port) + ": " + uv_strerror(rc);
+    return false;
+  }
+  sockaddr_storage bound{};
+  int len = sizeof bound;
+  uv_tcp_getsockname(handle, reinterpret_cast<sockaddr*>(&bound), &len);
+  std::string shown = address_text(bound);
+  if (bound.ss_family == AF_INET6) shown = "[" + shown + "]";
+  log_info("listener", "listening kind=", kind, " addr=", shown, ":", address_port(bound));
+  if (handle == &https_listener_) ctx_->public_https_port = address_port(bound);
+  return true;
+}
+
+bool Worker::listen(std::string* error) {
+  if (!bind_listener(&https_listener_, ctx_->config.https_port, &Worker::on_https_connection,
+                     "https", error)) {
+    return false;
+  }
+  if (ctx_->config.http_port != 0) {
+    if (!bind_listener(&http_listener_, ctx_->config.http_port, &Worker::on_http_connection, "http",
+                       error)) {
+      return false;
+    }
+    http_listening_ = true;
+  }
+  return true;
+}
+
+void Worker::on_https_connection(uv_stream_t* server, int status) {
+  auto* worker = static_cast<Worker*>(server->data);
+  if (status < 0) {
+    log_warn("listener", "accept failed error=", uv_err_name(status));
+    return;
+  }
+  ClientConnection::accept_from(*worker->ctx_, server);
+}
+
+void Worker::on_http_connection(uv_stream_t* server, int status) {
+  auto* worker = static_cast<Worker*>(server->data);
+  if (status < 0) {
+    log_warn("listener", "accept failed error=", uv_err_name(status));
+    return;
+  }
+  RedirectConnection::accept_from(*worker->ctx_, server);
+}
+
+void Worker::handle_signals(const std::string& routes_path) {
+  routes_path_ = routes_path;
+  signals_ = true;
+  for (auto [handle, signum] : {std::pair{&sigterm_, SIGTERM}, {&sigint_, SIGINT}}) {
+    uv_signal_init(&loop_, handle);
+    handle->data = this;
+    uv_signal_start(handle, &Worker::on_signal, signum);
+  }
+  uv_signal_init(&loop_, &sighup_);
+  sighup_.data = this;
+  uv_signal_start(&sighup_, &Worker::on_signal, SIGHUP);
+}
+
+void Worker::on_signal(uv_signal_t* handle, int signum) {
+  auto* worker = static_cast<Worker*>(handle->data);
+  if (signum == SIGHUP) {
+    worker->reload_routes();
+    return;
+  }
+  if (worker->ctx_->shutting_down) {
+    log_warn("portico", "second stop signal: exiting now");
+    std::_Exit(1);
+  }
+  log_info("portico", "stopping signal=", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+  worker->begin_shutdown();
+}
+
+void Worker::begin_shutdown() {
+  ctx_->shutting_down = true;
+  uv_close(reinterpret_cast<uv_handle_t*>(&https_listener_), nullptr);
+  if (http_listening_) uv_close(reinterpret_cast<uv_handle_t*>(&http_listener_), nullptr);
+  ctx_->pool.close_all();
+  for (ClientConnection* conn = ctx_->connections; conn;) {
+    ClientConnection* next = conn->next_in_worker();
+    conn->begin_shutdown();
+    conn = next;
+  }
+  // Let the loop end once the last connection is gone; the timer only bounds the wait.
+  if (signals_) {
+    uv_unref(reinterpret_cast<uv_handle_t*>(&sigterm_));
+    uv_unref(reinterpret_cast<uv_handle_t*>(&sigint_));
+    uv_close(reinterpret_cast<uv_handle_t*>(&sighup_), nullptr);
+  }
+  uv_timer_start(&drain_timer_, &Worker::on_drain_timeout,
+                 std::chrono::duration_cast<std::chrono::milliseconds>(kDrainTimeout).count(), 0);
+  uv_unref(reinterpret_cast<uv_handle_t*>(&drain_timer_));
+}
+
+void Worker::on_drain_timeout(uv_timer_t* timer) {
+  auto* worker = static_cast<Worker*>(timer->data);
+  log_warn("portico", "drain timeout: closing connections=", worker->ctx_->connection_count);
+  uv_stop(&worker->loop_);
+}
+
+void Worker::reload_routes() {
+  std::ifstream in(routes_path_, std::ios::binary);
+  if (!in) {
+    log_error("reload", "cannot read ", routes_path_, ": keeping the current routes");
+    return;
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  RouteParseResult parsed = RouteTable::parse(text.str(), routes_path_);
+  if (!parsed.table) {
+    for (const RouteError& e : parsed.errors) log_error("reload", e.to_string());
+    log_error("reload", "route file has errors: keeping the current routes");
+    return;
+  }
+  ctx_->set_routes(parsed.table);
+  log_info("reload", "routes reloaded routes=", parsed.table->routes().size());
+}
+
+int Worker::run() { return uv_run(&loop_, UV_RUN_DEFAULT); }
+
+}  // namespace portico

@@ -1,0 +1,60 @@
+#pragma once
+
+// What every connection on one worker's loop shares. One per worker thread; nothing in it is
+// touched by another thread (a reload hands over a new table through the worker's async).
+
+#include <uv.h>
+
+#include <memory>
+#include <vector>
+
+#include "proxy/access_log.h"
+#include "proxy/config.h"
+#include "proxy/upstream_pool.h"
+#include "routing/backend_selector.h"
+#include "routing/route_table.h"
+#include "tls/tls_context.h"
+
+namespace portico {
+
+class ClientConnection;
+
+// A route table with this worker's balancing state for it. Requests hold the RoutingState they
+// started with, so a reload never pulls a table (or its selectors) from under them.
+struct RoutingState {
+  explicit RoutingState(std::shared_ptr<const RouteTable> t) : table(std::move(t)) {
+    for (const Route& route : table->routes()) {
+      selectors.emplace_back(route.options.balance, route.backends.size());
+    }
+  }
+  BackendSelector& selector_for(const Route& route) {
+    return selectors[static_cast<size_t>(&route - table->routes().data())];
+  }
+  std::shared_ptr<const RouteTable> table;
+  std::vector<BackendSelector> selectors;  // one per route
+};
+
+struct WorkerContext {
+  WorkerContext(uv_loop_t* loop, const Config& config, const AccessLog& access_log)
+      : loop(loop), config(config), access_log(access_log), pool(loop) {}
+
+  // Installs a new route table: requests already running keep the one they started with.
+  void set_routes(std::shared_ptr<const RouteTable> table) {
+    routing = std::make_shared<RoutingState>(std::move(table));
+  }
+
+  uv_loop_t* loop;
+  const Config& config;
+  const AccessLog& access_log;
+  std::shared_ptr<SSL_CTX> ssl_ctx;
+  std::shared_ptr<RoutingState> routing;
+  UpstreamPool pool;
+  bool shutting_down = false;
+  uint16_t public_https_port = 443;  // the bound TLS port, for redirect Locations
+
+  // Every open client connection, for graceful shutdown.
+  ClientConnection* connections = nullptr;
+  size_t connection_count = 0;
+};
+
+}  // namespace portico

@@ -1,0 +1,510 @@
+// The front door end to end: the real portico binary with a generated certificate, real
+// backends started by the test, real clients (curl, openssl s_client, raw TLS sockets).
+
+#include <sys/stat.h>
+
+#include <catch2/catch.hpp>
+#include <fstream>
+#include <regex>
+#include <thread>
+
+#include "tests/support/body_pattern.h"
+#include "tests/support/http_message.h"
+#include "tests/support/net.h"
+#include "tests/support/portico_process.h"
+#include "tests/support/process.h"
+#include "tests/support/raw_client.h"
+#include "tests/support/temp_dir.h"
+#include "tests/support/test_backend.h"
+#include "tests/support/test_cert.h"
+
+using namespace portico::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+// One portico in front of one TestBackend, routing everything to it.
+struct FrontDoor {
+  explicit FrontDoor(Handler handler = default_response, std::string route_options = "",
+                     std::vector<std::string> extra_args = {})
+      : cert(make_test_cert(dir)),
+        backend(std::move(handler)),
+        portico(dir, "/ http://" + backend.address() + " " + route_options + "\n", cert,
+                std::move(extra_args)) {}
+
+  CommandResult get(const std::string& path, std::vector<std::string> extra = {}) {
+    std::vector<std::string> args = {"--cacert", cert.ca_cert, "-i", portico.url(path)};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return curl(args);
+  }
+
+  TempDir dir;
+  TestCert cert;
+  TestBackend backend;
+  PorticoProcess portico;
+};
+
+HttpResponse only_response(const CommandResult& result) {
+  INFO(result.describe());
+  REQUIRE(result.exit_code == 0);
+  auto responses = parse_http_responses(result.stdout);
+  REQUIRE(!responses.empty());
+  return responses.back();
+}
+
+long peak_rss_kib(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stol(line.substr(6));
+  }
+  return -1;
+}
+
+long rss_kib(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+  }
+  return -1;
+}
+
+}  // namespace
+
+TEST_CASE("a GET reaches the backend with forwarding headers set", "[front-door]") {
+  FrontDoor door;
+  auto response = only_response(door.get(
+      "/api/hello?x=1&y=%20z",
+      {"-H", "X-Forwarded-For: 6.6.6.6", "-H", "Forwarded: for=6.6.6.6", "-H", "X-Custom: kept"}));
+  CHECK(response.status == 200);
+  CHECK(response.body == "ok GET /api/hello?x=1&y=%20z");
+  REQUIRE(door.backend.wait_for_requests(1));
+  ReceivedRequest received = door.backend.requests().at(0);
+  CHECK(received.target == "/api/hello?x=1&y=%20z");
+  CHECK(received.header("Host") == "localhost:" + std::to_string(door.portico.https_port()));
+  // A client's own forwarding headers are not trusted: portico replaces them.
+  CHECK(received.headers_named("X-Forwarded-For") == std::vector<std::string>{"127.0.0.1"});
+  CHECK(received.header("X-Forwarded-Proto") == "https");
+  CHECK(received.header("X-Forwarded-Host") == received.header("Host"));
+  CHECK(received.headers_named("Forwarded").size() == 1);
+  CHECK(received.header("Forwarded") ==
+        "for=127.0.0.1;proto=https;host=\"" + received.header("Host") + "\"");
+  CHECK(received.header("X-Custom") == "kept");
+}
+
+TEST_CASE("hop-by-hop headers are removed both ways", "[front-door]") {
+  FrontDoor door([](const ReceivedRequest&) {
+    Response r;
+    r.body = "hi";
+    r.headers = {{"Connection", "X-Backend-Hop"},
+                 {"X-Backend-Hop", "secret"},
+                 {"Keep-Alive", "timeout=5"},
+                 {"X-End", "visible"}};
+    return r;
+  });
+  auto response = only_response(
+      door.get("/", {"-H", "Connection: keep-alive, X-Client-Hop", "-H", "X-Client-Hop: secret",
+                     "-H", "Keep-Alive: timeout=9", "-H", "TE: trailers", "-H",
+                     "Proxy-Connection: keep-alive", "-H", "Trailer: X-T", "-H", "Upgrade: h2c"}));
+  CHECK(response.status == 200);
+  CHECK_FALSE(response.has_header("X-Backend-Hop"));
+  CHECK_FALSE(response.has_header("Keep-Alive"));
+  CHECK(response.header("X-End") == "visible");
+  REQUIRE(door.backend.wait_for_requests(1));
+  ReceivedRequest received = door.backend.requests().at(0);
+  for (const char* name :
+       {"X-Client-Hop", "Keep-Alive", "TE", "Proxy-Connection", "Trailer", "Upgrade"}) {
+    INFO(name);
+    CHECK_FALSE(received.has_header(name));
+  }
+}
+
+TEST_CASE("trusted proxies have their forwarding headers appended to", "[front-door]") {
+  FrontDoor door(default_response, "", {"--trusted-proxies", "127.0.0.0/8,::1"});
+  only_response(
+      door.get("/", {"-H", "X-Forwarded-For: 203.0.113.9", "-H", "Forwarded: for=203.0.113.9"}));
+  REQUIRE(door.backend.wait_for_requests(1));
+  ReceivedRequest received = door.backend.requests().at(0);
+  CHECK(received.header("X-Forwarded-For") == "203.0.113.9, 127.0.0.1");
+  CHECK(received.header("Forwarded").rfind("for=203.0.113.9, for=127.0.0.1;", 0) == 0);
+}
+
+TEST_CASE("10 MiB bodies stream both ways with Content-Length", "[front-door][body]") {
+  constexpr uint64_t kSize = 10 << 20;
+  FrontDoor door([](const ReceivedRequest& request) {
+    Response r;
+    if (request.method == "GET") r.generated_body_size = kSize;
+    r.body = request.method == "POST" ? std::to_string(request.body_hash) : "";
+    return r;
+  });
+  std::string upload(kSize, '\0');
+  pattern_fill(0, upload.data(), upload.size());
+  std::string upload_path = door.dir.write_file("upload.bin", upload);
+
+  CommandResult post =
+      curl({"--cacert", door.cert.ca_cert, "--data-binary", "@" + upload_path, "-H",
+            "Content-Type: application/octet-stream", door.portico.url("/up")});
+  INFO(post.describe());
+  REQUIRE(post.exit_code == 0);
+  CHECK(post.stdout == std::to_string(pattern_hash(kSize)));
+  REQUIRE(door.backend.wait_for_requests(1));
+  ReceivedRequest received = door.backend.requests().at(0);
+  CHECK(received.body_size == kSize);
+  CHECK(received.header("Content-Length") == std::to_string(kSize));
+  CHECK_FALSE(received.has_header("Expect"));  // portico answered 100-continue itself
+
+  std::string download_path = door.dir.file("download.bin");
+  CommandResult get = curl({"--cacert", door.cert.ca_cert, "-o", download_path, "-w",
+                            "%{size_download}", door.portico.url("/down")});
+  INFO(get.describe());
+  REQUIRE(get.exit_code == 0);
+  uint64_t size = 0;
+  CHECK(hash_file(download_path, &size) == pattern_hash(kSize));
+  CHECK(size == kSize);
+}
+
+TEST_CASE("chunked bodies stream both ways", "[front-door][body]") {
+  constexpr uint64_t kSize = 10 << 20;
+  FrontDoor door([](const ReceivedRequest& request) {
+    Response r;
+    r.framing = Response::kChunked;
+    if (request.method == "GET") {
+      r.generated_body_size = kSize;
+    } else {
+      r.body = std::to_string(request.body_size) + " " + std::to_string(request.body_hash);
+    }
+    return r;
+  });
+  std::string upload(kSize, '\0');
+  pattern_fill(0, upload.data(), upload.size());
+  std::string upload_path = door.dir.write_file("upload.bin", upload);
+  CommandResult post = curl({"--cacert", door.cert.ca_cert, "-H", "Transfer-Encoding: chunked",
+                             "--data-binary", "@" + upload_path, door.portico.url("/up")});
+  INFO(post.describe());
+  REQUIRE(post.exit_code == 0);
+  CHECK(post.stdout == std::to_string(kSize) + " " + std::to_string(pattern_hash(kSize)));
+  REQUIRE(door.backend.wait_for_requests(1));
+  CHECK(door.backend.requests().at(0).chunked);
+  CHECK_FALSE(door.backend.requests().at(0).has_header("Content-Length"));
+
+  std::string download_path = door.dir.file("download.bin");
+  CommandResult get = curl({"--cacert", door.cert.ca_cert, "-D", door.dir.file("head.txt"), "-o",
+                            download_path, door.portico.url("/down")});
+  INFO(get.describe());
+  REQUIRE(get.exit_code == 0);
+  uint64_t size = 0;
+  CHECK(hash_file(download_path, &size) == pattern_hash(kSize));
+  CHECK(size == kSize);
+  std::ifstream head_file(door.dir.file("head.txt"));
+  std::string head((std::istreambuf_iterator<char>(head_file)), {});
+  CHECK(std::regex_search(head, std::regex("transfer-encoding: chunked", std::regex::icase)));
+}
+
+TEST_CASE("a close-delimited response reaches the client whole, re-framed as chunked",
+          "[front-door][body]") {
+  FrontDoor door([](const ReceivedRequest&) {
+    Response r;
+    r.framing = Response::kCloseDelimited;
+    r.generated_body_size = 300000;
+    return r;
+  });
+  // Two requests on one client connection: the second proves the client connection survived.
+  CommandResult result =
+      curl({"--cacert", door.cert.ca_cert, "-o", door.dir.file("a"), "-o", door.dir.file("b"), "-w",
+            "%{num_connects} ", door.portico.url("/a"), door.portico.url("/b")});
+  INFO(result.describe());
+  REQUIRE(result.exit_code == 0);
+  uint64_t size_a = 0, size_b = 0;
+  CHECK(hash_file(door.dir.file("a"), &size_a) == pattern_hash(300000));
+  CHECK(hash_file(door.dir.file("b"), &size_b) == pattern_hash(300000));
+  CHECK(result.stdout == "1 0 ");
+}
+
+TEST_CASE("keep-alive: many requests share one backend connection", "[front-door][keepalive]") {
+  FrontDoor door;
+  std::vector<std::string> args = {"--cacert", door.cert.ca_cert};
+  for (int i = 0; i < 5; ++i) args.push_back(door.portico.url("/k" + std::to_string(i)));
+  CommandResult first = curl(args);
+  INFO(first.describe());
+  REQUIRE(first.exit_code == 0);
+  // A second client connection reuses the pooled backend connection too.
+  CommandResult second = curl(args);
+  REQUIRE(second.exit_code == 0);
+  REQUIRE(door.backend.wait_for_requests(10));
+  CHECK(door.backend.connections_accepted() == 1);
+  auto requests = door.backend.requests();
+  for (size_t i = 0; i < requests.size(); ++i) CHECK(requests[i].connection_id == 1);
+}
+
+TEST_CASE("pipelined requests are answered in order", "[front-door][keepalive]") {
+  FrontDoor door([](const ReceivedRequest& request) {
+    Response r;
+    r.body = "answer to " + request.target;
+    // The first answer is the slowest: order must still hold.
+    if (request.target == "/p0") r.delay_before_headers = 200ms;
+    return r;
+  });
+  RawTlsClient client(door.portico.https_port(), door.cert.ca_cert);
+  REQUIRE(client.ok());
+  std::string requests;
+  for (int i = 0; i < 4; ++i) {
+    requests += "GET /p" + std::to_string(i) + " HTTP/1.1\r\nHost: localhost\r\n\r\n";
+  }
+  requests += "HEAD /p4 HTTP/1.1\r\nHost: localhost\r\n\r\n";
+  requests += "GET /p5 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+  REQUIRE(client.send(requests));
+  ReadResult read = client.read_all_until_close(10s);
+  auto responses = parse_http_responses(read.data, {"GET", "GET", "GET", "GET", "HEAD", "GET"});
+  REQUIRE(responses.size() == 6);
+  for (int i = 0; i < 6; ++i) {
+    INFO(i);
+    CHECK(responses[i].status == 200);
+    if (i != 4) CHECK(responses[i].body == "answer to /p" + std::to_string(i));
+  }
+  CHECK(responses[4].body.empty());
+  CHECK(responses[4].header("Content-Length") ==
+        std::to_string(std::string("answer to /p4").size()));
+  CHECK(responses[5].header("Connection") == "close");
+  CHECK(read.closed == CloseKind::kCloseNotify);
+}
+
+TEST_CASE("HEAD, 204 and 304 are answered without bodies", "[front-door]") {
+  FrontDoor door([](const ReceivedRequest& request) {
+    Response r;
+    if (request.target == "/204") r.status = 204;
+    if (request.target == "/304") r.status = 304;
+    if (request.target == "/head") r.body = "twelve bytes";
+    if (request.target == "/end") r.body = "the end";
+    return r;
+  });
+  RawTlsClient client(door.portico.https_port(), door.cert.ca_cert);
+  REQUIRE(client.send(
+      "HEAD /head HTTP/1.1\r\nHost: localhost\r\n\r\nGET /204 HTTP/1.1\r\nHost: localhost\r\n\r\n"
+      "GET /304 HTTP/1.1\r\nHost: localhost\r\n\r\nGET /end HTTP/1.1\r\nHost: localhost\r\n"
+      "Connection: close\r\n\r\n"));
+  ReadResult read = client.read_all_until_close(10s);
+  auto responses = parse_http_responses(read.data, {"HEAD", "GET", "GET", "GET"});
+  INFO(read.data);
+  REQUIRE(responses.size() == 4);
+  CHECK(responses[0].status == 200);
+  CHECK(responses[0].header("Content-Length") == "12");
+  CHECK(responses[0].body.empty());
+  CHECK(responses[1].status == 204);
+  CHECK_FALSE(responses[1].has_header("Content-Length"));
+  CHECK(responses[2].status == 304);
+  CHECK(responses[3].body == "the end");
+}
+
+TEST_CASE("the redirect listener sends every request to https", "[front-door][redirect]") {
+  FrontDoor door;
+  std::string https_port = std::to_string(door.portico.https_port());
+  std::string http = "http://127.0.0.1:" + std::to_string(door.portico.http_port());
+  CommandResult get = curl({"-i", http + "/x?y=1"});
+  auto response = only_response(get);
+  CHECK(response.status == 301);
+  CHECK(response.header("Location") == "https://127.0.0.1:" + https_port + "/x?y=1");
+
+  CommandResult encoded =
+      curl({"-i", "--path-as-is", "-H", "Host: Example.COM:80", http + "/a%2Fb/../c?q=%41&r"});
+  CHECK(only_response(encoded).header("Location") ==
+        "https://Example.COM:" + https_port + "/a%2Fb/../c?q=%41&r");
+
+  CommandResult post = curl({"-i", "-X", "POST", "-d", "body", http + "/form"});
+  auto post_response = only_response(post);
+  CHECK(post_response.status == 308);
+  CHECK(post_response.header("Location") == "https://127.0.0.1:" + https_port + "/form");
+
+  CommandResult bad_host = curl({"-i", "-H", "Host: bad host!", door.portico.http_url("/")});
+  CHECK(only_response(bad_host).status == 400);
+  CommandResult no_host = curl({"-i", "-H", "Host:", door.portico.http_url("/")});
+  CHECK(only_response(no_host).status == 400);
+  // Nothing on port 80 is ever forwarded.
+  CHECK(door.backend.request_count() == 0);
+}
+
+TEST_CASE("no matching route gives 404", "[front-door][errors]") {
+  TempDir dir;
+  TestCert cert = make_test_cert(dir);
+  TestBackend backend;
+  PorticoProcess portico(dir, "/api/ http://" + backend.address() + "\n", cert);
+  CommandResult result = curl({"--cacert", cert.ca_cert, "-i", portico.url("/other")});
+  auto response = only_response(result);
+  CHECK(response.status == 404);
+  CHECK(response.header("Content-Type").rfind("text/plain", 0) == 0);
+  CHECK(backend.request_count() == 0);
+  CHECK(
+      portico.process().try_wait_for_output(std::regex("access: .*path=/other .*status=404"), 5s));
+}
+
+TEST_CASE("a backend that is down gives 502 at once", "[front-door][errors]") {
+  TempDir dir;
+  TestCert cert = make_test_cert(dir);
+  uint16_t closed_port = free_port();
+  PorticoProcess portico(dir, "/ http://127.0.0.1:" + std::to_string(closed_port) + "\n", cert);
+  auto start = std::chrono::steady_clock::now();
+  CommandResult result = curl({"--cacert", cert.ca_cert, "-i", portico.url("/")});
+  auto response = only_response(result);
+  CHECK(response.status == 502);
+  CHECK(response.body.find("Bad Gateway") != std::string::npos);
+  // "At once": well below any timeout (a generous bound, not a benchmark).
+  CHECK(std::chrono::steady_clock::now() - start < 5s);
+  CHECK(portico.process().try_wait_for_output(std::regex("access: .*status=502"), 5s));
+}
+
+TEST_CASE("a backend that does not answer in time gives 504", "[front-door][errors]") {
+  FrontDoor door(
+      [](const ReceivedRequest&) {
+        Response r;
+        r.never_respond = true;
+        return r;
+      },
+      "read_timeout=1s");
+  auto response = only_response(door.get("/slow"));
+  CHECK(response.status == 504);
+  CHECK(door.portico.process().try_wait_for_output(std::regex("access: .*status=504"), 5s));
+}
+
+TEST_CASE("a backend closing mid-response truncates the client's response",
+          "[front-door][errors]") {
+  FrontDoor door([](const ReceivedRequest&) {
+    Response r;
+    r.generated_body_size = 1 << 20;
+    r.close_mid_body = true;
+    return r;
+  });
+  CommandResult result =
+      curl({"--cacert", door.cert.ca_cert, "-o", "/dev/null", door.portico.url("/")});
+  // curl sees the body end early (exit 18: partial file) rather than a complete response.
+  CHECK(result.exit_code == 18);
+}
+
+TEST_CASE("plain HTTP on the TLS port gets its connection closed", "[front-door][tls]") {
+  FrontDoor door;
+  RawTcpClient client(door.portico.https_port());
+  REQUIRE(client.ok());
+  REQUIRE(client.send("GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"));
+  ReadResult read = client.read_all_until_close(5s);
+  CHECK(read.closed != CloseKind::kOpen);
+  CHECK(read.data.find("HTTP/1.1") == std::string::npos);
+  CHECK(door.backend.request_count() == 0);
+}
+
+TEST_CASE("TLS: 1.2 and 1.3 only, ALPN http/1.1, close_notify", "[front-door][tls]") {
+  FrontDoor door;
+  std::string connect = "127.0.0.1:" + std::to_string(door.portico.https_port());
+  CommandResult tls13 =
+      run_command({"openssl", "s_client", "-connect", connect, "-servername", "localhost",
+                   "-CAfile", door.cert.ca_cert, "-alpn", "h2,http/1.1", "-brief"},
+                  "", 15s);
+  CHECK(tls13.stderr.find("Protocol version: TLSv1.3") != std::string::npos);
+  CHECK(tls13.stderr.find("Verification: OK") != std::string::npos);
+  CommandResult alpn =
+      run_command({"openssl", "s_client", "-connect", connect, "-servername", "localhost",
+                   "-CAfile", door.cert.ca_cert, "-alpn", "h2,http/1.1"},
+                  "", 15s);
+  CHECK(alpn.stdout.find("ALPN protocol: http/1.1") != std::string::npos);
+  CommandResult tls12 = run_command({"openssl", "s_client", "-connect", connect, "-tls1_2",
+                                     "-CAfile", door.cert.ca_cert, "-brief"},
+                                    "", 15s);
+  CHECK(tls12.stderr.find("Protocol version: TLSv1.2") != std::string::npos);
+  CommandResult tls11 =
+      run_command({"openssl", "s_client", "-connect", connect, "-tls1_1", "-brief"}, "", 15s);
+  CHECK(tls11.stderr.find("Protocol version: TLSv1.1") == std::string::npos);
+  CHECK(tls11.exit_code != 0);
+
+  RawTlsClient client(door.portico.https_port(), door.cert.ca_cert);
+  REQUIRE(client.ok());
+  CHECK(client.alpn() == "http/1.1");
+  REQUIRE(client.send("GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"));
+  ReadResult read = client.read_all_until_close(5s);
+  CHECK(read.data.rfind("HTTP/1.1 200", 0) == 0);
+  CHECK(read.closed == CloseKind::kCloseNotify);
+}
+
+TEST_CASE("a client that never finishes its handshake is dropped", "[front-door][tls]") {
+  FrontDoor door(default_response, "", {"--handshake-timeout", "500ms"});
+  RawTcpClient client(door.portico.https_port());
+  REQUIRE(client.ok());
+  ReadResult read = client.read_all_until_close(5s);
+  CHECK(read.closed != CloseKind::kOpen);
+}
+
+TEST_CASE("a malformed or ambiguous request gets 400 and nothing is forwarded",
+          "[front-door][errors]") {
+  FrontDoor door;
+  const char* cases[] = {
+      "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: "
+      "chunked\r\n\r\n0\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+      "GET / HTTP/1.1\nHost: a\n\n",
+      "GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n",
+      "GET /\x01 HTTP/1.1\r\nHost: a\r\n\r\n",
+      "GET / HTTP/1.1\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+      "GET http://evil.example/ HTTP/1.1\r\nHost: a\r\n\r\n",
+      "GET /../etc/passwd HTTP/1.1\r\nHost: a\r\n\r\n",
+      "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked, identity\r\n\r\n",
+  };
+  for (const char* request : cases) {
+    INFO(request);
+    RawTlsClient client(door.portico.https_port(), door.cert.ca_cert);
+    REQUIRE(client.ok());
+    REQUIRE(client.send(request));
+    ReadResult read = client.read_all_until_close(5s);
+    CHECK(read.data.rfind("HTTP/1.1 400", 0) == 0);
+    CHECK(read.closed != CloseKind::kOpen);
+  }
+  CHECK(door.backend.request_count() == 0);
+  CHECK(door.backend.connections_accepted() == 0);
+}
+
+TEST_CASE("a 1 GiB download and a 256 MiB upload stream with flat memory",
+          "[front-door][body][slow]") {
+  constexpr uint64_t kDown = uint64_t{1} << 30;
+  constexpr uint64_t kUp = uint64_t{256} << 20;
+  FrontDoor door([](const ReceivedRequest& request) {
+    Response r;
+    if (request.method == "GET") r.generated_body_size = kDown;
+    r.body = request.method == "POST" ? std::to_string(request.body_size) : "";
+    return r;
+  });
+  pid_t pid = door.portico.process().pid();
+  long before = rss_kib(pid);
+  CommandResult get = curl({"--max-time", "120", "--cacert", door.cert.ca_cert, "-o", "/dev/null",
+                            "-w", "%{size_download}", door.portico.url("/big")});
+  INFO(get.describe());
+  REQUIRE(get.exit_code == 0);
+  CHECK(get.stdout == std::to_string(kDown));
+  // Upload from a generator (no 256 MiB file on disk): curl reads the body from stdin.
+  std::string upload(kUp, 'u');
+  CommandResult post =
+      run_command({"curl", "-sS", "--max-time", "120", "--cacert", door.cert.ca_cert, "-H",
+                   "Expect:", "--data-binary", "@-", door.portico.url("/up")},
+                  upload, 180s);
+  INFO(post.describe());
+  CHECK(post.stdout == std::to_string(kUp));
+  long peak = peak_rss_kib(pid);
+  INFO("rss before " << before << " KiB, peak " << peak << " KiB");
+  // Bounded buffers: the peak stays within a few MiB of the idle size, not near the body sizes.
+  CHECK(peak - before < 32 * 1024);
+}
+
+TEST_CASE("a client that does not read stops the backend being read", "[front-door][body]") {
+  FrontDoor door([](const ReceivedRequest&) {
+    Response r;
+    r.generated_body_size = uint64_t{100} << 20;
+    return r;
+  });
+  pid_t pid = door.portico.process().pid();
+  long before = rss_kib(pid);
+  RawTlsClient client(door.portico.https_port(), door.cert.ca_cert);
+  REQUIRE(client.send("GET /big HTTP/1.1\r\nHost: localhost\r\n\r\n"));
+  ReadResult first = client.read_until("\r\n\r\n", 5s);
+  REQUIRE(first.matched);
+  // Do not read: give the proxy time to fill whatever it would buffer.
+  std::this_thread::sleep_for(1500ms);
+  long during = rss_kib(pid);
+  INFO("rss before " << before << " KiB, while stalled " << during << " KiB");
+  CHECK(during - before < 16 * 1024);
+}

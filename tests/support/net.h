@@ -1,0 +1,25 @@
+#pragma once
+
+// Loopback socket helpers shared by the test clients and servers.
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+namespace portico::test {
+
+// A port that was free a moment ago on 127.0.0.1: bind port 0, read it, close. Only for programs
+// that cannot be given port 0 (another process could take it in between; on loopback in a test
+// run this is rare enough).
+uint16_t free_port();
+
+// A blocking TCP connection to host:port (host: an IPv4 or IPv6 literal). Returns the fd, or -1
+// with `error` set. TCP_NODELAY is on: tests send small messages and must not wait for Nagle.
+int connect_tcp(const std::string& host, uint16_t port, std::chrono::milliseconds timeout,
+                std::string* error);
+
+// Parses an IPv4 or IPv6 literal and port into `storage` (a sockaddr_storage); returns the length
+// of the address, or 0 if `host` is not a literal.
+unsigned fill_sockaddr(const std::string& host, uint16_t port, void* storage);
+
+}  // namespace portico::test

@@ -1,0 +1,44 @@
+#include "tests/support/portico_process.h"
+
+#include <algorithm>
+#include <regex>
+
+#include "tests/support/net.h"
+
+namespace portico::test {
+
+PorticoProcess::PorticoProcess(const TempDir& dir, std::string routes_text, const TestCert& cert,
+                               std::vector<std::string> extra_args) {
+  routes_path_ = dir.write_file("routes.conf", routes_text);
+  std::vector<std::string> argv = {
+      PORTICO_BINARY, "--routes",     routes_path_, "--cert",   cert.fullchain, "--key",
+      cert.key,       "--https-port", "0",          "--listen", "127.0.0.1"};
+  auto http_flag = std::find(extra_args.begin(), extra_args.end(), "--http-port");
+  bool expect_http = true;
+  if (http_flag == extra_args.end()) {
+    argv.push_back("--http-port");
+    argv.push_back(std::to_string(free_port()));
+  } else if (http_flag + 1 != extra_args.end() && *(http_flag + 1) == "0") {
+    expect_http = false;  // portico: "--http-port 0 turns it off"
+  }
+  argv.insert(argv.end(), extra_args.begin(), extra_args.end());
+  process_ = std::make_unique<Process>(argv);
+
+  // The address may be IPv4 or [IPv6] if the test passes its own --listen; the port is last.
+  auto https = process_->wait_for_output(std::regex(R"(listening kind=https addr=\S*:(\d+))"), 10s);
+  https_port_ = static_cast<uint16_t>(std::stoi(https[1]));
+  if (expect_http) {
+    auto http = process_->wait_for_output(std::regex(R"(listening kind=http addr=\S*:(\d+))"), 10s);
+    http_port_ = static_cast<uint16_t>(std::stoi(http[1]));
+  }
+}
+
+std::string PorticoProcess::url(const std::string& path) const {
+  return "https://localhost:" + std::to_string(https_port_) + path;
+}
+
+std::string PorticoProcess::http_url(const std::string& path) const {
+  return "http://localhost:" + std::to_string(http_port_) + path;
+}
+
+}  // namespace portico::test

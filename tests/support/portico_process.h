@@ -1,0 +1,45 @@
+#pragma once
+
+// The real portico binary, started for one test with a route file and a generated certificate,
+// listening on 127.0.0.1 with an ephemeral HTTPS port.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tests/support/process.h"
+#include "tests/support/temp_dir.h"
+#include "tests/support/test_cert.h"
+
+namespace portico::test {
+
+class PorticoProcess {
+ public:
+  // Writes `routes_text` to a file in `dir` and runs
+  //   portico --routes FILE --cert FULLCHAIN --key KEY --https-port 0 --http-port P
+  //           --listen 127.0.0.1 EXTRA...
+  // with P = free_port() unless `extra_args` has --http-port (0 turns the redirect listener off).
+  // Waits up to 10 s for the "listening kind=https" (and kind=http) lines; fails the test if
+  // portico exits or does not log them.
+  PorticoProcess(const TempDir& dir, std::string routes_text, const TestCert& cert,
+                 std::vector<std::string> extra_args = {});
+
+  uint16_t https_port() const { return https_port_; }
+  uint16_t http_port() const { return http_port_; }  // 0 if the redirect listener is off
+  Process& process() { return *process_; }
+  std::string stderr_text() const { return process_->stderr_text(); }
+  const std::string& routes_path() const { return routes_path_; }
+  // "https://localhost:PORT" + path
+  std::string url(const std::string& path = "/") const;
+  // "http://localhost:PORT" + path (the redirect listener)
+  std::string http_url(const std::string& path = "/") const;
+
+ private:
+  std::string routes_path_;
+  std::unique_ptr<Process> process_;
+  uint16_t https_port_ = 0;
+  uint16_t http_port_ = 0;
+};
+
+}  // namespace portico::test

@@ -1,0 +1,133 @@
+#include "tls/tls_stream.h"
+
+#include <openssl/err.h>
+
+#include <cstring>
+
+namespace portico {
+
+BIO_METHOD* TlsStream::bio_method() {
+  // Created once for the process; BIO_METHODs are immutable after setup and shared by threads.
+  static BIO_METHOD* method = [] {
+    BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "portico");
+    BIO_meth_set_write(m, &TlsStream::bio_write);
+    BIO_meth_set_read(m, &TlsStream::bio_read);
+    BIO_meth_set_ctrl(m, &TlsStream::bio_ctrl);
+    BIO_meth_set_create(m, [](BIO* bio) {
+      BIO_set_init(bio, 1);
+      return 1;
+    });
+    return m;
+  }();
+  return method;
+}
+
+int TlsStream::bio_write(BIO* bio, const char* data, int len) {
+  auto* self = static_cast<TlsStream*>(BIO_get_data(bio));
+  BIO_clear_retry_flags(bio);
+  self->output_.append(data, static_cast<size_t>(len));
+  return len;
+}
+
+int TlsStream::bio_read(BIO* bio, char* data, int len) {
+  auto* self = static_cast<TlsStream*>(BIO_get_data(bio));
+  BIO_clear_retry_flags(bio);
+  if (self->input_.empty()) {
+    BIO_set_retry_read(bio);
+    return -1;
+  }
+  size_t n = std::min(self->input_.size(), static_cast<size_t>(len));
+  std::memcpy(data, self->input_.data(), n);
+  self->input_.remove_prefix(n);
+  return static_cast<int>(n);
+}
+
+long TlsStream::bio_ctrl(BIO*, int cmd, long, void*) {
+  switch (cmd) {
+    case BIO_CTRL_FLUSH:
+      return 1;
+    default:
+      return 0;
+  }
+}
+
+TlsStream::TlsStream(SSL_CTX* ctx, bool server) : ssl_(SSL_new(ctx)) {
+  BIO* bio = BIO_new(bio_method());
+  BIO_set_data(bio, this);
+  SSL_set_bio(ssl_.get(), bio, bio);
+  if (server) {
+    SSL_set_accept_state(ssl_.get());
+  } else {
+    SSL_set_connect_state(ssl_.get());
+  }
+}
+
+TlsStream::Status TlsStream::map_error(int ret) {
+  int err = SSL_get_error(ssl_.get(), ret);
+  switch (err) {
+    case SSL_ERROR_WANT_READ:
+      return Status::kWantRead;
+    case SSL_ERROR_WANT_WRITE:
+      // Our BIO never refuses a write.
+      return Status::kOk;
+    case SSL_ERROR_ZERO_RETURN:
+      return Status::kClosed;
+    default: {
+      unsigned long code = ERR_peek_last_error();
+      if (code != 0) {
+        if (ERR_GET_REASON(code) == SSL_R_HTTP_REQUEST ||
+            ERR_GET_REASON(code) == SSL_R_HTTPS_PROXY_REQUEST) {
+          plaintext_peer_ = true;
+        }
+        const char* reason = ERR_reason_error_string(code);
+        error_reason_ = reason ? reason : "tls error";
+      } else if (error_reason_.empty()) {
+        error_reason_ = err == SSL_ERROR_SYSCALL ? "unexpected eof" : "tls error";
+      }
+      // Replace spaces so the reason is one token in key=value log lines.
+      for (char& c : error_reason_) {
+        if (c == ' ') c = '_';
+      }
+      ERR_clear_error();
+      return Status::kError;
+    }
+  }
+}
+
+TlsStream::Status TlsStream::handshake() {
+  ERR_clear_error();
+  int ret = SSL_do_handshake(ssl_.get());
+  if (ret == 1) return Status::kOk;
+  return map_error(ret);
+}
+
+TlsStream::Status TlsStream::read(char* buf, size_t cap, size_t* n) {
+  ERR_clear_error();
+  size_t got = 0;
+  int ret = SSL_read_ex(ssl_.get(), buf, cap, &got);
+  if (ret == 1) {
+    *n = got;
+    return Status::kOk;
+  }
+  return map_error(ret);
+}
+
+TlsStream::Status TlsStream::write(const char* data, size_t len) {
+  while (len > 0) {
+    ERR_clear_error();
+    size_t written = 0;
+    int ret = SSL_write_ex(ssl_.get(), data, len, &written);
+    if (ret != 1) return map_error(ret);
+    data += written;
+    len -= written;
+  }
+  return Status::kOk;
+}
+
+void TlsStream::shutdown() {
+  ERR_clear_error();
+  if (SSL_is_init_finished(ssl_.get())) SSL_shutdown(ssl_.get());
+  ERR_clear_error();
+}
+
+}  // namespace portico
