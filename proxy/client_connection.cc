@@ -476,6 +476,10 @@ void ClientConnection::send_request_body(const char* data, size_t len) {
 void ClientConnection::on_upstream_drained(UpstreamConnection&) { update_reading(); }
 
 void ClientConnection::on_upstream_data(UpstreamConnection&, const char* data, size_t len) {
+  if (phase_ == Phase::kTunnel) {
+    tunnel_from_backend(data, len);
+    return;
+  }
   arm_timer(route_->options.read_timeout);
   response_bytes_from_backend_ += len;
   llhttp_errno_t err = llhttp_execute(&response_parser_, data, len);

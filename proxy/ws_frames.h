@@ -106,9 +106,10 @@ class WsFrameTracker {
   uint64_t pongs() const { return pongs_; }
 
   // The status code of the first complete Close frame in this direction (1005 if it carried
-  // none), or 0 when no Close has been seen. The code is not validated: that is the endpoints' job.
+  // none), or 0 when no Close has been seen. The code is not validated: that is the endpoints' job
+  // (so a peer that puts 0 on the wire reads as 0 here; saw_close() is the reliable flag).
   uint16_t close_code() const { return close_code_; }
-  bool saw_close() const { return saw_close_; }
+  bool saw_close() const { return saw_close_; }  // a complete Close frame went through
 
  private:
   // Returns false (and records the violation) when the header is not acceptable.

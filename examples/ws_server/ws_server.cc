@@ -7,17 +7,12 @@
 // back with the same opcode. A plain GET answers 200 "websocket endpoint\n" (and "/health" answers
 // "ok\n"), so the server doubles as a health-probe target. It is the echo backend of the
 // benchmarks, so the data path copies each message once (into wslay's queue) and nothing else.
-//
-// The handshake code is deliberately independent of portico's proxy/ws_frames.cc: a backend that
-// shared the proxy's Sec-WebSocket-Accept code would agree with the proxy's bugs.
 
 #include <llhttp.h>
-#include <openssl/evp.h>
 #include <sys/resource.h>
 #include <uv.h>
 #include <wslay/wslay.h>
 
-#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -25,6 +20,8 @@
 #include <string_view>
 #include <unordered_set>
 #include <vector>
+
+#include "handshake.h"
 
 namespace {
 
@@ -37,6 +34,8 @@ constexpr uint64_t kMaxMessageBytes = 16 * 1024 * 1024;
 constexpr size_t kMaxChatBacklog = 64 * 1024 * 1024;
 constexpr size_t kMaxRequestHeadBytes = 16 * 1024;
 constexpr uint64_t kShutdownGraceMs = 1000;
+// How long a connection whose Close was not answered keeps draining input (see linger()).
+constexpr uint64_t kLingerMs = 2000;
 
 struct Options {
   std::string listen = "127.0.0.1";
@@ -60,51 +59,10 @@ std::unordered_set<Connection*> g_chat;
 
 void maybe_finish_shutdown();
 
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(a[i])) !=
-        std::tolower(static_cast<unsigned char>(b[i]))) {
-      return false;
-    }
-  }
-  return true;
-}
-
-// True when the comma-separated header value holds `token` (case-insensitive), e.g.
-// "keep-alive, Upgrade" holds "upgrade".
-bool has_token(std::string_view value, std::string_view token) {
-  while (!value.empty()) {
-    const size_t comma = value.find(',');
-    std::string_view item = value.substr(0, comma);
-    while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
-    while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
-    if (iequals(item, token)) return true;
-    if (comma == std::string_view::npos) break;
-    value.remove_prefix(comma + 1);
-  }
-  return false;
-}
-
-// RFC 6455 4.2.1: the key is base64 of 16 bytes, i.e. 22 characters and "==".
-bool key_is_valid(std::string_view key) {
-  if (key.size() != 24 || key.substr(22) != "==") return false;
-  for (char c : key.substr(0, 22)) {
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '+' && c != '/') return false;
-  }
-  return true;
-}
-
-std::string accept_for_key(std::string_view key) {
-  std::string input(key);
-  input += "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int digest_len = 0;
-  EVP_Digest(input.data(), input.size(), digest, &digest_len, EVP_sha1(), nullptr);
-  unsigned char out[64];
-  const int n = EVP_EncodeBlock(out, digest, static_cast<int>(digest_len));
-  return std::string(reinterpret_cast<char*>(out), static_cast<size_t>(n));
-}
+using ws_server::accept_for_key;
+using ws_server::has_token;
+using ws_server::iequals;
+using ws_server::key_is_valid;
 
 // One client connection: HTTP/1.1 until the upgrade, then a wslay server context. It owns its
 // handles; close() is its one way out and the last close callback deletes it.
@@ -112,11 +70,13 @@ struct Connection {
   uv_tcp_t tcp;
   uv_timer_t timer;  // --close-after-ms
   uv_write_t write_req;
+  uv_shutdown_t shutdown_req;
   bool timer_started = false;
   int open_handles = 1;
   bool closing = false;
   bool reading = false;
   bool close_after_write = false;
+  bool lingering = false;
 
   llhttp_t parser;
   std::string url;
@@ -148,7 +108,9 @@ struct Connection {
   void log(const char* event) const {
     if (!g_opts.quiet) {
       std::fprintf(stderr, "info ws_server: %s path=%s mode=%s\n", event, url.c_str(),
-                   ws == nullptr ? "http" : chat ? "chat" : "echo");
+                   ws == nullptr ? "http"
+                   : chat        ? "chat"
+                                 : "echo");
     }
   }
 
@@ -224,6 +186,7 @@ struct Connection {
       close();
       return;
     }
+    if (lingering) return;  // discarded: we are only waiting for the peer's EOF
     const auto* data = reinterpret_cast<const uint8_t*>(buf->base);
     if (ws == nullptr) {
       on_http_bytes(data, static_cast<size_t>(n));
@@ -260,9 +223,14 @@ struct Connection {
     if (closing) return;
     if (!wslay_event_want_read(ws) && !wslay_event_want_write(ws) && out.empty() &&
         inflight.empty()) {
-      // Both Close frames are through. RFC 6455 7.1.1: the server closes the TCP connection first.
-      log("closed");
-      close();
+      if (wslay_event_get_close_received(ws)) {
+        // Both Close frames are through. RFC 6455 7.1.1: the server closes the TCP connection
+        // first.
+        log("closed");
+        close();
+      } else {
+        linger();
+      }
       return;
     }
     const size_t pending = pending_bytes();
@@ -277,6 +245,30 @@ struct Connection {
   // queued data messages, so a Close answered in the same read would otherwise overtake (and
   // cancel) the echoes of the messages before it. wslay_event_send only touches the sending side
   // of the context, so it is safe to call from inside wslay_event_recv's callback.
+  // We sent a Close for an error (wslay stops reading then) and the peer may still be sending,
+  // e.g. the rest of a too-big message. Closing now would make the kernel answer that data with
+  // a reset, which can destroy our Close frame in the peer's receive buffer before it reads it.
+  // So: send FIN, discard input until the peer's EOF, and give up after kLingerMs.
+  void linger() {
+    if (lingering) return;
+    lingering = true;
+    log("lingering");
+    if (uv_shutdown(&shutdown_req, reinterpret_cast<uv_stream_t*>(&tcp),
+                    [](uv_shutdown_t*, int) {}) != 0) {
+      close();
+      return;
+    }
+    if (!timer_started) {
+      uv_timer_init(g_loop, &timer);
+      timer.data = this;
+      timer_started = true;
+      ++open_handles;
+    }
+    uv_timer_start(
+        &timer, [](uv_timer_t* t) { static_cast<Connection*>(t->data)->close(); }, kLingerMs, 0);
+    start_reading();
+  }
+
   void queue_message(uint8_t opcode, const uint8_t* msg, size_t len) {
     wslay_event_msg m{opcode, msg, len};
     if (wslay_event_queue_msg(ws, &m) == 0) wslay_event_send(ws);
@@ -328,8 +320,8 @@ struct Connection {
   }
 
   void start_websocket(const uint8_t* rest, size_t rest_len) {
-    static const wslay_event_callbacks callbacks = {
-        ws_recv, ws_send, nullptr, nullptr, nullptr, nullptr, ws_on_msg};
+    static const wslay_event_callbacks callbacks = {ws_recv, ws_send, nullptr,  nullptr,
+                                                    nullptr, nullptr, ws_on_msg};
     wslay_event_context_server_init(&ws, &callbacks, this);
     wslay_event_config_set_max_recv_msg_length(ws, kMaxMessageBytes);
     if (chat) g_chat.insert(this);
@@ -496,7 +488,8 @@ void on_signal(uv_signal_t*, int) {
       c->close();
     }
   }
-  uv_timer_start(&g_shutdown_timer, [](uv_timer_t*) { uv_stop(g_loop); }, kShutdownGraceMs, 0);
+  uv_timer_start(
+      &g_shutdown_timer, [](uv_timer_t*) { uv_stop(g_loop); }, kShutdownGraceMs, 0);
   maybe_finish_shutdown();
 }
 
@@ -525,13 +518,14 @@ void raise_fd_limit() {
 }
 
 int usage(const char* argv0) {
-  std::fprintf(stderr,
-               "usage: %s [--listen ADDR] --port N [--quiet] [--close-after-ms N]\n"
-               "  --listen ADDR       address to bind (default 127.0.0.1)\n"
-               "  --port N            port to bind; 0 picks a free one (printed at start)\n"
-               "  --quiet             no per-connection log lines\n"
-               "  --close-after-ms N  drop each connection N ms after its upgrade, without a Close\n",
-               argv0);
+  std::fprintf(
+      stderr,
+      "usage: %s [--listen ADDR] --port N [--quiet] [--close-after-ms N]\n"
+      "  --listen ADDR       address to bind (default 127.0.0.1)\n"
+      "  --port N            port to bind; 0 picks a free one (printed at start)\n"
+      "  --quiet             no per-connection log lines\n"
+      "  --close-after-ms N  drop each connection N ms after its upgrade, without a Close\n",
+      argv0);
   return 2;
 }
 
@@ -569,10 +563,17 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
   raise_fd_limit();
   g_loop = uv_default_loop();
+  // Before the "listening" line: a test may signal as soon as it reads it.
+  uv_signal_init(g_loop, &g_sigint);
+  uv_signal_init(g_loop, &g_sigterm);
+  uv_signal_start(&g_sigint, on_signal, SIGINT);
+  uv_signal_start(&g_sigterm, on_signal, SIGTERM);
+  uv_timer_init(g_loop, &g_shutdown_timer);
 
   sockaddr_storage addr{};
   if (uv_ip4_addr(g_opts.listen.c_str(), g_opts.port, reinterpret_cast<sockaddr_in*>(&addr)) != 0 &&
-      uv_ip6_addr(g_opts.listen.c_str(), g_opts.port, reinterpret_cast<sockaddr_in6*>(&addr)) != 0) {
+      uv_ip6_addr(g_opts.listen.c_str(), g_opts.port, reinterpret_cast<sockaddr_in6*>(&addr)) !=
+          0) {
     std::fprintf(stderr, "error ws_server: bad listen address %s\n", g_opts.listen.c_str());
     return 2;
   }
@@ -589,17 +590,12 @@ int main(int argc, char** argv) {
   sockaddr_storage bound{};
   int bound_len = sizeof bound;
   uv_tcp_getsockname(&g_listener, reinterpret_cast<sockaddr*>(&bound), &bound_len);
-  const int port = ntohs(bound.ss_family == AF_INET6
-                             ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
-                             : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+  const int port =
+      ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
+                                        : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
   std::printf("ws_server listening on %s:%d\n", g_opts.listen.c_str(), port);
   std::fflush(stdout);
 
-  uv_signal_init(g_loop, &g_sigint);
-  uv_signal_init(g_loop, &g_sigterm);
-  uv_signal_start(&g_sigint, on_signal, SIGINT);
-  uv_signal_start(&g_sigterm, on_signal, SIGTERM);
-  uv_timer_init(g_loop, &g_shutdown_timer);
   uv_run(g_loop, UV_RUN_DEFAULT);
   // Reached only by shutdown: connections still open are dropped with the process.
   return 0;

@@ -52,7 +52,8 @@ Outcome run(portico::WsDirection dir, const uint8_t* data, size_t size, uint8_t 
     if (tracker.violation() == portico::WsViolation::kNone) {
       check(got == n);
     } else {
-      check(tracker.close_code_for_violation() == 1002 || tracker.close_code_for_violation() == 1009);
+      check(tracker.close_code_for_violation() == 1002 ||
+            tracker.close_code_for_violation() == 1009);
     }
     forwarded += got;
     pos += n;

@@ -111,8 +111,7 @@ TEST_CASE("ws harness: ping gets a pong with the same payload", "[ws-harness]") 
   CHECK(m->data == "are you there");
 }
 
-TEST_CASE("ws harness: chat broadcasts to every chat client, not to echo clients",
-          "[ws-harness]") {
+TEST_CASE("ws harness: chat broadcasts to every chat client, not to echo clients", "[ws-harness]") {
   WsServer server;
   auto alice = WsClient::connect(server.client_options("/room/chat"));
   auto bob = WsClient::connect(server.client_options("/chat?name=bob"));
@@ -171,6 +170,28 @@ TEST_CASE("ws harness: SIGTERM closes every client with 1001 and exits 0", "[ws-
   const auto status = server.process->wait_exit(5s);
   REQUIRE(status);
   CHECK(status->exited_ok());
+}
+
+TEST_CASE("ws harness: 16 MiB messages pass, larger ones and unmasked frames are refused",
+          "[ws-harness]") {
+  WsServer server;
+  auto client = WsClient::connect(server.client_options());
+  REQUIRE(client->ok());
+  const std::string limit(16 * 1024 * 1024, 'm');
+  REQUIRE(client->send_binary(limit));
+  auto m = client->receive(30s);
+  REQUIRE(m);
+  CHECK(m->data.size() == limit.size());
+  CHECK(m->data == limit);
+  client->send_binary(limit + "!");  // the server may close while this is still being written
+  REQUIRE(client->wait_peer_closed(30s));
+  CHECK(client->peer_close_code() == 1009);
+
+  auto raw = WsClient::connect(server.client_options());
+  REQUIRE(raw->ok());
+  REQUIRE(raw->send_raw(WsClient::encode_frame(WSLAY_TEXT_FRAME, true, "bare", false)));
+  REQUIRE(raw->wait_peer_closed(10s));
+  CHECK(raw->peer_close_code() == 1002);
 }
 
 TEST_CASE("ws harness: --close-after-ms drops the connection without a Close", "[ws-harness]") {
@@ -286,8 +307,7 @@ class TlsRelay {
   std::string sni_;
 };
 
-TEST_CASE("ws harness: WsClient over TLS verifies the CA and offers SNI and ALPN",
-          "[ws-harness]") {
+TEST_CASE("ws harness: WsClient over TLS verifies the CA and offers SNI and ALPN", "[ws-harness]") {
   WsServer server;
   TempDir dir;
   const TestCert cert = make_test_cert(dir);

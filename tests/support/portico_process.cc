@@ -1,6 +1,10 @@
 #include "tests/support/portico_process.h"
 
 #include <algorithm>
+#include <catch2/catch.hpp>
+#include <csignal>
+#include <cstdlib>
+#include <exception>
 #include <regex>
 
 #include "tests/support/net.h"
@@ -22,7 +26,13 @@ PorticoProcess::PorticoProcess(const TempDir& dir, std::string routes_text, cons
     expect_http = false;  // portico: "--http-port 0 turns it off"
   }
   argv.insert(argv.end(), extra_args.begin(), extra_args.end());
-  process_ = std::make_unique<Process>(argv);
+  // In sanitizer builds ASan holds freed memory in a quarantine (256 MiB by default), which
+  // would hide what the memory-bound tests measure; a small one keeps their RSS honest.
+  ProcessOptions options;
+  const char* asan = std::getenv("ASAN_OPTIONS");
+  options.env.emplace_back("ASAN_OPTIONS", std::string(asan ? asan : "") +
+                                               (asan && *asan ? ":" : "") + "quarantine_size_mb=4");
+  process_ = std::make_unique<Process>(argv, options);
 
   // The address may be IPv4 or [IPv6] if the test passes its own --listen; the port is last.
   auto https = process_->wait_for_output(std::regex(R"(listening kind=https addr=\S*:(\d+))"), 10s);
@@ -30,6 +40,32 @@ PorticoProcess::PorticoProcess(const TempDir& dir, std::string routes_text, cons
   if (expect_http) {
     auto http = process_->wait_for_output(std::regex(R"(listening kind=http addr=\S*:(\d+))"), 10s);
     http_port_ = static_cast<uint16_t>(std::stoi(http[1]));
+  }
+}
+
+// Every test ends with the proxy's own clean stop: SIGTERM must end it with status 0, and a
+// sanitizer build must have reported nothing (LeakSanitizer runs at that exit too).
+PorticoProcess::~PorticoProcess() {
+  if (!process_ || !process_->running()) {
+    check_clean_exit();
+    return;
+  }
+  process_->signal(SIGTERM);
+  process_->wait_exit(20s);
+  check_clean_exit();
+}
+
+void PorticoProcess::check_clean_exit() {
+  if (!process_ || std::uncaught_exceptions() > 0) return;
+  std::string err = process_->stderr_text();
+  INFO("portico stderr:\n" << err);
+  CHECK(err.find("AddressSanitizer") == std::string::npos);
+  CHECK(err.find("LeakSanitizer") == std::string::npos);
+  CHECK(err.find("runtime error:") == std::string::npos);
+  auto status = process_->exit_status();
+  if (status && !expect_nonzero_exit_) {
+    INFO("portico " << status->describe());
+    CHECK(status->exited_ok());
   }
 }
 

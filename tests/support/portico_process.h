@@ -25,6 +25,13 @@ class PorticoProcess {
   PorticoProcess(const TempDir& dir, std::string routes_text, const TestCert& cert,
                  std::vector<std::string> extra_args = {});
 
+  ~PorticoProcess();
+  PorticoProcess(const PorticoProcess&) = delete;
+  PorticoProcess& operator=(const PorticoProcess&) = delete;
+
+  // For tests that end the proxy in a way that is meant to fail (a second SIGTERM).
+  void expect_nonzero_exit() { expect_nonzero_exit_ = true; }
+
   uint16_t https_port() const { return https_port_; }
   uint16_t http_port() const { return http_port_; }  // 0 if the redirect listener is off
   Process& process() { return *process_; }
@@ -40,6 +47,9 @@ class PorticoProcess {
   std::unique_ptr<Process> process_;
   uint16_t https_port_ = 0;
   uint16_t http_port_ = 0;
+  bool expect_nonzero_exit_ = false;
+
+  void check_clean_exit();
 };
 
 }  // namespace portico::test

@@ -27,8 +27,8 @@ constexpr size_t kMaxResponseHeadBytes = 64 * 1024;
 
 std::string base64(const unsigned char* data, size_t len) {
   std::string out(4 * ((len + 2) / 3) + 1, '\0');
-  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), data,
-                                static_cast<int>(len));
+  const int n =
+      EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), data, static_cast<int>(len));
   out.resize(static_cast<size_t>(n));
   return out;
 }
@@ -177,8 +177,7 @@ bool WsClient::open(const WsClientOptions& options) {
         std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
     pollfd p{fd_, events, 0};
     if (events == 0 || left <= 0 || ::poll(&p, 1, static_cast<int>(left)) <= 0) {
-      error_ = events == 0 ? "TLS handshake failed: " + openssl_errors() +
-                                 " (verify: " +
+      error_ = events == 0 ? "TLS handshake failed: " + openssl_errors() + " (verify: " +
                                  X509_verify_cert_error_string(SSL_get_verify_result(ssl_)) + ")"
                            : "TLS handshake timed out";
       return false;
@@ -195,8 +194,8 @@ bool WsClient::handshake(const WsClientOptions& options, Clock::time_point deadl
   unsigned char nonce[16];
   RAND_bytes(nonce, sizeof nonce);
   const std::string key = base64(nonce, sizeof nonce);
-  std::string host = options.host.find(':') != std::string::npos ? "[" + options.host + "]"
-                                                                 : options.host;
+  std::string host =
+      options.host.find(':') != std::string::npos ? "[" + options.host + "]" : options.host;
   if (options.port != (options.tls ? 443 : 80)) host += ":" + std::to_string(options.port);
   std::string request = "GET " + options.path + " HTTP/1.1\r\nHost: " + host +
                         "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -246,7 +245,7 @@ bool WsClient::handshake(const WsClientOptions& options, Clock::time_point deadl
     return false;
   }
 
-  static const wslay_event_callbacks callbacks = {on_recv,  on_send, on_genmask, nullptr,
+  static const wslay_event_callbacks callbacks = {on_recv, on_send, on_genmask, nullptr,
                                                   nullptr, nullptr, on_msg};
   wslay_event_context_client_init(&ws_, &callbacks, this);
   wslay_event_config_set_max_recv_msg_length(ws_, kMaxMessageBytes);
@@ -384,8 +383,8 @@ bool WsClient::send_fragmented(uint8_t opcode, const std::vector<std::string>& f
   std::string wire;
   for (size_t i = 0; i < fragments.size(); ++i) {
     if (i > 0 && ping_between) wire += encode_frame(WSLAY_PING, true, "frag");
-    wire += encode_frame(i == 0 ? opcode : static_cast<uint8_t>(WSLAY_CONTINUATION_FRAME), i + 1 == fragments.size(),
-                         fragments[i]);
+    wire += encode_frame(i == 0 ? opcode : static_cast<uint8_t>(WSLAY_CONTINUATION_FRAME),
+                         i + 1 == fragments.size(), fragments[i]);
   }
   return send_raw(wire);
 }
@@ -451,8 +450,7 @@ bool WsClient::wait_peer_closed(std::chrono::milliseconds timeout) {
   return wait_for(Clock::now() + timeout, [this] { return peer_close_code_ != 0 || eof_; });
 }
 
-ssize_t WsClient::on_recv(wslay_event_context_ptr ctx, uint8_t* buf, size_t len, int,
-                          void* user) {
+ssize_t WsClient::on_recv(wslay_event_context_ptr ctx, uint8_t* buf, size_t len, int, void* user) {
   auto* c = static_cast<WsClient*>(user);
   const size_t n = std::min(len, c->rx_.size() - c->rx_pos_);
   if (n == 0) {
@@ -479,8 +477,7 @@ int WsClient::on_genmask(wslay_event_context_ptr, uint8_t* buf, size_t len, void
   return RAND_bytes(buf, static_cast<int>(len)) == 1 ? 0 : -1;
 }
 
-void WsClient::on_msg(wslay_event_context_ptr, const wslay_event_on_msg_recv_arg* arg,
-                      void* user) {
+void WsClient::on_msg(wslay_event_context_ptr, const wslay_event_on_msg_recv_arg* arg, void* user) {
   auto* c = static_cast<WsClient*>(user);
   std::string data(reinterpret_cast<const char*>(arg->msg), arg->msg_length);
   if (arg->opcode == WSLAY_CONNECTION_CLOSE) {

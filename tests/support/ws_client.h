@@ -111,8 +111,7 @@ class WsClient {
   bool wait_for(Clock::time_point deadline, const std::function<bool()>& done);
 
   static ssize_t on_recv(wslay_event_context_ptr, uint8_t* buf, size_t len, int, void* user);
-  static ssize_t on_send(wslay_event_context_ptr, const uint8_t* data, size_t len, int,
-                         void* user);
+  static ssize_t on_send(wslay_event_context_ptr, const uint8_t* data, size_t len, int, void* user);
   static int on_genmask(wslay_event_context_ptr, uint8_t* buf, size_t len, void* user);
   static void on_msg(wslay_event_context_ptr, const wslay_event_on_msg_recv_arg* arg, void* user);
 

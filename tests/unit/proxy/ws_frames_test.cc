@@ -2,10 +2,10 @@
 
 #include <wslay/wslay.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstdint>
 #include <cstring>
-#include <algorithm>
 #include <random>
 #include <string>
 #include <vector>
@@ -278,32 +278,60 @@ TEST_CASE("ws frames: violations stop at the offending frame's start", "[ws_fram
   const auto c2s = WsDirection::kClientToServer;
   const auto s2c = WsDirection::kServerToClient;
   std::vector<Case> cases = {
-      {"unmasked client frame", c2s, {kWsOpText, true, false, 5}, WsViolation::kUnmaskedClientFrame},
+      {"unmasked client frame",
+       c2s,
+       {kWsOpText, true, false, 5},
+       WsViolation::kUnmaskedClientFrame},
       {"masked server frame", s2c, {kWsOpText, true, true, 5}, WsViolation::kMaskedServerFrame},
       {"rsv1", c2s, {kWsOpText, true, true, 5, 4}, WsViolation::kReservedBits},
       {"rsv2", s2c, {kWsOpBinary, true, false, 5, 2}, WsViolation::kReservedBits},
       {"rsv3", s2c, {kWsOpPing, true, false, 0, 1}, WsViolation::kReservedBits},
-      {"rsv1 on ping with deflate", c2s, {kWsOpPing, true, true, 0, 4},
-       WsViolation::kReservedBits, true},
-      {"rsv1 on continuation with deflate", c2s, {kWsOpContinuation, true, true, 1, 4},
-       WsViolation::kReservedBits, true, true},
-      {"control frame of 126 (16-bit)", c2s, {kWsOpPing, true, true, 126},
+      {"rsv1 on ping with deflate",
+       c2s,
+       {kWsOpPing, true, true, 0, 4},
+       WsViolation::kReservedBits,
+       true},
+      {"rsv1 on continuation with deflate",
+       c2s,
+       {kWsOpContinuation, true, true, 1, 4},
+       WsViolation::kReservedBits,
+       true,
+       true},
+      {"control frame of 126 (16-bit)",
+       c2s,
+       {kWsOpPing, true, true, 126},
        WsViolation::kControlFrameTooLong},
-      {"close of 126 (16-bit)", s2c, {kWsOpClose, true, false, 126},
+      {"close of 126 (16-bit)",
+       s2c,
+       {kWsOpClose, true, false, 126},
        WsViolation::kControlFrameTooLong},
-      {"pong with 64-bit length", s2c, {kWsOpPong, true, false, 5, 0, 8},
+      {"pong with 64-bit length",
+       s2c,
+       {kWsOpPong, true, false, 5, 0, 8},
        WsViolation::kControlFrameTooLong},
       {"fragmented ping", c2s, {kWsOpPing, false, true, 1}, WsViolation::kFragmentedControl},
       {"fragmented close", s2c, {kWsOpClose, false, false, 2}, WsViolation::kFragmentedControl},
-      {"continuation first", c2s, {kWsOpContinuation, true, true, 1},
+      {"continuation first",
+       c2s,
+       {kWsOpContinuation, true, true, 1},
        WsViolation::kUnexpectedContinuation},
-      {"text inside a message", c2s, {kWsOpText, true, true, 1}, WsViolation::kMissingContinuation,
-       false, true},
-      {"16-bit length below 126", s2c, {kWsOpBinary, true, false, 125, 0, 2},
+      {"text inside a message",
+       c2s,
+       {kWsOpText, true, true, 1},
+       WsViolation::kMissingContinuation,
+       false,
+       true},
+      {"16-bit length below 126",
+       s2c,
+       {kWsOpBinary, true, false, 125, 0, 2},
        WsViolation::kBadLength},
-      {"64-bit length below 65536", c2s, {kWsOpBinary, true, true, 65535, 0, 8},
+      {"64-bit length below 65536",
+       c2s,
+       {kWsOpBinary, true, true, 65535, 0, 8},
        WsViolation::kBadLength},
-      {"64-bit length with MSB set", s2c, {kWsOpBinary, true, false, uint64_t{1} << 63, 0, 8},
+      {"64-bit length with MSB set",
+       s2c,
+       {kWsOpBinary, true, false, uint64_t{1} << 63, 0, 8},
        WsViolation::kBadLength},
       {"close with a 1-byte body", c2s, {kWsOpClose, true, true, 1}, WsViolation::kBadLength},
   };
@@ -481,12 +509,12 @@ TEST_CASE("ws frames: handshake key validation and accept value", "[ws_frames]")
   CHECK(ws_accept_for_key("dGhlIHNhbXBsZSBub25jZQ==") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
   const char* bad[] = {
       "",
-      "dGhlIHNhbXBsZSBub25jZQ=",      // too short
-      "dGhlIHNhbXBsZSBub25jZQ===",    // too long
-      "dGhlIHNhbXBsZSBub25jZQ",       // no padding
+      "dGhlIHNhbXBsZSBub25jZQ=",       // too short
+      "dGhlIHNhbXBsZSBub25jZQ===",     // too long
+      "dGhlIHNhbXBsZSBub25jZQ",        // no padding
       "dGhlIHNhbXBsZSBub25jZSBhYQ==",  // 19 bytes
-      "dGhlIHNhbXBsZSBub25j*Q==",     // not base64
-      " dGhlIHNhbXBsZSBub25jZQ==",    // whitespace is the parser's job
+      "dGhlIHNhbXBsZSBub25j*Q==",      // not base64
+      " dGhlIHNhbXBsZSBub25jZQ==",     // whitespace is the parser's job
       "dGhlIHNhbXBsZSBub25jZQ=a",
   };
   for (const char* k : bad) {

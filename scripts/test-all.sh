@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The test command: installs what is missing, builds, and runs every test.
+#   1. gcc build (warnings are errors) and the whole CTest suite;
+#   2. clang build with AddressSanitizer + UndefinedBehaviorSanitizer: the whole suite again,
+#      plus the libFuzzer targets, each run for a bounded time.
+# The last thing it prints is CTest's summary of the sanitizer run, which includes everything.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/install-deps.sh
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+jobs=$(nproc)
+
+echo "== gcc build and tests"
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPORTICO_WERROR=ON >/dev/null
+cmake --build build -j "$jobs"
+ctest --test-dir build --output-on-failure -j "$jobs" --timeout 600
+
+echo "== clang ASan+UBSan build, tests and fuzzing"
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang \
+  -DCMAKE_CXX_COMPILER=clang++ -DPORTICO_SANITIZE=ON -DPORTICO_FUZZ=ON -DPORTICO_WERROR=ON \
+  >/dev/null
+cmake --build build-asan -j "$jobs"
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+ctest --test-dir build-asan --output-on-failure -j "$jobs" --timeout 900

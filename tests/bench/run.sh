@@ -1,0 +1,595 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: portico, NGINX and HAProxy in front of the same backends, on loopback.
+#
+#   bash tests/bench/run.sh [--quick]
+#
+# Installs what it lacks (Debian packages), builds portico, the example backends and ws_load in
+# build-bench/ (Release), makes one ECDSA P-256 certificate, starts api_server and ws_server, then
+# puts each proxy in front of them in turn (portico, NGINX, HAProxy, portico, NGINX, HAProxy, ...)
+# and runs the scenarios of docs/performance.md against it. Prints the machine and a Markdown
+# table of medians and ratios, also written to build-bench/bench-results.md. Every load is bounded
+# in time; every process started here is ended on exit.
+set -euo pipefail
+
+QUICK=0
+for arg in "$@"; do
+  case "$arg" in
+    --quick) QUICK=1 ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    *) echo "run.sh: unknown argument $arg (want --quick)" >&2; exit 2 ;;
+  esac
+done
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+BUILD="$ROOT/build-bench"
+PY=python3
+[[ -x /usr/bin/python3 ]] && PY=/usr/bin/python3
+
+if ((QUICK)); then
+  ROUNDS=1; D_S1=3; D_SHORT=2; SPEED_SECONDS=1
+else
+  ROUNDS=3; D_S1=6; D_SHORT=4; SPEED_SECONDS=2
+fi
+S7_FIRST=2000
+S7_SECOND=5000
+TARGETS=(portico nginx haproxy)
+
+log() { echo "[bench $(date +%H:%M:%S)] $*" >&2; }
+
+# ---------------------------------------------------------------------------------------------
+# Tools.
+need_pkgs=()
+command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || need_pkgs+=(nginx-light)
+command -v haproxy >/dev/null 2>&1 || [[ -x /usr/sbin/haproxy ]] || need_pkgs+=(haproxy)
+command -v wrk >/dev/null 2>&1 || need_pkgs+=(wrk)
+command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)
+command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
+command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3)
+command -v cmake >/dev/null 2>&1 || need_pkgs+=(cmake)
+command -v ninja >/dev/null 2>&1 || need_pkgs+=(ninja-build)
+if ((${#need_pkgs[@]})); then
+  log "installing ${need_pkgs[*]}"
+  apt-get update -qq
+  # nginx-light went away in newer Debian releases; fall back to nginx.
+  if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null; then
+    need_pkgs=("${need_pkgs[@]/nginx-light/nginx}")
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+  fi
+fi
+export PATH="$PATH:/usr/sbin:/sbin"
+# Debian's packages start their own services; we want only our foreground copies.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet nginx 2>/dev/null; then
+  log "note: a system nginx service is running; it is left alone (we use our own ports)"
+fi
+
+# Thousands of sockets (S7): take the hard limit.
+ulimit -n "$(ulimit -Hn)"
+
+# ---------------------------------------------------------------------------------------------
+# Build.
+log "building portico, api_server, ws_server and ws_load in $BUILD (Release)"
+if [[ ! -f "$BUILD/CMakeCache.txt" ]]; then
+  cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release >"$BUILD.cmake.log" 2>&1 ||
+    { cat "$BUILD.cmake.log" >&2; exit 1; }
+fi
+cmake --build "$BUILD" --target portico api_server ws_server ws_load >"$BUILD/bench-build.log" 2>&1 ||
+  { tail -40 "$BUILD/bench-build.log" >&2; exit 1; }
+PORTICO="$BUILD/portico"
+API_SERVER="$BUILD/examples/api_server"
+WS_SERVER="$BUILD/examples/ws_server"
+WS_LOAD="$BUILD/bin/ws_load"
+
+# ---------------------------------------------------------------------------------------------
+# Processes: everything started here is recorded and ended on exit.
+WORK=$(mktemp -d /tmp/portico-bench.XXXXXX)
+PIDS=()
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  sleep 0.3
+  for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+forget_pid() {
+  local keep=() p
+  for p in "${PIDS[@]}"; do [[ "$p" != "$1" ]] && keep+=("$p"); done
+  PIDS=("${keep[@]}")
+}
+
+stop_pid() {  # stop_pid PID: TERM, up to 5 s, then KILL
+  local pid=$1 i
+  kill -TERM "$pid" 2>/dev/null || true
+  for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  forget_pid "$pid"
+}
+
+free_port() {
+  "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_for_line() {  # wait_for_line FILE REGEX SECONDS
+  local i
+  for i in $(seq $(($3 * 10))); do
+    grep -qE "$2" "$1" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# ---------------------------------------------------------------------------------------------
+# Certificate: one ECDSA P-256 key and self-signed certificate for all three proxies.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+  -subj "/CN=localhost" -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+  -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
+cat "$WORK/cert.pem" "$WORK/key.pem" >"$WORK/haproxy.pem"
+
+# Backends.
+API_PORT=$(free_port)
+WS_PORT=$(free_port)
+"$API_SERVER" --port "$API_PORT" --listen 127.0.0.1 --quiet >"$WORK/api_server.log" 2>&1 &
+API_PID=$!; PIDS+=("$API_PID")
+"$WS_SERVER" --port "$WS_PORT" --quiet >"$WORK/ws_server.log" 2>&1 &
+WS_PID=$!; PIDS+=("$WS_PID")
+wait_for_line "$WORK/api_server.log" "listening" 10 || { cat "$WORK/api_server.log" >&2; exit 1; }
+wait_for_line "$WORK/ws_server.log" "listening" 10 || { cat "$WORK/ws_server.log" >&2; exit 1; }
+
+# ---------------------------------------------------------------------------------------------
+# Proxy configurations (equivalent on purpose; docs/performance.md explains each line).
+declare -A HTTPS_PORT HTTP_PORT
+for t in "${TARGETS[@]}"; do
+  HTTPS_PORT[$t]=$(free_port)
+  HTTP_PORT[$t]=$(free_port)
+done
+
+cat >"$WORK/routes.txt" <<EOF
+/ws http://127.0.0.1:$WS_PORT read_timeout=1h ws_idle=1h max_ws_message=16m
+/ http://127.0.0.1:$API_PORT
+EOF
+
+mkdir -p "$WORK/nginx"
+cat >"$WORK/nginx/nginx.conf" <<EOF
+worker_processes 1;
+worker_rlimit_nofile 20000;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events { worker_connections 12000; }
+http {
+  access_log off;
+  client_body_temp_path $WORK/nginx/client_body;
+  proxy_temp_path $WORK/nginx/proxy;
+  fastcgi_temp_path $WORK/nginx/fastcgi;
+  uwsgi_temp_path $WORK/nginx/uwsgi;
+  scgi_temp_path $WORK/nginx/scgi;
+  # Like portico and HAProxy: no cap on requests per connection, bodies stream (no temp files).
+  keepalive_requests 1000000;
+  keepalive_timeout 75s;
+  client_max_body_size 0;
+  proxy_request_buffering off;
+  proxy_max_temp_file_size 0;
+  upstream api { server 127.0.0.1:$API_PORT; keepalive 64; keepalive_requests 1000000; }
+  upstream ws { server 127.0.0.1:$WS_PORT; }
+  server {
+    listen 127.0.0.1:${HTTPS_PORT[nginx]} ssl;
+    server_name localhost;
+    ssl_certificate $WORK/cert.pem;
+    ssl_certificate_key $WORK/key.pem;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    location / {
+      proxy_pass http://api;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$host;
+    }
+    location /ws {
+      proxy_pass http://ws;
+      proxy_http_version 1.1;
+      proxy_set_header Upgrade \$http_upgrade;
+      proxy_set_header Connection "upgrade";
+      proxy_set_header Host \$host;
+      proxy_read_timeout 1h;
+      proxy_send_timeout 1h;
+    }
+  }
+  server {
+    listen 127.0.0.1:${HTTP_PORT[nginx]};
+    return 301 https://\$host\$request_uri;
+  }
+}
+EOF
+
+cat >"$WORK/haproxy.cfg" <<EOF
+global
+  nbthread 1
+  maxconn 9000
+  ssl-default-bind-options ssl-min-ver TLSv1.2 ssl-max-ver TLSv1.3
+defaults
+  mode http
+  maxconn 9000
+  option http-keep-alive
+  timeout connect 5s
+  timeout client 75s
+  timeout server 60s
+  timeout http-request 30s
+  timeout http-keep-alive 75s
+  timeout tunnel 1h
+frontend https_in
+  bind 127.0.0.1:${HTTPS_PORT[haproxy]} ssl crt $WORK/haproxy.pem alpn http/1.1
+  use_backend ws if { path_beg /ws }
+  default_backend api
+frontend http_in
+  bind 127.0.0.1:${HTTP_PORT[haproxy]}
+  http-request redirect scheme https code 301
+backend api
+  http-reuse always
+  server api 127.0.0.1:$API_PORT
+backend ws
+  http-reuse always
+  server ws 127.0.0.1:$WS_PORT
+EOF
+
+nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -t >"$WORK/nginx-test.log" 2>&1 ||
+  { cat "$WORK/nginx-test.log" >&2; exit 1; }
+haproxy -c -f "$WORK/haproxy.cfg" >"$WORK/haproxy-test.log" 2>&1 ||
+  { cat "$WORK/haproxy-test.log" >&2; exit 1; }
+
+TARGET_PID=""
+start_target() {  # start_target NAME: starts it, waits until it answers; sets TARGET_PID
+  local t=$1 i
+  case "$t" in
+    portico)
+      "$PORTICO" --routes "$WORK/routes.txt" --cert "$WORK/cert.pem" --key "$WORK/key.pem" \
+        --https-port "${HTTPS_PORT[portico]}" --http-port "${HTTP_PORT[portico]}" \
+        --listen 127.0.0.1 --access-log off --log-level warn >>"$WORK/portico.log" 2>&1 &
+      ;;
+    nginx)
+      nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -g 'daemon off;' \
+        >>"$WORK/nginx.log" 2>&1 &
+      ;;
+    haproxy)
+      haproxy -f "$WORK/haproxy.cfg" -db >>"$WORK/haproxy.log" 2>&1 &
+      ;;
+  esac
+  TARGET_PID=$!
+  PIDS+=("$TARGET_PID")
+  for i in $(seq 100); do
+    if curl -sk -o /dev/null --max-time 1 "https://127.0.0.1:${HTTPS_PORT[$t]}/small"; then
+      return 0
+    fi
+    kill -0 "$TARGET_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  log "$t did not start; its output:"
+  tail -20 "$WORK/$t.log" >&2 || true
+  return 1
+}
+
+# Resident memory of a process and its children, in KB.
+rss_kb() {
+  local total=0 pid kb
+  for pid in "$1" $(ps -o pid= --ppid "$1" 2>/dev/null); do
+    kb=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
+    total=$((total + ${kb:-0}))
+  done
+  echo "$total"
+}
+
+# CPU time (user+system, clock ticks) of a process and its children.
+cpu_ticks() {
+  local total=0 pid t
+  for pid in "$1" $(ps -o pid= --ppid "$1" 2>/dev/null); do
+    t=$(awk '{print $14+$15}' "/proc/$pid/stat" 2>/dev/null || echo 0)
+    total=$((total + ${t:-0}))
+  done
+  echo "$total"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Measurements. Each appends "round<TAB>target<TAB>key<TAB>value" to RESULTS.
+RESULTS="$WORK/results.tsv"
+: >"$RESULTS"
+NOTES="$WORK/notes.txt"
+: >"$NOTES"
+record() { printf '%s\t%s\t%s\t%s\n' "$ROUND" "$1" "$2" "$3" >>"$RESULTS"; }
+note() { echo "- $*" >>"$NOTES"; log "note: $*"; }
+
+# wrk_run TARGET KEY_PREFIX WRK_ARGS...: records <prefix>_rps, <prefix>_p99_ms and errors.
+wrk_run() {
+  local t=$1 prefix=$2; shift 2
+  local out="$WORK/wrk-$ROUND-$t-$prefix.txt"
+  if ! timeout 120 wrk --latency "$@" >"$out" 2>&1; then
+    note "round $ROUND $t $prefix: wrk failed: $(tail -3 "$out" | tr '\n' ' ')"
+    record "$t" "${prefix}_rps" fail
+    return
+  fi
+  "$PY" - "$out" "$t" "$prefix" "$ROUND" "$RESULTS" "$NOTES" <<'PYEOF'
+import re, sys
+out, target, prefix, rnd, results, notes = sys.argv[1:]
+text = open(out).read()
+def unit_ms(v, u):
+    return float(v) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[u]
+rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
+total = re.search(r"(\d+) requests in", text)
+p99 = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s|m)\s*$", text, re.M)
+non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+rows = []
+if rps is None or total is None or int(total.group(1)) == 0:
+    rows.append((prefix + "_rps", "fail"))
+else:
+    rows.append((prefix + "_rps", rps.group(1)))
+    if p99:
+        rows.append((prefix + "_p99_ms", "%.3f" % unit_ms(*p99.groups())))
+    n = int(total.group(1))
+    bad = []
+    # S4 posts to a path the backend answers 404: non-2xx is the expected answer there.
+    if non2xx and prefix != "s4":
+        bad.append("%s non-2xx/3xx" % non2xx.group(1))
+    if sock:
+        c, r, w, t = map(int, sock.groups())
+        # With "Connection: close" wrk counts every server close as a read error; ignore those.
+        if prefix == "s2":
+            r = 0
+        if c + r + w + t:
+            bad.append("socket errors connect %d read %d write %d timeout %d" % (c, r, w, t))
+    if bad:
+        with open(notes, "a") as f:
+            f.write("- round %s %s %s: %d requests, %s\n" % (rnd, target, prefix, n, "; ".join(bad)))
+with open(results, "a") as f:
+    for k, v in rows:
+        f.write("%s\t%s\t%s\t%s\n" % (rnd, target, k, v))
+PYEOF
+}
+
+# ws_echo TARGET PREFIX PORT TLS(0/1) CONNECTIONS SIZE SECONDS: records msgs/s, MB/s, p50, p99.
+ws_echo() {
+  local t=$1 prefix=$2 port=$3 tls=$4 conns=$5 size=$6 secs=$7
+  local out="$WORK/ws-$ROUND-$t-$prefix.txt" tlsflag=()
+  ((tls)) && tlsflag=(--tls --sni localhost)
+  timeout $((secs + 60)) "$WS_LOAD" echo --host 127.0.0.1 --port "$port" "${tlsflag[@]}" \
+    --path /ws --connections "$conns" --size "$size" --duration "$secs" >"$out" 2>&1 || true
+  local line
+  line=$(grep '^result ' "$out" || true)
+  if [[ -z "$line" ]] || ! grep -q 'failed=0' <<<"$line" || grep -q ' messages=0 ' <<<"$line"; then
+    note "round $ROUND $t $prefix: ws_load failed: $(tr '\n' ' ' <"$out" | cut -c1-300); $t stderr: $(tail -2 "$WORK/$t.log" 2>/dev/null | tr '\n' ' ')"
+    record "$t" "${prefix}_msgs" fail
+    record "$t" "${prefix}_mbps" fail
+    return
+  fi
+
+  v() { sed -E "s/.* $1=([^ ]+).*/\\1/" <<<"$line"; }
+  record "$t" "${prefix}_msgs" "$(v msgs_per_s)"
+  record "$t" "${prefix}_mbps" "$(v mb_per_s)"
+  record "$t" "${prefix}_p50_ms" "$("$PY" -c "print($(v p50_us)/1000)")"
+  record "$t" "${prefix}_p99_ms" "$("$PY" -c "print($(v p99_us)/1000)")"
+  if ! grep -q 'errors=0' <<<"$line"; then note "round $ROUND $t $prefix: $line"; fi
+}
+
+# S2b: full TLS handshakes (ws_load never resumes a session), 50 slots, GET /small each.
+handshakes() {
+  local t=$1 port=$2 out="$WORK/hs-$ROUND-$1.txt" line
+  timeout $((D_SHORT + 30)) "$WS_LOAD" handshake --host 127.0.0.1 --port "$port" --tls \
+    --sni localhost --path /small --connections 50 --duration "$D_SHORT" >"$out" 2>&1 || true
+  line=$(grep '^result ' "$out" || true)
+  if [[ -z "$line" ]] || grep -q ' requests=0 ' <<<"$line"; then
+    note "round $ROUND $t s2b: ws_load handshake failed: $(tr '\n' ' ' <"$out" | cut -c1-300)"
+    record "$t" s2b_rps fail
+    return
+  fi
+  record "$t" s2b_rps "$(sed -E 's/.* per_s=([^ ]+).*/\1/' <<<"$line")"
+  grep -q 'errors=0' <<<"$line" || note "round $ROUND $t s2b: $line"
+}
+
+# S7: memory per idle wss connection. Two hold clients: FIRST connections, then SECOND-FIRST more.
+mem_per_conn() {
+  local t=$1 port=$2 pid=$3
+  local base after1 after2 h1 h2 o1 o2
+  sleep 0.5
+  base=$(rss_kb "$pid")
+  "$WS_LOAD" hold --host 127.0.0.1 --port "$port" --tls --sni localhost --path /ws \
+    --connections "$S7_FIRST" --hold-seconds 300 >"$WORK/hold1.txt" 2>&1 &
+  h1=$!; PIDS+=("$h1")
+  if ! wait_for_line "$WORK/hold1.txt" '^ready' 90; then
+    note "round $ROUND $t s7: $S7_FIRST connections did not open in 90 s: $(tail -c 300 "$WORK/hold1.txt")"
+    stop_pid "$h1"; record "$t" s7_kb_2000 fail; record "$t" s7_kb_5000 fail; return
+  fi
+  sleep 1
+  after1=$(rss_kb "$pid")
+  o1=$(sed -nE 's/^ready ([0-9]+).*/\1/p' "$WORK/hold1.txt")
+  "$WS_LOAD" hold --host 127.0.0.1 --port "$port" --tls --sni localhost --path /ws \
+    --connections $((S7_SECOND - S7_FIRST)) --hold-seconds 300 >"$WORK/hold2.txt" 2>&1 &
+  h2=$!; PIDS+=("$h2")
+  if ! wait_for_line "$WORK/hold2.txt" '^ready' 120; then
+    note "round $ROUND $t s7: $S7_SECOND connections did not open in 120 s"
+    o2=0
+  else
+    o2=$(sed -nE 's/^ready ([0-9]+).*/\1/p' "$WORK/hold2.txt")
+  fi
+  sleep 1
+  after2=$(rss_kb "$pid")
+  if ((o1 == S7_FIRST)); then
+    record "$t" s7_kb_2000 "$("$PY" -c "print(round(($after1-$base)/$o1, 1))")"
+  else
+    note "round $ROUND $t s7: only $o1 of $S7_FIRST connections opened ($(grep -v '^ready' "$WORK/hold1.txt" | head -3 | tr '\n' ' '))"
+    record "$t" s7_kb_2000 fail
+  fi
+  if ((o1 + o2 == S7_SECOND)); then
+    record "$t" s7_kb_5000 "$("$PY" -c "print(round(($after2-$base)/$S7_SECOND, 1))")"
+  else
+    note "round $ROUND $t s7: only $((o1 + o2)) of $S7_SECOND connections opened ($(grep -v '^ready' "$WORK/hold2.txt" | head -3 | tr '\n' ' '))"
+    record "$t" s7_kb_5000 fail
+  fi
+  record "$t" s7_rss_base_kb "$base"
+  stop_pid "$h2"
+  stop_pid "$h1"
+  sleep 1  # let the proxy close the 5,000 tunnels before the next load
+}
+
+POST_LUA="$WORK/post.lua"
+echo 'wrk.method = "POST"; wrk.body = string.rep("x", 1048576); wrk.headers["Content-Type"] = "application/octet-stream"' >"$POST_LUA"
+
+run_target() {  # run_target NAME: every scenario against one freshly started proxy
+  local t=$1
+  if ! start_target "$t"; then
+    local k
+    for k in s1_rps s2_rps s2b_rps s3_rps s4_rps s5_msgs s6_mbps s7_kb_2000 s7_kb_5000 s8_rps; do
+      record "$t" "$k" fail
+    done
+    return
+  fi
+  local pid=$TARGET_PID url="https://127.0.0.1:${HTTPS_PORT[$t]}"
+  # Sanity: each proxy must hand back the backend's own answers.
+  local body
+  body=$(curl -sk --max-time 5 "$url/small" || true)
+  [[ "$body" == "hello, world" ]] || note "round $ROUND $t: GET /small answered '$body'"
+  body=$(head -c 1048576 /dev/zero | tr '\0' x | curl -sk --max-time 10 --data-binary @- \
+    -H 'Content-Type: application/octet-stream' "$url/upload" || true)
+  [[ "$body" == *'"error"'* ]] || note "round $ROUND $t: POST /upload answered '${body:0:120}'"
+
+  if ((ROUND == 1)); then  # what a default OpenSSL client (wrk, ws_load) negotiates
+    note "$t negotiates $(openssl s_client -connect "127.0.0.1:${HTTPS_PORT[$t]}" -servername localhost \
+      </dev/null 2>/dev/null | sed -nE 's/^New, (TLS[^,]*), Cipher is (.*)/\1 \2/p')"
+  fi
+  wrk -t1 -c10 -d1s "$url/small" >/dev/null 2>&1 || true  # warm-up
+  log "round $ROUND $t: S7 idle wss connections"
+  mem_per_conn "$t" "${HTTPS_PORT[$t]}" "$pid"
+  log "round $ROUND $t: S1..S6, S8"
+  local cpu0 cpu1
+  cpu0=$(cpu_ticks "$pid")
+  wrk_run "$t" s1 -t1 -c50 -d"${D_S1}s" "$url/small"
+  cpu1=$(cpu_ticks "$pid")
+  record "$t" s1_cpu_pct "$("$PY" -c "import os; print(round(100*($cpu1-$cpu0)/os.sysconf('SC_CLK_TCK')/$D_S1, 1))")"
+  wrk_run "$t" s2 -t1 -c50 -d"${D_SHORT}s" -H 'Connection: close' "$url/small"
+  handshakes "$t" "${HTTPS_PORT[$t]}"
+  wrk_run "$t" s3 -t1 -c4 -d"${D_SHORT}s" "$url/bytes/1048576"
+  wrk_run "$t" s4 -t1 -c4 -d"${D_SHORT}s" -s "$POST_LUA" "$url/upload"
+  ws_echo "$t" s5 "${HTTPS_PORT[$t]}" 1 50 64 "$D_SHORT"
+  ws_echo "$t" s6 "${HTTPS_PORT[$t]}" 1 8 65536 "$D_SHORT"
+  wrk_run "$t" s8 -t1 -c50 -d"${D_SHORT}s" "http://127.0.0.1:${HTTP_PORT[$t]}/small"
+  if ! kill -0 "$pid" 2>/dev/null; then
+    note "round $ROUND $t: the proxy process died during the run; its output: $(tail -5 "$WORK/$t.log" | tr '\n' ' ')"
+  fi
+  stop_pid "$pid"
+}
+
+run_direct() {  # the ceiling: S1, S3, S5 straight to the backends, no proxy, no TLS
+  log "round $ROUND: no proxy (ceiling)"
+  wrk_run direct s1 -t1 -c50 -d"${D_S1}s" "http://127.0.0.1:$API_PORT/small"
+  wrk_run direct s3 -t1 -c4 -d"${D_SHORT}s" "http://127.0.0.1:$API_PORT/bytes/1048576"
+  ws_echo direct s5 "$WS_PORT" 0 50 64 "$D_SHORT"
+}
+
+# ---------------------------------------------------------------------------------------------
+START=$(date +%s)
+NGINX_VERSION=$(nginx -v 2>&1 | sed 's/^nginx version: //')
+HAPROXY_VERSION=$(haproxy -v 2>&1 | sed -n 1p | awk '{print $3}')
+OPENSSL_VERSION=$(openssl version)
+PORTICO_VERSION=$("$PORTICO" --version 2>&1 | sed -n 1p)
+CPU_MODEL=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
+log "machine: $(nproc) cores, $CPU_MODEL, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+
+for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
+  for t in "${TARGETS[@]}"; do run_target "$t"; done
+  run_direct
+done
+
+log "openssl speed (ceiling of the crypto)"
+openssl speed -seconds "$SPEED_SECONDS" -evp aes-128-gcm >"$WORK/speed-aes.txt" 2>/dev/null || true
+openssl speed -seconds "$SPEED_SECONDS" ecdsap256 >"$WORK/speed-ecdsa.txt" 2>/dev/null || true
+ROUND=1
+record speed aes128gcm_16k_mbps "$(awk '/^AES-128-GCM/ {v=$7} END {sub(/k$/, "", v); printf "%.1f", v/1000}' "$WORK/speed-aes.txt")"
+record speed ecdsa_p256_sign_s "$(awk '/256 bits ecdsa \(nistp256\)/ {print $(NF-1)}' "$WORK/speed-ecdsa.txt")"
+ELAPSED=$(($(date +%s) - START))
+
+# ---------------------------------------------------------------------------------------------
+# The table.
+MODE="default ($ROUNDS rounds)"
+((QUICK)) && MODE="--quick (1 round, short loads)"
+"$PY" - "$RESULTS" "$NOTES" >"$WORK/table.md" <<PYEOF
+import statistics, sys
+results, notes = sys.argv[1:]
+vals = {}
+for line in open(results):
+    rnd, target, key, value = line.rstrip("\n").split("\t")
+    vals.setdefault((target, key), []).append(value)
+
+def med(target, key):
+    v = vals.get((target, key))
+    if not v:
+        return None
+    if any(x == "fail" for x in v):
+        return "fail"
+    return statistics.median(float(x) for x in v)
+
+def fmt(x):
+    if x is None:
+        return "–"
+    if x == "fail":
+        return "fail"
+    if x >= 100:
+        return "{:,.0f}".format(x)
+    if x >= 10:
+        return "{:.1f}".format(x)
+    return "{:.2f}".format(x)
+
+def ratio(a, b):
+    if not isinstance(a, float) or not isinstance(b, float) or b == 0:
+        return "–"
+    return "{:.2f}".format(a / b)
+
+rows = [
+    ("S1 keep-alive GET /small", "requests/s", "s1_rps", ("direct", "s1_rps")),
+    ("S1 keep-alive GET /small", "p99 latency, ms (lower is better)", "s1_p99_ms", ("direct", "s1_p99_ms")),
+    ("S1 keep-alive GET /small", "proxy CPU, % of one core", "s1_cpu_pct", None),
+    ("S2 new TLS connection per request (wrk: resumed)", "requests (handshakes)/s", "s2_rps", None),
+    ("S2b new TLS connection per request (full)", "requests (handshakes)/s", "s2b_rps", ("speed", "ecdsa_p256_sign_s")),
+    ("S3 GET 1 MiB body", "MB/s", "s3_mbps", ("direct", "s3_mbps")),
+    ("S4 POST 1 MiB body", "requests/s", "s4_rps", None),
+    ("S5 WebSocket echo 64 B, 50 conns", "messages/s", "s5_msgs", ("direct", "s5_msgs")),
+    ("S5 WebSocket echo 64 B, 50 conns", "p50 round trip, ms", "s5_p50_ms", ("direct", "s5_p50_ms")),
+    ("S5 WebSocket echo 64 B, 50 conns", "p99 round trip, ms", "s5_p99_ms", ("direct", "s5_p99_ms")),
+    ("S6 WebSocket echo 64 KiB, 8 conns", "MB/s (one way)", "s6_mbps", ("speed", "aes128gcm_16k_mbps")),
+    ("S7 idle wss connections", "KB per connection at 2,000 (lower is better)", "s7_kb_2000", None),
+    ("S7 idle wss connections", "KB per connection at 5,000 (lower is better)", "s7_kb_5000", None),
+    ("S8 port-80 redirect, keep-alive", "redirects/s", "s8_rps", None),
+]
+# S3 in MB/s from requests/s (body bytes only, MB = 10^6 bytes).
+for (target, key), v in list(vals.items()):
+    if key == "s3_rps":
+        vals[(target, "s3_mbps")] = [x if x == "fail" else str(float(x) * 1048576 / 1e6) for x in v]
+
+print("| scenario | metric | portico | NGINX | HAProxy | portico/NGINX | portico/HAProxy | ceiling | portico/ceiling |")
+print("|---|---|--:|--:|--:|--:|--:|--:|--:|")
+for name, metric, key, ceil in rows:
+    p, n, h = med("portico", key), med("nginx", key), med("haproxy", key)
+    c = med(*ceil) if ceil else None
+    print("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+        name, metric, fmt(p), fmt(n), fmt(h), ratio(p, n), ratio(p, h), fmt(c), ratio(p, c)))
+aes = med("speed", "aes128gcm_16k_mbps")
+sign = med("speed", "ecdsa_p256_sign_s")
+print()
+print("Ceiling column: S1, S3 and S5 straight to the backend (plain HTTP / ws, no proxy, same load);"
+      " S2b: \`openssl speed ecdsap256\` signatures/s on one core (the server signs once per full handshake);"
+      " S6: \`openssl speed -evp aes-128-gcm\`, 16 KiB blocks, MB/s on one core (%s MB/s; ECDSA P-256 %s sign/s)."
+      % (fmt(aes), fmt(sign)))
+notes_text = open(notes).read().strip()
+if notes_text:
+    print()
+    print("Notes from the run:")
+    print()
+    print(notes_text)
+PYEOF
+
+{
+  echo "## Benchmark run $(date -u +%Y-%m-%dT%H:%MZ)"
+  echo
+  echo "- machine: $(nproc) cores, $CPU_MODEL, Linux $(uname -r), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM"
+  echo "- versions: $PORTICO_VERSION; nginx $NGINX_VERSION; HAProxy $HAPROXY_VERSION; $OPENSSL_VERSION; $(wrk -v 2>&1 | awk 'NR==1' | awk '{print "wrk", $2}')"
+  echo "- command: \`bash tests/bench/run.sh${1:+ $*}\`, mode $MODE, $ELAPSED s; medians over rounds; load average at the end $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo
+  cat "$WORK/table.md"
+} | tee "$BUILD/bench-results.md"

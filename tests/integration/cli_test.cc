@@ -1,0 +1,147 @@
+// Bad command lines and bad files: one clear line on stderr, exit status 2, nothing listening.
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+
+#include "tests/support/net.h"
+#include "tests/support/process.h"
+#include "tests/support/temp_dir.h"
+#include "tests/support/test_cert.h"
+
+using namespace portico::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+CommandResult run_portico(std::vector<std::string> args) {
+  args.insert(args.begin(), PORTICO_BINARY);
+  return run_command(args, "", 15s);
+}
+
+// Exit 2, exactly one line of explanation, and no listener was ever started.
+void check_config_error(const CommandResult& result, const std::string& expected) {
+  INFO(result.describe());
+  CHECK(result.exit_code == 2);
+  CHECK(result.stderr.find(expected) != std::string::npos);
+  CHECK(result.stderr.find("listening") == std::string::npos);
+}
+
+struct Files {
+  Files() : cert(make_test_cert(dir)) {
+    routes = dir.write_file("routes.conf", "/ http://127.0.0.1:9\n");
+  }
+  std::vector<std::string> args(std::vector<std::string> extra = {}) const {
+    std::vector<std::string> a = {"--routes",     routes,   "--cert",      cert.fullchain,
+                                  "--key",        cert.key, "--listen",    "127.0.0.1",
+                                  "--https-port", "0",      "--http-port", "0"};
+    a.insert(a.end(), extra.begin(), extra.end());
+    return a;
+  }
+  TempDir dir;
+  TestCert cert;
+  std::string routes;
+};
+
+}  // namespace
+
+TEST_CASE("--help and --version exit 0", "[cli]") {
+  CommandResult help = run_portico({"--help"});
+  CHECK(help.exit_code == 0);
+  CHECK(help.stdout.find("usage: portico --routes FILE --cert PEM --key PEM") != std::string::npos);
+  CommandResult version = run_portico({"--version"});
+  CHECK(version.exit_code == 0);
+  CHECK(version.stdout.rfind("portico ", 0) == 0);
+}
+
+TEST_CASE("missing and unknown flags are refused", "[cli]") {
+  Files files;
+  check_config_error(run_portico({"--cert", files.cert.fullchain, "--key", files.cert.key}),
+                     "--routes FILE is required");
+  check_config_error(run_portico({"--routes", files.routes}),
+                     "--cert PEM and --key PEM are required");
+  check_config_error(run_portico(files.args({"--frobnicate"})), "unknown option \"--frobnicate\"");
+  check_config_error(run_portico(files.args({"--https-port", "99999"})),
+                     "--https-port: not a port number: \"99999\"");
+  check_config_error(run_portico(files.args({"--trusted-proxies", "10.0.0.0/33"})),
+                     "--trusted-proxies: not an address or CIDR range");
+  check_config_error(run_portico(files.args({"--keepalive-timeout", "5"})),
+                     "--keepalive-timeout: not a duration");
+  check_config_error(run_portico(files.args({"--cert", files.cert.fullchain})),
+                     "--cert and --key must be given in pairs");
+}
+
+TEST_CASE("an unreadable or invalid route file is reported with its line", "[cli]") {
+  Files files;
+  check_config_error(run_portico({"--routes", files.dir.file("nope.conf"), "--cert",
+                                  files.cert.fullchain, "--key", files.cert.key}),
+                     "nope.conf: cannot read: No such file or directory");
+
+  std::string bad = files.dir.write_file(
+      "bad.conf", "# comment\n/api/ http://127.0.0.1:3000\n/ws ftp://127.0.0.1:4000\n/x\n");
+  CommandResult result = run_portico({"--routes", bad, "--cert", files.cert.fullchain, "--key",
+                                      files.cert.key, "--https-port", "0", "--http-port", "0"});
+  INFO(result.describe());
+  CHECK(result.exit_code == 2);
+  CHECK(result.stderr.find(bad + ":3:") != std::string::npos);
+  CHECK(result.stderr.find(bad + ":4:") != std::string::npos);
+  CHECK(result.stderr.find("listening") == std::string::npos);
+}
+
+TEST_CASE("certificate problems are reported naming the file", "[cli]") {
+  Files files;
+  check_config_error(run_portico({"--routes", files.routes, "--cert", files.dir.file("missing.pem"),
+                                  "--key", files.cert.key}),
+                     "missing.pem: cannot read: No such file or directory");
+  std::string junk = files.dir.write_file("junk.pem", "not a certificate\n");
+  check_config_error(
+      run_portico({"--routes", files.routes, "--cert", junk, "--key", files.cert.key}),
+      "junk.pem: not a PEM certificate");
+  check_config_error(
+      run_portico({"--routes", files.routes, "--cert", files.cert.fullchain, "--key", junk}),
+      "junk.pem: not a PEM private key");
+  TestCert other = make_test_cert(files.dir, {"localhost"}, "other");
+  check_config_error(
+      run_portico({"--routes", files.routes, "--cert", files.cert.fullchain, "--key", other.key}),
+      "private key does not match the certificate in " + files.cert.fullchain);
+  std::string unreadable = files.dir.write_file("secret.pem", "x");
+  if (geteuid() != 0) {
+    chmod(unreadable.c_str(), 0);
+    check_config_error(run_portico({"--routes", files.routes, "--cert", files.cert.fullchain,
+                                    "--key", unreadable}),
+                       "secret.pem: cannot read: Permission denied");
+  }
+}
+
+TEST_CASE("a port in use is reported before anything listens", "[cli]") {
+  Files files;
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  REQUIRE(listen(fd, 1) == 0);
+  socklen_t len = sizeof addr;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  std::string port = std::to_string(ntohs(addr.sin_port));
+  std::vector<std::string> args = {
+      "--routes",     files.routes,   "--cert",      files.cert.fullchain,
+      "--key",        files.cert.key, "--listen",    "127.0.0.1",
+      "--https-port", port,           "--http-port", "0"};
+  CommandResult result = run_portico(args);
+  check_config_error(result, "cannot listen on 127.0.0.1:" + port + ": address already in use");
+  // The redirect port too: the TLS listener must not stay up when the second bind fails.
+  std::vector<std::string> args2 = {
+      "--routes",     files.routes, "--cert",    files.cert.fullchain, "--key",
+      files.cert.key, "--listen",   "127.0.0.1", "--https-port",       "0",
+      "--http-port",  port};
+  CommandResult result2 = run_portico(args2);
+  INFO(result2.describe());
+  CHECK(result2.exit_code == 2);
+  CHECK(result2.stderr.find("cannot listen on 127.0.0.1:" + port) != std::string::npos);
+  close(fd);
+}

@@ -1,0 +1,462 @@
+// WebSocket streams through portico: the wslay test client over TLS, the example ws_server (and
+// a raw backend that records every byte) behind it.
+
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <csignal>
+#include <mutex>
+#include <regex>
+#include <thread>
+
+#include "proxy/ws_frames.h"
+#include "tests/support/net.h"
+#include "tests/support/portico_process.h"
+#include "tests/support/process.h"
+#include "tests/support/raw_client.h"
+#include "tests/support/temp_dir.h"
+#include "tests/support/test_backend.h"
+#include "tests/support/test_cert.h"
+#include "tests/support/ws_client.h"
+
+using namespace portico::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+// The example WebSocket server (echo on every path, broadcast on /chat).
+struct WsServer {
+  explicit WsServer(std::vector<std::string> extra = {}) {
+    std::vector<std::string> argv = {PORTICO_BUILD_DIR "/examples/ws_server", "--port", "0"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    process = std::make_unique<Process>(argv);
+    auto match =
+        process->wait_for_output(std::regex(R"(listening on \S+:(\d+))"), 10s, Stream::kStdout);
+    port = static_cast<uint16_t>(std::stoi(match[1]));
+  }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port); }
+  std::unique_ptr<Process> process;
+  uint16_t port = 0;
+};
+
+// A WebSocket backend that accepts every upgrade and records what the proxy sends it, so tests
+// can see the Close codes portico sends a backend. It can also send raw bytes of its own.
+class RawWsBackend {
+ public:
+  RawWsBackend() {
+    listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+    listen(listen_fd_, 16);
+    socklen_t len = sizeof addr;
+    getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~RawWsBackend() {
+    stop_ = true;
+    shutdown(listen_fd_, SHUT_RDWR);
+    if (thread_.joinable()) thread_.join();
+    close(listen_fd_);
+    if (conn_fd_ >= 0) close(conn_fd_);
+  }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  bool wait_upgraded(std::chrono::milliseconds timeout) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (!upgraded_ && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(10ms);
+    }
+    return upgraded_;
+  }
+  // Waits for EOF from the proxy; returns the Close code the proxy sent (0: none).
+  uint16_t wait_close_code(std::chrono::milliseconds timeout) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (!eof_ && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(10ms);
+    std::lock_guard<std::mutex> lock(mutex_);
+    portico::WsFrameTracker tracker(portico::WsDirection::kClientToServer, 1 << 30);
+    tracker.feed(reinterpret_cast<const uint8_t*>(frames_.data()), frames_.size());
+    return tracker.close_code();
+  }
+  bool saw_eof() const { return eof_; }
+  void send_raw(const std::string& bytes) {
+    ::send(conn_fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+  }
+  void reset() {
+    linger l{1, 0};
+    setsockopt(conn_fd_, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+    shutdown(conn_fd_, SHUT_RDWR);
+  }
+
+ private:
+  void serve() {
+    int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) return;
+    conn_fd_ = fd;
+    std::string head;
+    char buf[65536];
+    while (head.find("\r\n\r\n") == std::string::npos) {
+      ssize_t n = recv(fd, buf, sizeof buf, 0);
+      if (n <= 0) return;
+      head.append(buf, static_cast<size_t>(n));
+    }
+    std::smatch key;
+    std::regex_search(head, key, std::regex("Sec-WebSocket-Key: (\\S+)", std::regex::icase));
+    std::string response =
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Accept: " +
+        portico::ws_accept_for_key(key[1].str()) + "\r\n\r\n";
+    ::send(fd, response.data(), response.size(), MSG_NOSIGNAL);
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      frames_ = head.substr(head.find("\r\n\r\n") + 4);
+    }
+    upgraded_ = true;
+    while (!stop_) {
+      pollfd p{fd, POLLIN, 0};
+      if (poll(&p, 1, 100) <= 0) continue;
+      ssize_t n = recv(fd, buf, sizeof buf, 0);
+      if (n <= 0) break;
+      std::lock_guard<std::mutex> lock(mutex_);
+      frames_.append(buf, static_cast<size_t>(n));
+    }
+    eof_ = true;
+  }
+
+  int listen_fd_ = -1;
+  int conn_fd_ = -1;
+  uint16_t port_ = 0;
+  std::thread thread_;
+  std::atomic<bool> stop_{false}, upgraded_{false}, eof_{false};
+  std::mutex mutex_;
+  std::string frames_;
+};
+
+struct WsFront {
+  explicit WsFront(const std::string& backend, std::string options = "",
+                   std::vector<std::string> extra_args = {})
+      : cert(make_test_cert(dir)),
+        portico(dir, "/ws http://" + backend + " " + options + "\n", cert, std::move(extra_args)) {}
+
+  WsClientOptions options(std::string path = "/ws") const {
+    WsClientOptions o;
+    o.port = portico.https_port();
+    o.ca_file = cert.ca_cert;
+    o.path = std::move(path);
+    return o;
+  }
+  std::unique_ptr<WsClient> connect(std::string path = "/ws") const {
+    auto client = WsClient::connect(options(std::move(path)));
+    INFO(client->error() << "\n" << client->response_head());
+    REQUIRE(client->ok());
+    return client;
+  }
+
+  TempDir dir;
+  TestCert cert;
+  PorticoProcess portico;
+};
+
+uint16_t close_code_of(const WsMessage& message) {
+  REQUIRE(message.opcode == 8);
+  REQUIRE(message.data.size() >= 2);
+  return static_cast<uint16_t>((static_cast<uint8_t>(message.data[0]) << 8) |
+                               static_cast<uint8_t>(message.data[1]));
+}
+
+}  // namespace
+
+TEST_CASE("text and binary messages of every length class echo through", "[websocket]") {
+  WsServer backend;
+  WsFront front(backend.address());
+  auto client = front.connect();
+  CHECK(client->status() == 101);
+  for (size_t size :
+       {size_t{1}, size_t{125}, size_t{126}, size_t{65535}, size_t{65536}, size_t{1} << 20}) {
+    INFO(size);
+    std::string text(size, 't');
+    std::string binary(size, '\0');
+    for (size_t i = 0; i < size; ++i) binary[i] = static_cast<char>(i * 7);
+    REQUIRE(client->send_text(text));
+    auto echo = client->receive(10s);
+    REQUIRE(echo);
+    CHECK(echo->opcode == 1);
+    CHECK(echo->data == text);
+    REQUIRE(client->send_binary(binary));
+    echo = client->receive(10s);
+    REQUIRE(echo);
+    CHECK(echo->opcode == 2);
+    CHECK(echo->data == binary);
+  }
+  CHECK(client->close(1000));
+  CHECK(client->peer_close_code() == 1000);
+  CHECK(front.portico.process().try_wait_for_output(
+      std::regex("access: .*status=101 .*tunnel=websocket messages_in=12 messages_out=12 "
+                 "close_from_client=1000 close_from_backend=1000"),
+      5s));
+}
+
+TEST_CASE("fragmented messages and pings pass through", "[websocket]") {
+  WsServer backend;
+  WsFront front(backend.address());
+  WsClientOptions options = front.options();
+  options.surface_control_frames = true;
+  auto client = WsClient::connect(options);
+  REQUIRE(client->ok());
+  REQUIRE(client->send_fragmented(1, {"frag", "mented ", "message"}, /*ping_between=*/true));
+  std::optional<WsMessage> message;
+  // The backend answers the interleaved ping with a pong, then echoes the whole message.
+  bool saw_pong = false;
+  for (int i = 0; i < 3 && !(message && message->opcode == 1); ++i) {
+    message = client->receive(5s);
+    REQUIRE(message);
+    if (message->opcode == 10) saw_pong = true;
+  }
+  CHECK(saw_pong);
+  CHECK(message->data == "fragmented message");
+  REQUIRE(client->send_ping("are you there"));
+  auto pong = client->receive(5s);
+  REQUIRE(pong);
+  CHECK(pong->opcode == 10);
+  CHECK(pong->data == "are you there");
+}
+
+TEST_CASE("200 concurrent tunnels", "[websocket]") {
+  WsServer backend;
+  WsFront front(backend.address());
+  std::vector<std::unique_ptr<WsClient>> clients;
+  for (int i = 0; i < 200; ++i) {
+    auto client = WsClient::connect(front.options());
+    REQUIRE(client->ok());
+    clients.push_back(std::move(client));
+  }
+  for (int i = 0; i < 200; ++i) REQUIRE(clients[i]->send_text("client " + std::to_string(i)));
+  for (int i = 0; i < 200; ++i) {
+    auto echo = clients[i]->receive(10s);
+    REQUIRE(echo);
+    CHECK(echo->data == "client " + std::to_string(i));
+  }
+  for (auto& client : clients) CHECK(client->close(1000));
+}
+
+TEST_CASE("the backend closing first: close handshake relayed, and a killed backend",
+          "[websocket]") {
+  SECTION("backend-initiated close handshake (the backend stops with 1001)") {
+    WsServer backend;
+    WsFront front(backend.address());
+    auto client = front.connect();
+    REQUIRE(client->send_text("hello"));
+    REQUIRE(client->receive(5s));
+    backend.process->signal(SIGTERM);
+    CHECK(client->wait_peer_closed(10s));
+    CHECK(client->peer_close_code() == 1001);
+  }
+  SECTION("backend killed mid-stream: Close 1001 or 1011, then EOF") {
+    WsServer backend;
+    WsFront front(backend.address());
+    auto client = front.connect();
+    REQUIRE(client->send_text("hello"));
+    REQUIRE(client->receive(5s));
+    backend.process->signal(SIGKILL);
+    CHECK(client->wait_peer_closed(10s));
+    uint16_t code = client->peer_close_code();
+    CHECK((code == 1001 || code == 1011));
+    // Nothing after the Close (still queued in the client, maybe) but the end of the stream.
+    std::optional<WsMessage> after;
+    while ((after = client->receive(5s)) && after->opcode == 8) {
+    }
+    CHECK_FALSE(after);
+    CHECK(client->peer_sent_eof());
+  }
+}
+
+TEST_CASE("a client that goes away gives the backend its FIN", "[websocket]") {
+  RawWsBackend backend;
+  WsFront front(backend.address());
+  {
+    auto client = front.connect();
+    REQUIRE(backend.wait_upgraded(5s));
+  }  // the client's socket closes without a Close frame
+  backend.wait_close_code(10s);
+  CHECK(backend.saw_eof());
+}
+
+TEST_CASE("SIGTERM sends Close 1001 to both ends", "[websocket]") {
+  RawWsBackend backend;
+  WsFront front(backend.address());
+  auto client = front.connect();
+  REQUIRE(backend.wait_upgraded(5s));
+  front.portico.process().signal(SIGTERM);
+  auto close = client->receive(10s);
+  REQUIRE(close);
+  CHECK(close_code_of(*close) == 1001);
+  client->close(1001);
+  CHECK(backend.wait_close_code(10s) == 1001);
+  auto status = front.portico.process().wait_exit(15s);
+  REQUIRE(status);
+  CHECK(status->exited_ok());
+}
+
+TEST_CASE("a message over max_ws_message gets 1009, the backend 1001", "[websocket]") {
+  RawWsBackend backend;
+  WsFront front(backend.address(), "max_ws_message=64k");
+  auto client = front.connect();
+  REQUIRE(backend.wait_upgraded(5s));
+  REQUIRE(client->send_binary(std::string(64 * 1024 + 1, 'x')));
+  auto close = client->receive(10s);
+  REQUIRE(close);
+  CHECK(close_code_of(*close) == 1009);
+  CHECK(backend.wait_close_code(10s) == 1001);
+}
+
+TEST_CASE("a message of exactly max_ws_message passes", "[websocket]") {
+  WsServer backend;
+  WsFront front(backend.address(), "max_ws_message=64k");
+  auto client = front.connect();
+  REQUIRE(client->send_binary(std::string(64 * 1024, 'x')));
+  auto echo = client->receive(10s);
+  REQUIRE(echo);
+  CHECK(echo->data.size() == 64 * 1024);
+}
+
+TEST_CASE("an unmasked client frame gets 1002; a masked backend frame too", "[websocket]") {
+  SECTION("client") {
+    RawWsBackend backend;
+    WsFront front(backend.address());
+    auto client = front.connect();
+    REQUIRE(backend.wait_upgraded(5s));
+    REQUIRE(client->send_raw(WsClient::encode_frame(1, true, "not masked", /*mask=*/false)));
+    auto close = client->receive(10s);
+    REQUIRE(close);
+    CHECK(close_code_of(*close) == 1002);
+    CHECK(backend.wait_close_code(10s) == 1001);
+  }
+  SECTION("backend") {
+    RawWsBackend backend;
+    WsFront front(backend.address());
+    auto client = front.connect();
+    REQUIRE(backend.wait_upgraded(5s));
+    backend.send_raw(WsClient::encode_frame(1, true, "masked by a server", /*mask=*/true));
+    auto close = client->receive(10s);
+    REQUIRE(close);
+    CHECK(close_code_of(*close) == 1011);
+    CHECK(backend.wait_close_code(10s) == 1002);
+  }
+}
+
+TEST_CASE("the origin check refuses foreign pages and allows listed ones", "[websocket]") {
+  WsServer backend;
+  WsFront front(backend.address(), "origins=https://app.example");
+  std::string own = "https://localhost:" + std::to_string(front.portico.https_port());
+  for (const auto& [origin, allowed] :
+       std::vector<std::pair<std::string, bool>>{{"https://evil.example", false},
+                                                 {own, true},
+                                                 {"https://app.example", true},
+                                                 {"", true}}) {
+    INFO(origin);
+    WsClientOptions options = front.options();
+    options.origin = origin;
+    auto client = WsClient::connect(options);
+    CHECK(client->ok() == allowed);
+    CHECK(client->status() == (allowed ? 101 : 403));
+  }
+  CHECK(front.portico.process().try_wait_for_output(
+      std::regex("warn websocket: refused origin=\"https://evil.example\""), 5s));
+}
+
+TEST_CASE("bad upgrade requests get 400; a non-101 answer leaves the connection HTTP",
+          "[websocket]") {
+  TestBackend http_backend;
+  WsFront front(http_backend.address());
+  const char* bad[] = {
+      "GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+      "Sec-WebSocket-Version: 13\r\n\r\n",
+      "GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+      "Sec-WebSocket-Version: 8\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+      "GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+      "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: c2hvcnQ=\r\n\r\n",
+  };
+  for (const char* request : bad) {
+    INFO(request);
+    RawTlsClient client(front.portico.https_port(), front.cert.ca_cert);
+    REQUIRE(client.send(request));
+    ReadResult read = client.read_until("\r\n\r\n", 5s);
+    CHECK(read.data.rfind("HTTP/1.1 400", 0) == 0);
+  }
+  CHECK(http_backend.request_count() == 0);
+
+  // The backend is plain HTTP: it answers the upgrade with 200, which goes back as an ordinary
+  // response, and the same connection then carries an ordinary request.
+  RawTlsClient client(front.portico.https_port(), front.cert.ca_cert);
+  REQUIRE(client.send(
+      "GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+      "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"));
+  ReadResult first = client.read_until("ok GET /ws", 5s);
+  CHECK(first.data.rfind("HTTP/1.1 200", 0) == 0);
+  REQUIRE(client.send("GET /ws/again HTTP/1.1\r\nHost: localhost\r\n\r\n"));
+  ReadResult second = client.read_until("ok GET /ws/again", 5s);
+  CHECK(second.matched);
+  REQUIRE(http_backend.wait_for_requests(2));
+  CHECK(http_backend.requests()[0].header("Upgrade") == "websocket");
+}
+
+TEST_CASE("plain requests and upgrades share a path (socket.io style)", "[websocket]") {
+  WsServer backend;
+  TempDir dir;
+  TestCert cert = make_test_cert(dir);
+  PorticoProcess portico(dir, "/socket.io/ http://" + backend.address() + "\n", cert);
+  CommandResult polling =
+      curl({"--cacert", cert.ca_cert, portico.url("/socket.io/?EIO=4&transport=polling")});
+  CHECK(polling.exit_code == 0);
+  CHECK(polling.stdout == "websocket endpoint\n");
+  WsClientOptions options;
+  options.port = portico.https_port();
+  options.ca_file = cert.ca_cert;
+  options.path = "/socket.io/?EIO=4&transport=websocket";
+  auto client = WsClient::connect(options);
+  REQUIRE(client->ok());
+  REQUIRE(client->send_text("42[\"hello\"]"));
+  auto echo = client->receive(5s);
+  REQUIRE(echo);
+  CHECK(echo->data == "42[\"hello\"]");
+}
+
+TEST_CASE("idle tunnels are pinged, kept open, and dead clients closed", "[websocket]") {
+  WsServer backend;
+  WsFront front(backend.address(), "ws_idle=1s");
+  WsClientOptions options = front.options();
+  options.surface_control_frames = true;
+  auto client = WsClient::connect(options);
+  REQUIRE(client->ok());
+  auto ping = client->receive(5s);  // wslay answers it with a pong by itself
+  REQUIRE(ping);
+  CHECK(ping->opcode == 9);
+  // Keep reading (wslay answers each ping as it reads it) through several idle periods.
+  auto until = std::chrono::steady_clock::now() + 2500ms;
+  while (std::chrono::steady_clock::now() < until) {
+    auto frame = client->receive(200ms);
+    if (frame) CHECK(frame->opcode == 9);
+  }
+  REQUIRE(client->send_text("still here"));
+  std::optional<WsMessage> echo;
+  do {
+    echo = client->receive(5s);
+  } while (echo && echo->opcode == 9);
+  REQUIRE(echo);
+  CHECK(echo->data == "still here");
+
+  // A client that never answers: the raw handshake, then silence.
+  RawTlsClient silent(front.portico.https_port(), front.cert.ca_cert);
+  REQUIRE(silent.send(
+      "GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+      "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"));
+  REQUIRE(silent.read_until("\r\n\r\n", 5s).matched);
+  ReadResult rest = silent.read_all_until_close(10s);
+  CHECK(rest.closed != CloseKind::kOpen);
+  CHECK(front.portico.process().try_wait_for_output("client did not answer ping", 5s));
+}

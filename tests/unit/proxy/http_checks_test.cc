@@ -1,0 +1,159 @@
+// Host syntax, redirect Locations, WebSocket handshake and origin checks, CIDR ranges.
+
+#include <arpa/inet.h>
+
+#include <catch2/catch.hpp>
+
+#include "proxy/cidr.h"
+#include "proxy/http_head.h"
+#include "proxy/redirect_server.h"
+#include "proxy/websocket_handshake.h"
+
+using namespace portico;
+
+TEST_CASE("Host header syntax", "[http-head]") {
+  struct Case {
+    const char* value;
+    bool ok;
+    const char* host;
+    const char* port;
+  };
+  const Case cases[] = {
+      {"example.com", true, "example.com", ""},
+      {"example.com:8443", true, "example.com", "8443"},
+      {"127.0.0.1:80", true, "127.0.0.1", "80"},
+      {"[::1]", true, "[::1]", ""},
+      {"[2001:db8::1]:443", true, "[2001:db8::1]", "443"},
+      {"", false, "", ""},
+      {"example.com:", false, "", ""},
+      {"example.com:0", false, "", ""},
+      {"example.com:65536", false, "", ""},
+      {"example.com:8x", false, "", ""},
+      {"bad host", false, "", ""},
+      {"a/b", false, "", ""},
+      {"user@host", false, "", ""},
+      {"[::1", false, "", ""},
+      {"[::1]x", false, "", ""},
+      {"[zz::1]", false, "", ""},
+  };
+  for (const Case& c : cases) {
+    INFO(c.value);
+    std::string_view host, port;
+    REQUIRE(split_host_port(c.value, &host, &port) == c.ok);
+    if (c.ok) {
+      CHECK(host == c.host);
+      CHECK(port == c.port);
+    }
+  }
+}
+
+TEST_CASE("header tokens", "[http-head]") {
+  CHECK(header_has_token("keep-alive, Upgrade", "upgrade"));
+  CHECK(header_has_token(" close ", "close"));
+  CHECK_FALSE(header_has_token("upgraded", "upgrade"));
+  CHECK_FALSE(header_has_token("", "close"));
+}
+
+TEST_CASE("redirect Location keeps path and query exactly", "[redirect]") {
+  CHECK(https_redirect_location("example.com", "/x?y=1", 443) == "https://example.com/x?y=1");
+  CHECK(https_redirect_location("example.com:80", "/a%2F..//b?q=%41", 8443) ==
+        "https://example.com:8443/a%2F..//b?q=%41");
+  CHECK(https_redirect_location("[::1]:8080", "/", 8443) == "https://[::1]:8443/");
+  CHECK(https_redirect_location("example.com", "http://example.com/p?q", 443) ==
+        "https://example.com/p?q");
+  CHECK(https_redirect_location("bad host", "/", 443).empty());
+  CHECK(https_redirect_location("example.com", "*", 443).empty());
+}
+
+namespace {
+HttpHead websocket_request() {
+  HttpHead head;
+  head.method = "GET";
+  head.target = "/ws";
+  head.headers = {{"Host", "example.com"},
+                  {"Connection", "keep-alive, Upgrade"},
+                  {"Upgrade", "websocket"},
+                  {"Sec-WebSocket-Version", "13"},
+                  {"Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="}};
+  return head;
+}
+}  // namespace
+
+TEST_CASE("WebSocket opening handshake checks", "[websocket]") {
+  std::string why;
+  HttpHead ok = websocket_request();
+  CHECK(is_websocket_upgrade(ok));
+  CHECK(check_websocket_request(ok, &why) == 0);
+
+  HttpHead post = websocket_request();
+  post.method = "POST";
+  CHECK(check_websocket_request(post, &why) == 400);
+  HttpHead http10 = websocket_request();
+  http10.version_minor = 0;
+  CHECK(check_websocket_request(http10, &why) == 400);
+  HttpHead version = websocket_request();
+  version.headers[3].value = "8";
+  CHECK(check_websocket_request(version, &why) == 400);
+  CHECK(why == "Sec-WebSocket-Version must be 13");
+  HttpHead short_key = websocket_request();
+  short_key.headers[4].value = "c2hvcnQ=";
+  CHECK(check_websocket_request(short_key, &why) == 400);
+  HttpHead no_key = websocket_request();
+  no_key.headers.pop_back();
+  CHECK(check_websocket_request(no_key, &why) == 400);
+  HttpHead no_connection = websocket_request();
+  no_connection.headers[1].value = "keep-alive";
+  CHECK_FALSE(is_websocket_upgrade(no_connection));
+}
+
+TEST_CASE("WebSocket origin check", "[websocket]") {
+  const std::vector<std::string> none;
+  CHECK(websocket_origin_allowed("", "example.com", none));
+  CHECK(websocket_origin_allowed("https://example.com", "example.com", none));
+  CHECK(websocket_origin_allowed("https://EXAMPLE.com", "example.com:443", none));
+  CHECK(websocket_origin_allowed("https://localhost:8443", "localhost:8443", none));
+  CHECK_FALSE(websocket_origin_allowed("https://localhost:9999", "localhost:8443", none));
+  CHECK_FALSE(websocket_origin_allowed("https://evil.example", "example.com", none));
+  CHECK_FALSE(websocket_origin_allowed("https://example.com.evil.example", "example.com", none));
+  CHECK_FALSE(websocket_origin_allowed("null", "example.com", none));
+  CHECK(websocket_origin_allowed("https://app.example", "api.example", {"https://app.example"}));
+  CHECK(websocket_origin_allowed("http://app.example:3000", "api.example", {"app.example"}));
+  CHECK(websocket_origin_allowed("https://anything.test", "api.example", {"*"}));
+  CHECK_FALSE(websocket_origin_allowed("https://other.example", "api.example", {"app.example"}));
+}
+
+TEST_CASE("CIDR ranges", "[cidr]") {
+  auto contains = [](const char* cidr, const char* address) {
+    auto range = Cidr::parse(cidr);
+    REQUIRE(range);
+    sockaddr_storage addr{};
+    if (std::string_view(address).find(':') != std::string_view::npos) {
+      auto* in6 = reinterpret_cast<sockaddr_in6*>(&addr);
+      in6->sin6_family = AF_INET6;
+      inet_pton(AF_INET6, address, &in6->sin6_addr);
+    } else {
+      auto* in = reinterpret_cast<sockaddr_in*>(&addr);
+      in->sin_family = AF_INET;
+      inet_pton(AF_INET, address, &in->sin_addr);
+    }
+    return range->contains(addr);
+  };
+  CHECK(contains("10.0.0.0/8", "10.200.3.4"));
+  CHECK_FALSE(contains("10.0.0.0/8", "11.0.0.1"));
+  CHECK(contains("192.0.2.7", "192.0.2.7"));
+  CHECK_FALSE(contains("192.0.2.7", "192.0.2.8"));
+  CHECK(contains("192.0.2.0/25", "192.0.2.127"));
+  CHECK_FALSE(contains("192.0.2.0/25", "192.0.2.128"));
+  CHECK(contains("::1", "::1"));
+  CHECK(contains("2001:db8::/32", "2001:db8:ffff::1"));
+  CHECK(contains("127.0.0.0/8", "::ffff:127.0.0.1"));
+  CHECK(contains("0.0.0.0/0", "8.8.8.8"));
+  CHECK_FALSE(Cidr::parse("10.0.0.0/33"));
+  CHECK_FALSE(Cidr::parse("::1/129"));
+  CHECK_FALSE(Cidr::parse("example.com"));
+  CHECK_FALSE(Cidr::parse("10.0.0.0/"));
+  std::string error;
+  CHECK(parse_cidr_list("10.0.0.0/8, ::1", &error)->size() == 2);
+  CHECK_FALSE(parse_cidr_list("10.0.0.0/8,nope", &error));
+  CHECK(error == "not an address or CIDR range: \"nope\"");
+}
