@@ -12,6 +12,7 @@ constexpr size_t kMaxResponseHeadBytes = 64 * 1024;
 constexpr size_t kMaxResponseHeaders = 200;
 constexpr size_t kPlaintextFlushBytes = 16 * 1024;  // one full TLS record
 constexpr auto kLingerTime = std::chrono::seconds(2);
+constexpr std::string_view kStickyCookie = "portico_backend";
 
 ClientConnection* from_parser(llhttp_t* p) { return static_cast<ClientConnection*>(p->data); }
 
@@ -373,6 +374,9 @@ void ClientConnection::start_exchange() {
   expect_continue_ =
       expect && iequals(expect->value, "100-continue") && request_framing_ != BodyFraming::kNone;
 
+  if (route_->options.balance == BalancePolicy::kCookie) {
+    sticky_cookie_in_ = cookie_value(request_, kStickyCookie);
+  }
   std::string upstream_target = upstream_path(*route_, path.path);
   upstream_target.append(query);
   bool trusted = false;
@@ -394,7 +398,8 @@ void ClientConnection::start_exchange() {
 void ClientConnection::connect_upstream() {
   BackendSelector& selector = routing_->selector_for(*route_);
   auto now = std::chrono::steady_clock::now();
-  std::optional<size_t> index = selector.choose(now, peer_address_, "", tried_backends_);
+  std::optional<size_t> index =
+      selector.choose(now, peer_address_, sticky_cookie_in_, tried_backends_);
   if (!index) {
     respond_error(502, tried_backends_.empty() ? "every backend of the route is down"
                                                : "no backend could be reached");
@@ -402,6 +407,16 @@ void ClientConnection::connect_upstream() {
   }
   backend_index_ = *index;
   tried_backends_.push_back(backend_index_);
+  set_cookie_.clear();
+  if (route_->options.balance == BalancePolicy::kCookie) {
+    // Pin the client to this backend (socket.io long-polling needs every request of a session
+    // on the same server), unless its cookie already says so.
+    std::string value = BackendSelector::sticky_cookie_value(backend_index_);
+    if (value != sticky_cookie_in_) {
+      set_cookie_ = str_cat("Set-Cookie: ", kStickyCookie, "=", value, "; Path=", route_->prefix,
+                            "; HttpOnly; Secure; SameSite=Lax\r\n");
+    }
+  }
   const BackendAddress& backend = route_->backends[backend_index_];
   upstream_key_ = backend.authority();
   selector.connection_opened(backend_index_);
@@ -624,6 +639,8 @@ void ClientConnection::reset_exchange() {
   status_sent_ = 0;
   websocket_ = false;
   switching_ = false;
+  sticky_cookie_in_.clear();
+  set_cookie_.clear();
   ws_accept_.clear();
 }
 
@@ -631,6 +648,12 @@ void ClientConnection::reset_exchange() {
 // open only when the request is fully read and was well-formed.
 void ClientConnection::respond_error(int status, std::string_view why) {
   if (upstream_) drop_upstream(false);
+  if (response_head_sent_ && !exchange_done_) {
+    // The backend's answer is already on its way: the client can only see it cut short.
+    log_access(why);
+    close_now();
+    return;
+  }
   if (request_start_ == std::chrono::steady_clock::time_point{}) {
     request_start_ = std::chrono::steady_clock::now();
   }
@@ -862,7 +885,15 @@ int ClientConnection::on_request_headers_complete(llhttp_t* p) {
 }
 
 int ClientConnection::on_request_body(llhttp_t* p, const char* at, size_t len) {
-  from_parser(p)->send_request_body(at, len);
+  ClientConnection* c = from_parser(p);
+  uint64_t max_body = c->route_ ? c->route_->options.max_body : 0;
+  if (max_body != 0 && c->request_body_bytes_ + len > max_body) {
+    // A chunked body has no length up front: the limit is enforced as it streams.
+    c->request_error_status_ = 413;
+    llhttp_set_error_reason(p, "request body larger than the route's max_body");
+    return HPE_USER;
+  }
+  c->send_request_body(at, len);
   return 0;
 }
 
@@ -948,6 +979,7 @@ int ClientConnection::on_response_headers_complete(llhttp_t* p) {
   c->response_.version_minor = p->http_minor;
   ClientResponse response;
   response.head = &c->response_;
+  response.extra_headers = c->set_cookie_;
   response.head_request = c->request_.method == "HEAD";
   response.client_http11 = c->request_.version_major == 1 && c->request_.version_minor >= 1;
   response.keep_alive = c->client_keep_alive_ && c->request_complete_ && !c->shutting_down_;

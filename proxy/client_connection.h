@@ -160,6 +160,8 @@ class ClientConnection final : private StreamWriter::Owner, private UpstreamConn
   size_t backend_index_ = 0;
   std::vector<size_t> tried_backends_;
   std::string upstream_key_;
+  std::string sticky_cookie_in_;  // balance=cookie: the value the client sent
+  std::string set_cookie_;        // balance=cookie: the Set-Cookie line to add, if any
   std::string upstream_head_;
   UpstreamConnection* upstream_ = nullptr;
   BodyFraming request_framing_ = BodyFraming::kNone;

@@ -27,7 +27,11 @@ streams by host and path prefix to the backends named in the route file.
   --keepalive-timeout DUR  idle client connection time limit (default 75s)
   --max-header-bytes SIZE  request line plus headers limit, 431 above (default 32k)
   --max-headers N          header count limit, 431 above (default 100)
-  --check                  validate the route file and certificates, print the table, exit
+  --check                  validate the route file and certificates, print the table and
+                           the certificate checks, exit (0 ok, 1 a check failed, 2 invalid)
+  --probe                  with --check: also send a request (or a WebSocket handshake)
+                           to every backend of every route
+  --probe-timeout DUR      time limit of each probe (default 3s)
   --help                   this text
   --version                the version
 )";
@@ -84,6 +88,8 @@ ConfigResult parse_command_line(int argc, const char* const* argv) {
       return result;
     } else if (arg == "--check") {
       config.check_only = true;
+    } else if (arg == "--probe") {
+      config.probe = true;
     } else if (arg == "--routes") {
       if (!take_value()) return needs("a file");
       config.routes_path = value;
@@ -119,7 +125,7 @@ ConfigResult parse_command_line(int argc, const char* const* argv) {
                     std::string(value) + "\"");
       }
     } else if (arg == "--handshake-timeout" || arg == "--header-timeout" ||
-               arg == "--keepalive-timeout") {
+               arg == "--keepalive-timeout" || arg == "--probe-timeout") {
       if (!take_value()) return needs("a duration such as 10s");
       auto duration = parse_duration(value);
       if (!duration || duration->count() <= 0) {
@@ -129,6 +135,7 @@ ConfigResult parse_command_line(int argc, const char* const* argv) {
       if (arg == "--handshake-timeout") config.handshake_timeout = *duration;
       if (arg == "--header-timeout") config.header_timeout = *duration;
       if (arg == "--keepalive-timeout") config.keepalive_timeout = *duration;
+      if (arg == "--probe-timeout") config.probe_timeout = *duration;
     } else if (arg == "--max-header-bytes") {
       if (!take_value()) return needs("a size such as 32k");
       auto size = parse_size(value);
@@ -158,6 +165,7 @@ ConfigResult parse_command_line(int argc, const char* const* argv) {
                 " --cert and " + std::to_string(keys.size()) + " --key)");
   }
   for (size_t i = 0; i < certs.size(); ++i) config.certificates.push_back({certs[i], keys[i]});
+  if (config.probe && !config.check_only) return fail("--probe needs --check");
   if (config.http_port != 0 && config.http_port == config.https_port) {
     return fail("--http-port and --https-port must differ");
   }

@@ -28,7 +28,9 @@ struct Config {
   std::vector<Cidr> trusted_proxies;
   std::string access_log = "-";  // "-" stderr, "off", or a file path
   LogLevel log_level = LogLevel::kInfo;
-  bool check_only = false;
+  bool check_only = false;  // --check: validate, print the table, exit (no listener)
+  bool probe = false;       // --probe (with --check): also connect to every backend
+  std::chrono::milliseconds probe_timeout{3'000};  // per backend probe
 
   // Limits and timeouts (each a flag; see docs/configuration.md).
   std::chrono::milliseconds handshake_timeout{10'000};

@@ -51,6 +51,25 @@ bool header_has_token(std::string_view value, std::string_view token) {
   return false;
 }
 
+std::string cookie_value(const HttpHead& head, std::string_view name) {
+  for (const HeaderField& h : head.headers) {
+    if (!iequals(h.name, "cookie")) continue;
+    std::string_view rest = h.value;
+    while (!rest.empty()) {
+      size_t semi = rest.find(';');
+      std::string_view pair = rest.substr(0, semi);
+      while (!pair.empty() && pair.front() == ' ') pair.remove_prefix(1);
+      size_t eq = pair.find('=');
+      if (eq != std::string_view::npos && pair.substr(0, eq) == name) {
+        return std::string(pair.substr(eq + 1));
+      }
+      if (semi == std::string_view::npos) break;
+      rest.remove_prefix(semi + 1);
+    }
+  }
+  return "";
+}
+
 bool split_host_port(std::string_view value, std::string_view* host, std::string_view* port) {
   if (value.empty()) return false;
   std::string_view h, p;

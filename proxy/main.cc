@@ -1,21 +1,18 @@
 // portico: wires the pieces together. The only place that reads flags.
 
+#include <openssl/crypto.h>
 #include <signal.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <cstdio>
-#include <cstring>
-#include <fstream>
-#include <iostream>
-#include <sstream>
+#include <string>
 
 #include "proxy/access_log.h"
+#include "proxy/check.h"
 #include "proxy/config.h"
+#include "proxy/config_loader.h"
 #include "proxy/log.h"
 #include "proxy/worker.h"
-#include "routing/route_table.h"
-#include "tls/tls_context.h"
 
 namespace {
 
@@ -45,36 +42,13 @@ int main(int argc, char** argv) {
   }
   const Config& config = parsed.config;
   log_set_min_level(config.log_level);
+  if (config.check_only) return run_check(config, stdout, stderr);
 
-  std::ifstream routes_file(config.routes_path, std::ios::binary);
-  if (!routes_file) {
-    return fail(config.routes_path + ": cannot read: " + std::strerror(errno));
-  }
-  std::stringstream routes_text;
-  routes_text << routes_file.rdbuf();
-  RouteParseResult routes = RouteTable::parse(routes_text.str(), config.routes_path);
-  if (!routes.table) {
-    for (const RouteError& error : routes.errors) {
-      std::fprintf(stderr, "%s\n", error.to_string().c_str());
-    }
+  ConfigInputs inputs = read_config_inputs(config);
+  ConfigLoadResult loaded = build_config_snapshot(config, inputs);
+  if (!loaded.snapshot) {
+    for (const std::string& error : loaded.errors) std::fprintf(stderr, "%s\n", error.c_str());
     return kExitConfigError;
-  }
-
-  if (config.certificates.size() > 1) {
-    return fail("several --cert/--key pairs need SNI selection, which this version lacks");
-  }
-  std::vector<CertificateFiles> certificate_files;
-  for (const CertKeyFiles& pair : config.certificates) {
-    certificate_files.push_back({pair.cert, pair.key});
-  }
-  TlsContextResult tls = make_server_tls_context(certificate_files);
-  if (!tls.ctx) return fail(tls.error);
-
-  if (config.check_only) {
-    std::fputs(routes.table->describe().c_str(), stdout);
-    std::printf("portico: %s and %zu certificate(s) are valid\n", config.routes_path.c_str(),
-                certificate_files.size());
-    return 0;
   }
 
   AccessLog access_log;
@@ -84,11 +58,14 @@ int main(int argc, char** argv) {
   // A peer that goes away mid-write must be an error code, not a signal that kills the proxy.
   signal(SIGPIPE, SIG_IGN);
 
-  std::shared_ptr<SSL_CTX> ssl_ctx(tls.ctx.release(), SSL_CTX_free);
-  Worker worker(config, access_log, ssl_ctx, routes.table);
+  Worker worker(config, access_log, *loaded.snapshot);
+  // Signals and watches first: once the "listening" lines are out, a SIGHUP must reload, not
+  // kill the process with the default action.
+  worker.handle_signals();
+  const size_t route_count = loaded.snapshot->routes->routes().size();
+  worker.watch_configuration(std::move(loaded.snapshot), std::move(inputs));
   if (!worker.listen(&error)) return fail(error);
-  worker.handle_signals(config.routes_path);
-  log_info("portico", "ready version=", PORTICO_VERSION, " routes=", routes.table->routes().size());
+  log_info("portico", "ready version=", PORTICO_VERSION, " routes=", route_count);
   worker.run();
   log_info("portico", "stopped");
   return 0;

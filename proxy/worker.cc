@@ -1,8 +1,6 @@
 #include "proxy/worker.h"
 
 #include <cstdlib>
-#include <fstream>
-#include <sstream>
 
 #include "proxy/client_connection.h"
 #include "proxy/log.h"
@@ -13,13 +11,11 @@ namespace {
 constexpr auto kDrainTimeout = std::chrono::seconds(10);
 }
 
-Worker::Worker(const Config& config, const AccessLog& access_log, std::shared_ptr<SSL_CTX> ssl_ctx,
-               std::shared_ptr<const RouteTable> routes) {
+Worker::Worker(const Config& config, const AccessLog& access_log, const ConfigSnapshot& initial) {
   uv_loop_init(&loop_);
   loop_.data = &buffers_;
   ctx_ = std::make_unique<WorkerContext>(&loop_, config, access_log);
-  ctx_->ssl_ctx = std::move(ssl_ctx);
-  ctx_->set_routes(std::move(routes));
+  apply_configuration(initial);
   uv_tcp_init(&loop_, &https_listener_);
   https_listener_.data = this;
   uv_tcp_init(&loop_, &http_listener_);
@@ -37,6 +33,7 @@ Worker::~Worker() {
     conn = next;
   }
   ctx_->pool.close_all();
+  if (reloader_) reloader_->close();
   uv_walk(
       &loop_,
       [](uv_handle_t* handle, void*) {
@@ -109,8 +106,7 @@ void Worker::on_http_connection(uv_stream_t* server, int status) {
   RedirectConnection::accept_from(*worker->ctx_, server);
 }
 
-void Worker::handle_signals(const std::string& routes_path) {
-  routes_path_ = routes_path;
+void Worker::handle_signals() {
   signals_ = true;
   for (auto [handle, signum] : {std::pair{&sigterm_, SIGTERM}, {&sigint_, SIGINT}}) {
     uv_signal_init(&loop_, handle);
@@ -125,7 +121,7 @@ void Worker::handle_signals(const std::string& routes_path) {
 void Worker::on_signal(uv_signal_t* handle, int signum) {
   auto* worker = static_cast<Worker*>(handle->data);
   if (signum == SIGHUP) {
-    worker->reload_routes();
+    if (worker->reloader_) worker->reloader_->reload_now("SIGHUP");
     return;
   }
   if (worker->ctx_->shutting_down) {
@@ -141,6 +137,7 @@ void Worker::begin_shutdown() {
   uv_close(reinterpret_cast<uv_handle_t*>(&https_listener_), nullptr);
   if (http_listening_) uv_close(reinterpret_cast<uv_handle_t*>(&http_listener_), nullptr);
   ctx_->pool.close_all();
+  if (reloader_) reloader_->close();
   for (ClientConnection* conn = ctx_->connections; conn;) {
     ClientConnection* next = conn->next_in_worker();
     conn->begin_shutdown();
@@ -163,22 +160,18 @@ void Worker::on_drain_timeout(uv_timer_t* timer) {
   uv_stop(&worker->loop_);
 }
 
-void Worker::reload_routes() {
-  std::ifstream in(routes_path_, std::ios::binary);
-  if (!in) {
-    log_error("reload", "cannot read ", routes_path_, ": keeping the current routes");
-    return;
-  }
-  std::stringstream text;
-  text << in.rdbuf();
-  RouteParseResult parsed = RouteTable::parse(text.str(), routes_path_);
-  if (!parsed.table) {
-    for (const RouteError& e : parsed.errors) log_error("reload", e.to_string());
-    log_error("reload", "route file has errors: keeping the current routes");
-    return;
-  }
-  ctx_->set_routes(parsed.table);
-  log_info("reload", "routes reloaded routes=", parsed.table->routes().size());
+void Worker::watch_configuration(std::shared_ptr<const ConfigSnapshot> initial,
+                                 ConfigInputs inputs) {
+  if (reloader_) return;
+  reloader_ = std::make_unique<Reloader>(
+      &loop_, ctx_->config, std::move(initial), std::move(inputs),
+      [this](std::shared_ptr<const ConfigSnapshot> snapshot) { apply_configuration(*snapshot); });
+  reloader_->start();
+}
+
+void Worker::apply_configuration(const ConfigSnapshot& snapshot) {
+  ctx_->set_routes(snapshot.routes);
+  ctx_->ssl_ctx = snapshot.ssl_ctx;
 }
 
 int Worker::run() { return uv_run(&loop_, UV_RUN_DEFAULT); }

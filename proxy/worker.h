@@ -8,6 +8,8 @@
 #include <memory>
 #include <string>
 
+#include "proxy/config_loader.h"
+#include "proxy/reloader.h"
 #include "proxy/stream_writer.h"
 #include "proxy/worker_context.h"
 
@@ -15,8 +17,7 @@ namespace portico {
 
 class Worker {
  public:
-  Worker(const Config& config, const AccessLog& access_log, std::shared_ptr<SSL_CTX> ssl_ctx,
-         std::shared_ptr<const RouteTable> routes);
+  Worker(const Config& config, const AccessLog& access_log, const ConfigSnapshot& initial);
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
@@ -24,14 +25,21 @@ class Worker {
   // Binds the TLS listener and, unless --http-port 0, the redirect listener. On failure returns
   // false with a one-line reason.
   bool listen(std::string* error);
-  // Handles SIGTERM/SIGINT (graceful stop; a second one exits at once) and SIGHUP (reload the
-  // route file) on this loop.
-  void handle_signals(const std::string& routes_path);
+  // Handles SIGTERM/SIGINT (graceful stop; a second one exits at once) and SIGHUP (reload now,
+  // once watch_configuration has been called) on this loop.
+  void handle_signals();
+  // Reloads on SIGHUP and whenever the route file or a certificate/key file changes on disk (see
+  // reloader.h). `initial` and `inputs` are what the worker started with.
+  void watch_configuration(std::shared_ptr<const ConfigSnapshot> initial, ConfigInputs inputs);
   // Runs until a graceful shutdown has closed everything.
   int run();
 
   void begin_shutdown();
-  void reload_routes();
+  // Serves new requests with the snapshot's routes and new handshakes with its certificate.
+  // Requests in flight keep the RoutingState they started with, TLS connections keep their SSL
+  // (which holds its own SSL_CTX reference), and tunnels are not touched. Must run on this
+  // worker's loop.
+  void apply_configuration(const ConfigSnapshot& snapshot);
 
  private:
   bool bind_listener(uv_tcp_t* handle, uint16_t port, uv_connection_cb on_connection,
@@ -50,7 +58,9 @@ class Worker {
   uv_signal_t sigterm_, sigint_, sighup_;
   bool signals_ = false;
   uv_timer_t drain_timer_;
-  std::string routes_path_;
+  // Watching runs on this loop while there is one worker; with several it moves to the main
+  // thread and apply_configuration is posted to each worker (see reloader.h).
+  std::unique_ptr<Reloader> reloader_;
 };
 
 }  // namespace portico

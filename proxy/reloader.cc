@@ -1,0 +1,218 @@
+#include "proxy/reloader.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cassert>
+#include <climits>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+
+#include "proxy/log.h"
+
+namespace portico {
+
+struct Reloader::DirWatch {
+  uv_fs_event_t handle;
+  Reloader* owner = nullptr;
+  WatchSpec spec;
+};
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// Links followed before giving up (a loop, or a chain no one builds on purpose).
+constexpr int kMaxLinkHops = 8;
+
+std::string directory_of(const std::string& path) {
+  fs::path parent = fs::path(path).parent_path();
+  if (parent.empty()) parent = ".";
+  std::error_code ec;
+  fs::path absolute = fs::absolute(parent, ec);
+  return (ec ? parent : absolute).lexically_normal().string();
+}
+
+std::string name_of(const std::string& path) { return fs::path(path).filename().string(); }
+
+bool is_symlink(const std::string& path) {
+  struct stat st;
+  return ::lstat(path.c_str(), &st) == 0 && S_ISLNK(st.st_mode);
+}
+
+}  // namespace
+
+Reloader::Reloader(uv_loop_t* loop, const Config& config,
+                   std::shared_ptr<const ConfigSnapshot> current, ConfigInputs current_inputs,
+                   Apply apply)
+    : loop_(loop),
+      config_(config),
+      current_(std::move(current)),
+      last_inputs_(std::move(current_inputs)),
+      apply_(std::move(apply)) {}
+
+Reloader::~Reloader() { assert(!started_ || closed_); }
+
+void Reloader::start() {
+  if (started_) return;
+  started_ = true;
+  debounce_ = new uv_timer_t;
+  uv_timer_init(loop_, debounce_);
+  debounce_->data = this;
+  update_watches();
+}
+
+void Reloader::close() {
+  if (!started_ || closed_) return;
+  closed_ = true;
+  uv_close(reinterpret_cast<uv_handle_t*>(debounce_),
+           [](uv_handle_t* handle) { delete reinterpret_cast<uv_timer_t*>(handle); });
+  debounce_ = nullptr;
+  for (DirWatch* watch : watches_) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&watch->handle),
+             [](uv_handle_t* handle) { delete static_cast<DirWatch*>(handle->data); });
+  }
+  watches_.clear();
+}
+
+std::vector<Reloader::WatchSpec> Reloader::watch_specs() const {
+  std::map<std::string, WatchSpec> by_dir;
+  auto add = [&](const std::string& path, bool any_name) {
+    WatchSpec& spec = by_dir[directory_of(path)];
+    spec.dir = directory_of(path);
+    spec.names.insert(name_of(path));
+    spec.any_name = spec.any_name || any_name;
+  };
+  std::vector<std::string> files = {config_.routes_path};
+  for (const CertKeyFiles& pair : config_.certificates) {
+    files.push_back(pair.cert);
+    files.push_back(pair.key);
+  }
+  for (const std::string& file : files) {
+    add(file, false);
+    // Each link of a chain, then the final target (certbot: live/ -> archive/).
+    std::string link = file;
+    for (int hop = 0; hop < kMaxLinkHops && is_symlink(link); ++hop) {
+      by_dir[directory_of(link)].any_name = true;
+      char target[PATH_MAX];
+      ssize_t n = ::readlink(link.c_str(), target, sizeof target - 1);
+      if (n <= 0) break;
+      fs::path next(std::string(target, static_cast<size_t>(n)));
+      if (next.is_relative()) next = fs::path(directory_of(link)) / next;
+      link = next.lexically_normal().string();
+      add(link, false);
+    }
+    // A link to a directory on the way ("..data/tls.crt") hides the real file from readlink.
+    if (char* real = ::realpath(file.c_str(), nullptr)) {
+      add(real, false);
+      std::free(real);
+    }
+  }
+  std::vector<WatchSpec> specs;
+  for (auto& [dir, spec] : by_dir) specs.push_back(std::move(spec));
+  return specs;
+}
+
+void Reloader::update_watches() {
+  if (closed_) return;
+  std::vector<WatchSpec> specs = watch_specs();
+  // Close the watches of directories no longer needed; keep (and update) the others.
+  for (auto it = watches_.begin(); it != watches_.end();) {
+    DirWatch* watch = *it;
+    auto spec = std::find_if(specs.begin(), specs.end(),
+                             [&](const WatchSpec& s) { return s.dir == watch->spec.dir; });
+    if (spec == specs.end()) {
+      log_debug("reload", "unwatching dir=", watch->spec.dir);
+      uv_close(reinterpret_cast<uv_handle_t*>(&watch->handle),
+               [](uv_handle_t* handle) { delete static_cast<DirWatch*>(handle->data); });
+      it = watches_.erase(it);
+      continue;
+    }
+    watch->spec = std::move(*spec);
+    specs.erase(spec);
+    ++it;
+  }
+  for (WatchSpec& spec : specs) {
+    auto* watch = new DirWatch;
+    watch->owner = this;
+    watch->spec = std::move(spec);
+    uv_fs_event_init(loop_, &watch->handle);
+    watch->handle.data = watch;
+    int rc = uv_fs_event_start(&watch->handle, &Reloader::on_fs_event, watch->spec.dir.c_str(), 0);
+    if (rc != 0) {
+      // A directory that does not exist yet (a certificate not issued): SIGHUP still works, and
+      // the next reload tries to watch it again.
+      log_warn("reload", "cannot watch dir=", watch->spec.dir, " error=", uv_err_name(rc));
+      uv_close(reinterpret_cast<uv_handle_t*>(&watch->handle),
+               [](uv_handle_t* handle) { delete static_cast<DirWatch*>(handle->data); });
+      continue;
+    }
+    log_debug("reload", "watching dir=", watch->spec.dir);
+    watches_.push_back(watch);
+  }
+}
+
+void Reloader::on_fs_event(uv_fs_event_t* handle, const char* filename, int, int status) {
+  auto* watch = static_cast<DirWatch*>(handle->data);
+  Reloader* self = watch->owner;
+  if (status < 0) {
+    log_warn("reload", "watch failed dir=", watch->spec.dir, " error=", uv_err_name(status));
+    return;
+  }
+  if (filename == nullptr) {  // the kernel did not say which entry: assume ours
+    self->schedule(watch->spec.dir);
+    return;
+  }
+  if (watch->spec.any_name || watch->spec.names.count(filename) != 0) {
+    self->schedule((fs::path(watch->spec.dir) / filename).string());
+  }
+}
+
+void Reloader::schedule(std::string_view why) {
+  if (closed_) return;
+  pending_trigger_ = str_cat("file path=", why);
+  // Restarting the timer on every event makes a burst (an editor's save, certbot's four symlink
+  // swaps) one reload, kDebounce after the last event.
+  uv_timer_start(debounce_, &Reloader::on_debounce, static_cast<uint64_t>(kDebounce.count()), 0);
+}
+
+void Reloader::on_debounce(uv_timer_t* timer) {
+  auto* self = static_cast<Reloader*>(timer->data);
+  self->reload(self->pending_trigger_, /*force=*/false);
+}
+
+void Reloader::reload_now(std::string_view trigger) {
+  // This reload reads the newest files, so a pending file-triggered one has nothing left to do.
+  if (debounce_) uv_timer_stop(debounce_);
+  reload(trigger, /*force=*/true);
+}
+
+void Reloader::reload(std::string_view trigger, bool force) {
+  if (closed_) return;
+  ConfigInputs inputs = read_config_inputs(config_);
+  if (!force && inputs.errors.empty() && last_inputs_.errors.empty() &&
+      inputs.same_files(last_inputs_)) {
+    log_debug("reload", "files unchanged: nothing to do trigger=", trigger);
+    update_watches();
+    return;
+  }
+  log_info("reload", "reloading trigger=", trigger);
+  ConfigLoadResult result = build_config_snapshot(config_, inputs, current_.get());
+  last_inputs_ = std::move(inputs);
+  if (!result.snapshot) {
+    for (const std::string& error : result.errors) log_error("reload", error);
+    log_error("reload", "configuration has errors: keeping the current configuration errors=",
+              result.errors.size());
+  } else {
+    current_ = result.snapshot;
+    apply_(current_);
+    log_info("reload", "configuration reloaded routes=", current_->routes->routes().size(),
+             " certificate=", result.certificate_changed ? "changed" : "unchanged");
+  }
+  // A certbot renewal re-points the links: watch the new targets' directories.
+  update_watches();
+}
+
+}  // namespace portico
