@@ -140,14 +140,18 @@ void ClientConnection::update_reading() {
     case Phase::kClosing:  // lingering: read and discard until the client closes
       want = true;
       break;
-    case Phase::kIdle:
-    case Phase::kHead:
     case Phase::kTunnel:
       want = !(upstream_ && upstream_->writer().queued() > kWriteHighWater);
       break;
+    case Phase::kIdle:
+    case Phase::kHead:
     case Phase::kConnecting:
     case Phase::kExchange:
-      want = !parser_paused_ && !(upstream_ && upstream_->writer().queued() > kWriteHighWater) &&
+      // Reading goes on while a request waits for its answer (stopping and restarting it for
+      // every request costs two epoll_ctl calls); what arrives meanwhile is kept, up to one
+      // read's worth, in pending_input_.
+      want = !client_eof_ && pending_input_.size() < LoopBuffers::kReadSize &&
+             !(upstream_ && upstream_->writer().queued() > kWriteHighWater) &&
              writer_.queued() <= kWriteHighWater;
       break;
     case Phase::kClosed:
@@ -165,7 +169,11 @@ void ClientConnection::update_reading() {
 void ClientConnection::on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
   auto* conn = static_cast<ClientConnection*>(stream->data);
   if (nread < 0) {
-    conn->on_client_eof();
+    if (nread == UV_EOF) {
+      conn->on_client_eof();
+    } else {
+      conn->close_now();  // reset or error: nothing more can reach the client
+    }
     return;
   }
   if (nread == 0) return;
@@ -289,6 +297,13 @@ void ClientConnection::on_client_eof() {
   }
   if (phase_ == Phase::kClosing || phase_ == Phase::kIdle || phase_ == Phase::kHandshake) {
     close_now();
+    return;
+  }
+  if (request_complete_ && !client_eof_) {
+    // A half-close after a complete request (some clients shut down their sending side once
+    // the request is out): the answer still goes back, then the connection ends.
+    client_eof_ = true;
+    update_reading();
     return;
   }
   // The client left while its request was in flight.
@@ -587,7 +602,7 @@ void ClientConnection::finish_exchange() {
   bool upstream_reusable =
       request_complete_ && llhttp_should_keep_alive(&response_parser_) && !ctx_.shutting_down;
   drop_upstream(upstream_reusable);
-  if (!request_complete_ || !client_keep_alive_ || shutting_down_) {
+  if (!request_complete_ || !client_keep_alive_ || shutting_down_ || client_eof_) {
     close_gracefully();
     return;
   }
@@ -663,7 +678,7 @@ void ClientConnection::respond_error(int status, std::string_view why) {
                     llhttp_should_keep_alive(&parser_) && !shutting_down_;
   std::string body = str_cat(status, " ", reason_phrase(status), ": ", why, "\n");
   size_t before = plain_out_.size();
-  build_simple_response(status, body, keep_alive, "", &plain_out_);
+  build_simple_response(status, body, keep_alive, ctx_.response_headers, &plain_out_);
   bytes_to_client_ += plain_out_.size() - before;
   status_sent_ = status;
   response_head_sent_ = true;
@@ -980,6 +995,7 @@ int ClientConnection::on_response_headers_complete(llhttp_t* p) {
   ClientResponse response;
   response.head = &c->response_;
   response.extra_headers = c->set_cookie_;
+  response.site_headers = c->ctx_.response_headers;
   response.head_request = c->request_.method == "HEAD";
   response.client_http11 = c->request_.version_major == 1 && c->request_.version_minor >= 1;
   response.keep_alive = c->client_keep_alive_ && c->request_complete_ && !c->shutting_down_;

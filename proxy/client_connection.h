@@ -138,6 +138,7 @@ class ClientConnection final : private StreamWriter::Owner, private UpstreamConn
   bool reading_ = false;
   bool shutting_down_ = false;
   bool processing_input_ = false;
+  bool client_eof_ = false;  // the client half-closed after a complete request
   bool shutdown_sent_ = false;
   ClientConnection* prev_ = nullptr;
   ClientConnection* next_ = nullptr;

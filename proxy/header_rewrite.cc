@@ -116,6 +116,7 @@ BodyFraming build_client_response_head(const ClientResponse& response, std::stri
     append_header(out, h.name, h.value);
   }
   out->append(response.extra_headers);
+  out->append(response.site_headers);
 
   if (switching) {
     append_header(out, "Upgrade", head.find("upgrade") ? head.find("upgrade")->value : "websocket");

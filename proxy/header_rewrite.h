@@ -40,7 +40,8 @@ struct ClientResponse {
   bool keep_alive = true;          // the client connection stays open after this response
   BodyFraming framing = BodyFraming::kNone;  // the backend's framing
   uint64_t content_length = 0;
-  std::string_view extra_headers;  // "Name: value\r\n" lines portico adds (e.g. HSTS)
+  std::string_view extra_headers;  // "Name: value\r\n" lines portico adds for this response
+  std::string_view site_headers;   // "Name: value\r\n" lines for every response (e.g. HSTS)
 };
 
 // Appends the response head for the client to `out`. Returns the framing portico uses for the

@@ -46,7 +46,7 @@ Worker::~Worker() {
 }
 
 bool Worker::bind_listener(uv_tcp_t* handle, uint16_t port, uv_connection_cb on_connection,
-                           const char* kind, std::string* error) {
+                           std::string* error) {
   const std::string& address = ctx_->config.listen_address;
   sockaddr_storage addr{};
   bool v6 = address.find(':') != std::string::npos;
@@ -56,6 +56,8 @@ bool Worker::bind_listener(uv_tcp_t* handle, uint16_t port, uv_connection_cb on_
     *error = "--listen: not an IP address: \"" + address + "\"";
     return false;
   }
+  // libuv binds lazily: uv_tcp_bind may defer EADDRINUSE to uv_listen, so both happen here,
+  // and the "listening" line is logged only once every listener is up (see listen()).
   rc = uv_tcp_bind(handle, reinterpret_cast<const sockaddr*>(&addr), 0);
   if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t*>(handle), 1024, on_connection);
   if (rc != 0) {
@@ -63,6 +65,10 @@ bool Worker::bind_listener(uv_tcp_t* handle, uint16_t port, uv_connection_cb on_
              std::to_string(port) + ": " + uv_strerror(rc);
     return false;
   }
+  return true;
+}
+
+void Worker::log_listening(uv_tcp_t* handle, const char* kind) {
   sockaddr_storage bound{};
   int len = sizeof bound;
   uv_tcp_getsockname(handle, reinterpret_cast<sockaddr*>(&bound), &len);
@@ -70,21 +76,23 @@ bool Worker::bind_listener(uv_tcp_t* handle, uint16_t port, uv_connection_cb on_
   if (bound.ss_family == AF_INET6) shown = "[" + shown + "]";
   log_info("listener", "listening kind=", kind, " addr=", shown, ":", address_port(bound));
   if (handle == &https_listener_) ctx_->public_https_port = address_port(bound);
-  return true;
 }
 
 bool Worker::listen(std::string* error) {
   if (!bind_listener(&https_listener_, ctx_->config.https_port, &Worker::on_https_connection,
-                     "https", error)) {
+                     error)) {
     return false;
   }
   if (ctx_->config.http_port != 0) {
-    if (!bind_listener(&http_listener_, ctx_->config.http_port, &Worker::on_http_connection, "http",
+    if (!bind_listener(&http_listener_, ctx_->config.http_port, &Worker::on_http_connection,
                        error)) {
       return false;
     }
     http_listening_ = true;
   }
+  // Nothing is served before the loop runs, and nothing is announced before every bind worked.
+  log_listening(&https_listener_, "https");
+  if (http_listening_) log_listening(&http_listener_, "http");
   return true;
 }
 

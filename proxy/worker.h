@@ -43,7 +43,8 @@ class Worker {
 
  private:
   bool bind_listener(uv_tcp_t* handle, uint16_t port, uv_connection_cb on_connection,
-                     const char* kind, std::string* error);
+                     std::string* error);
+  void log_listening(uv_tcp_t* handle, const char* kind);
   static void on_https_connection(uv_stream_t* server, int status);
   static void on_http_connection(uv_stream_t* server, int status);
   static void on_signal(uv_signal_t* handle, int signum);

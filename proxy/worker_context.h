@@ -51,6 +51,9 @@ struct WorkerContext {
   UpstreamPool pool;
   bool shutting_down = false;
   uint16_t public_https_port = 443;  // the bound TLS port, for redirect Locations
+  // "Name: value\r\n" lines added to every HTTPS response, portico's own answers included
+  // (Strict-Transport-Security when --hsts is on). Set before the loop runs.
+  std::string response_headers;
 
   // Every open client connection, for graceful shutdown.
   ClientConnection* connections = nullptr;

@@ -139,9 +139,6 @@ TEST_CASE("a port in use is reported before anything listens", "[cli]") {
       "--routes",     files.routes, "--cert",    files.cert.fullchain, "--key",
       files.cert.key, "--listen",   "127.0.0.1", "--https-port",       "0",
       "--http-port",  port};
-  CommandResult result2 = run_portico(args2);
-  INFO(result2.describe());
-  CHECK(result2.exit_code == 2);
-  CHECK(result2.stderr.find("cannot listen on 127.0.0.1:" + port) != std::string::npos);
+  check_config_error(run_portico(args2), "cannot listen on 127.0.0.1:" + port);
   close(fd);
 }

@@ -1,0 +1,220 @@
+// The route table at work: several backends, balancing, passive health, route options.
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <map>
+#include <regex>
+#include <set>
+#include <thread>
+
+#include "tests/support/http_message.h"
+#include "tests/support/net.h"
+#include "tests/support/portico_process.h"
+#include "tests/support/process.h"
+#include "tests/support/raw_client.h"
+#include "tests/support/temp_dir.h"
+#include "tests/support/test_backend.h"
+#include "tests/support/test_cert.h"
+#include "tests/support/ws_client.h"
+
+using namespace portico::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+Handler named(std::string name) {
+  return [name](const ReceivedRequest& request) {
+    Response r;
+    r.body = name + " " + request.target;
+    return r;
+  };
+}
+
+struct Setup {
+  explicit Setup(const std::string& routes, std::vector<std::string> extra = {})
+      : cert(make_test_cert(dir)), portico(dir, routes, cert, std::move(extra)) {}
+  CommandResult get(const std::string& path, std::vector<std::string> extra = {}) {
+    std::vector<std::string> args = {"--cacert", cert.ca_cert};
+    args.insert(args.end(), extra.begin(), extra.end());
+    args.push_back(portico.url(path));
+    return curl(args);
+  }
+  TempDir dir;
+  TestCert cert;
+  PorticoProcess portico;
+};
+
+}  // namespace
+
+TEST_CASE("host routes win over host-less ones; longest prefix; strip_prefix", "[routing]") {
+  TestBackend api(named("api")), site(named("site")), admin(named("admin"));
+  Setup setup("/            http://" + site.address() + "\n" + "/api/        http://" +
+              api.address() + " strip_prefix\n" + "localhost/admin/ http://" + admin.address() +
+              "\n");
+  CHECK(setup.get("/index.html").stdout == "site /index.html");
+  CHECK(setup.get("/api/users?id=7").stdout == "api /users?id=7");
+  CHECK(setup.get("/api").stdout == "site /api");
+  CHECK(setup.get("/admin/x").stdout == "admin /admin/x");
+  // The same path under another host name does not reach the host route.
+  CHECK(setup
+            .get("/admin/x",
+                 {"--resolve",
+                  "other.test:" + std::to_string(setup.portico.https_port()) + ":127.0.0.1", "-k",
+                  "-H", "Host: other.test"})
+            .stdout == "site /admin/x");
+  // Matching is on the normalised path: dot segments and unreserved escapes.
+  CHECK(setup.get("/x/../api/%75sers", {"--path-as-is"}).stdout == "api /users");
+}
+
+TEST_CASE("round robin spreads requests evenly; least_conn and ip_hash", "[routing][balance]") {
+  TestBackend a(named("a")), b(named("b")), c(named("c"));
+  std::string three = "http://" + a.address() + " http://" + b.address() + " http://" + c.address();
+  Setup setup("/rr " + three + "\n/hash " + three + " balance=ip_hash\n/least " + three +
+              " balance=least_conn\n");
+  std::map<std::string, int> counts;
+  std::vector<std::string> args = {"--cacert", setup.cert.ca_cert};
+  for (int i = 0; i < 30; ++i) {
+    args.push_back("-o");
+    args.push_back(setup.dir.file("rr" + std::to_string(i)));
+    args.push_back(setup.portico.url("/rr"));
+  }
+  REQUIRE(curl(args).exit_code == 0);
+  CHECK(a.request_count() == 10);
+  CHECK(b.request_count() == 10);
+  CHECK(c.request_count() == 10);
+
+  std::set<std::string> hashed;
+  for (int i = 0; i < 10; ++i) hashed.insert(setup.get("/hash").stdout.substr(0, 1));
+  CHECK(hashed.size() == 1);  // one client address, one backend
+
+  std::set<std::string> least;
+  for (int i = 0; i < 6; ++i) least.insert(setup.get("/least").stdout.substr(0, 1));
+  CHECK(least.size() == 3);  // sequential requests: all idle, ties go round
+}
+
+TEST_CASE("balance=cookie pins a client with a cookie portico sets", "[routing][balance]") {
+  TestBackend a(named("a")), b(named("b"));
+  Setup setup("/socket.io/ http://" + a.address() + " http://" + b.address() + " balance=cookie\n");
+  CommandResult first = setup.get("/socket.io/?transport=polling", {"-i"});
+  auto response = parse_http_responses(first.stdout).at(0);
+  std::string set_cookie = response.header("Set-Cookie");
+  std::smatch m;
+  REQUIRE(std::regex_search(set_cookie, m,
+                            std::regex("^portico_backend=(b[01]); Path=/socket.io/; "
+                                       "HttpOnly; Secure; SameSite=Lax$")));
+  std::string pinned = response.body.substr(0, 1);
+  for (int i = 0; i < 6; ++i) {
+    CommandResult again = setup.get("/socket.io/?transport=polling",
+                                    {"-i", "-H", "Cookie: portico_backend=" + m[1].str()});
+    auto r = parse_http_responses(again.stdout).at(0);
+    CHECK(r.body.substr(0, 1) == pinned);
+    CHECK_FALSE(r.has_header("Set-Cookie"));  // already pinned: nothing to set
+  }
+  // Without the cookie, requests go round.
+  std::set<std::string> spread;
+  for (int i = 0; i < 4; ++i) spread.insert(setup.get("/socket.io/").stdout.substr(0, 1));
+  CHECK(spread.size() == 2);
+}
+
+TEST_CASE("a backend that refuses connections is marked down and skipped", "[routing][health]") {
+  TestBackend live(named("live"));
+  uint16_t dead = free_port();
+  Setup setup("/ http://127.0.0.1:" + std::to_string(dead) + " http://" + live.address() + "\n");
+  for (int i = 0; i < 6; ++i) {
+    CommandResult r = setup.get("/x" + std::to_string(i));
+    INFO(r.describe());
+    CHECK(r.stdout == "live /x" + std::to_string(i));  // the failed connect is retried elsewhere
+  }
+  // The dead backend was tried once, then skipped while marked down.
+  CHECK(setup.portico.process().try_wait_for_output(
+      "connect failed backend=127.0.0.1:" + std::to_string(dead), 5s));
+  std::string log = setup.portico.stderr_text();
+  size_t failures = 0;
+  for (size_t pos = 0; (pos = log.find("connect failed", pos)) != std::string::npos; ++pos) {
+    ++failures;
+  }
+  CHECK(failures == 1);
+}
+
+TEST_CASE("all backends down gives 502 at once", "[routing][health]") {
+  Setup setup("/ http://127.0.0.1:" + std::to_string(free_port()) +
+              " http://127.0.0.1:" + std::to_string(free_port()) + "\n");
+  CommandResult r = setup.get("/", {"-i"});
+  CHECK(parse_http_responses(r.stdout).at(0).status == 502);
+  CommandResult again = setup.get("/", {"-i"});
+  CHECK(parse_http_responses(again.stdout).at(0).body.find("every backend of the route is down") !=
+        std::string::npos);
+}
+
+TEST_CASE("max_body: 413 for a declared length and for a chunked body", "[routing][limits]") {
+  TestBackend backend;
+  Setup setup("/ http://" + backend.address() + " max_body=1k\n");
+  std::string small = setup.dir.write_file("small", std::string(1024, 's'));
+  std::string big = setup.dir.write_file("big", std::string(1025, 'b'));
+  CHECK(setup.get("/", {"--data-binary", "@" + small, "-o", "/dev/null", "-w", "%{http_code}"})
+            .stdout == "200");
+  CHECK(setup.get("/", {"--data-binary", "@" + big, "-o", "/dev/null", "-w", "%{http_code}"})
+            .stdout == "413");
+  std::string big_stream = setup.dir.write_file("big2", std::string(200000, 'c'));
+  CommandResult chunked =
+      setup.get("/", {"-H", "Transfer-Encoding: chunked", "--data-binary", "@" + big_stream, "-o",
+                      "/dev/null", "-w", "%{http_code}"});
+  CHECK(chunked.stdout == "413");
+  REQUIRE(backend.wait_for_requests(1));
+  CHECK(backend.requests().at(0).body_size == 1024);
+}
+
+TEST_CASE("upgrade=only and upgrade=never", "[routing][websocket]") {
+  TestBackend backend;
+  Setup setup("/ws http://" + backend.address() + " upgrade=only\n/plain http://" +
+              backend.address() + " upgrade=never\n");
+  CHECK(setup.get("/ws", {"-o", "/dev/null", "-w", "%{http_code}"}).stdout == "426");
+  WsClientOptions options;
+  options.port = setup.portico.https_port();
+  options.ca_file = setup.cert.ca_cert;
+  options.path = "/plain";
+  auto client = WsClient::connect(options);
+  CHECK(client->status() == 403);
+  CHECK(backend.request_count() == 0);
+}
+
+TEST_CASE("a client that half-closes after its request still gets the answer", "[routing]") {
+  TestBackend backend(named("half"));
+  Setup setup("/ http://" + backend.address() + "\n");
+  RawTlsClient client(setup.portico.https_port(), setup.cert.ca_cert);
+  REQUIRE(client.send("GET /h HTTP/1.1\r\nHost: localhost\r\n\r\n"));
+  client.shutdown_write();
+  ReadResult read = client.read_all_until_close(5s);
+  CHECK(read.data.rfind("HTTP/1.1 200", 0) == 0);
+  CHECK(read.data.find("half /h") != std::string::npos);
+}
+
+TEST_CASE("connect_timeout: a backend that never accepts gives 502", "[routing][health]") {
+  // A listener whose accept queue is full drops further SYNs (Linux, tcp_abort_on_overflow=0),
+  // so a connect to it hangs: the route's connect_timeout must end the wait.
+  int listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  REQUIRE(listen(listener, 0) == 0);
+  socklen_t len = sizeof addr;
+  getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
+  std::vector<int> fillers;
+  for (int i = 0; i < 4; ++i) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+    fillers.push_back(fd);
+  }
+  std::this_thread::sleep_for(100ms);
+  Setup setup("/ http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port)) +
+              " connect_timeout=300ms\n");
+  CommandResult r = setup.get("/", {"-o", "/dev/null", "-w", "%{http_code}"});
+  CHECK(r.stdout == "502");
+  CHECK(setup.portico.process().try_wait_for_output("connect timed out backend=127.0.0.1:", 5s));
+  for (int fd : fillers) close(fd);
+  close(listener);
+}
