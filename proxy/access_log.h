@@ -2,19 +2,29 @@
 
 // The access log: one line per request (and per tunnel), to stderr or a file.
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <string_view>
 
 namespace portico {
 
+// kv: portico's `info access: key=value` line; combined: NGINX/Apache "combined"; json: one
+// object per line (see docs/operations.md).
+enum class AccessLogFormat { kKv, kCombined, kJson };
+bool parse_access_log_format(std::string_view text, AccessLogFormat* out);
+
 struct AccessLogEntry {
-  std::string_view client;  // address
+  std::chrono::system_clock::time_point time{};  // when the line is written
+  std::string_view client;                       // address
   std::string_view method;
   std::string_view host;
   std::string_view target;
-  std::string_view route;    // the matched prefix ("-" when none)
-  std::string_view backend;  // authority ("-" when none)
+  std::string_view protocol;    // "HTTP/1.1" ("" when no request line was read)
+  std::string_view referer;     // the request's Referer ("" when none)
+  std::string_view user_agent;  // the request's User-Agent ("" when none)
+  std::string_view route;       // the matched prefix ("-" when none)
+  std::string_view backend;     // authority ("-" when none)
   int status = 0;
   uint64_t bytes_in = 0;   // request body bytes from the client
   uint64_t bytes_out = 0;  // response bytes to the client (head and body)
@@ -29,7 +39,11 @@ struct AccessLogEntry {
   uint16_t close_from_backend = 0;
   uint16_t close_to_client = 0;  // Close codes portico sent itself (0: none)
   uint16_t close_to_backend = 0;
+  std::string_view ended;  // how the tunnel ended ("backend closed", "client closed", ...)
 };
+
+// One line, newline included. Pure: the same entry always gives the same bytes.
+std::string format_access_line(const AccessLogEntry& entry, AccessLogFormat format);
 
 class AccessLog {
  public:
@@ -40,12 +54,14 @@ class AccessLog {
 
   // "-" for stderr, "off", or a file opened for appending. Returns false and sets *error.
   bool open(const std::string& destination, std::string* error);
+  void set_format(AccessLogFormat format) { format_ = format; }
   bool enabled() const { return fd_ >= 0; }
   void write(const AccessLogEntry& entry) const;
 
  private:
   int fd_ = -1;
   bool owns_fd_ = false;
+  AccessLogFormat format_ = AccessLogFormat::kKv;
 };
 
 }  // namespace portico

@@ -28,54 +28,10 @@ struct X509Free {
 };
 using X509Ptr = std::unique_ptr<X509, X509Free>;
 
-struct CertificateNames {
-  std::vector<std::string> dns;    // lower case
-  std::vector<std::string> ips;    // raw bytes: 4 (IPv4) or 16 (IPv6)
-  std::vector<std::string> shown;  // "DNS:name" / "IP:addr", for messages
-};
-
 X509Ptr read_leaf(const std::string& path) {
   std::unique_ptr<FILE, int (*)(FILE*)> file(std::fopen(path.c_str(), "rb"), std::fclose);
   if (!file) return nullptr;
   return X509Ptr(PEM_read_X509(file.get(), nullptr, nullptr, nullptr));
-}
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
-}
-
-CertificateNames names_of(X509* leaf) {
-  CertificateNames names;
-  auto* sans =
-      static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(leaf, NID_subject_alt_name, nullptr, nullptr));
-  if (!sans) return names;
-  for (int i = 0; i < sk_GENERAL_NAME_num(sans); ++i) {
-    const GENERAL_NAME* name = sk_GENERAL_NAME_value(sans, i);
-    if (name->type == GEN_DNS) {
-      const ASN1_IA5STRING* s = name->d.dNSName;
-      std::string dns =
-          lower(std::string_view(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)),
-                                 static_cast<size_t>(ASN1_STRING_length(s))));
-      names.shown.push_back("DNS:" + dns);
-      names.dns.push_back(std::move(dns));
-    } else if (name->type == GEN_IPADD) {
-      const ASN1_OCTET_STRING* s = name->d.iPAddress;
-      std::string bytes(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)),
-                        static_cast<size_t>(ASN1_STRING_length(s)));
-      char text[INET6_ADDRSTRLEN] = "?";
-      if (bytes.size() == 4 || bytes.size() == 16) {
-        inet_ntop(bytes.size() == 4 ? AF_INET : AF_INET6, bytes.data(), text, sizeof text);
-      }
-      names.shown.push_back(std::string("IP:") + text);
-      names.ips.push_back(std::move(bytes));
-    }
-  }
-  GENERAL_NAMES_free(sans);
-  return names;
 }
 
 // The address bytes of an IP route host ("10.0.0.1", "[::1]"); empty for a DNS name.
@@ -247,7 +203,16 @@ int run_check(const Config& config, FILE* out, FILE* err) {
 
   Tally tally;
   std::vector<CertificateNames> names;
-  for (const CertKeyFiles& pair : config.certificates) {
+  for (const CertificateInfo& info : loaded.snapshot->certificates) {
+    // Every loaded certificate, --cert-dir's included, with what SNI selects it by.
+    std::string shown;
+    for (const std::string& name : info.names) shown += (shown.empty() ? "" : ",") + name;
+    std::fprintf(out, "cert INFO file=%s key=%s type=%s names=%s expires=%s\n",
+                 info.cert_path.c_str(), info.key_path.c_str(), info.key_type.c_str(),
+                 shown.empty() ? "none" : shown.c_str(), info.not_after.c_str());
+  }
+  for (const CertificateInfo& info : loaded.snapshot->certificates) {
+    const CertKeyFiles pair{info.cert_path, info.key_path};
     X509Ptr leaf = read_leaf(pair.cert);
     if (!leaf) {  // it loaded a moment ago; only a concurrent rewrite gets here
       ++tally.failures;
@@ -256,7 +221,7 @@ int run_check(const Config& config, FILE* out, FILE* err) {
       continue;
     }
     check_certificate(pair, leaf.get(), out, &tally);
-    names.push_back(names_of(leaf.get()));
+    names.push_back(certificate_names(leaf.get()));
   }
   check_hosts(table, names, out, &tally);
   if (config.probe) run_probes(table, config, out, &tally);

@@ -3,6 +3,7 @@
 // `portico --check [--probe]`: validate the configuration without serving it.
 //
 // Output: the effective route table (RouteTable::describe) on `out`, then one line per check:
+//   cert INFO file=... key=... type=... names=... expires=...  (every loaded certificate)
 //   cert PASS|WARN|FAIL file=... detail=...       (expiry, key match)
 //   host PASS|FAIL host=... route=FILE:LINE detail=...   (certificate names cover the route host)
 //   probe PASS|FAIL route=... backend=... detail=...     (--probe only)

@@ -36,6 +36,19 @@ bool append_header_name(HttpHead& head, bool* building, const char* at, size_t l
   return true;
 }
 
+// llhttp passes obs-fold (a continuation line starting with a space) on as a second span of
+// the same value. A value split by the end of a read also comes in two spans, but then the
+// first one ends exactly at the end of the bytes being parsed. RFC 9112 section 5.2 lets a
+// proxy reject obs-fold, and a folded header is a classic smuggling vector. Returns false for
+// a fold.
+bool value_span_is_not_fold(HttpHead& head, bool* last_span_at_end, const char* at, size_t len,
+                            const char* parse_end) {
+  if (head.in_value && !*last_span_at_end) return false;
+  head.in_value = true;
+  *last_span_at_end = at + len == parse_end;
+  return true;
+}
+
 bool append_header_value(HttpHead& head, const char* at, size_t len, size_t max_bytes) {
   head.bytes += len;
   if (head.bytes > max_bytes || head.headers.empty()) return false;
@@ -65,6 +78,7 @@ ClientConnection::ClientConnection(WorkerContext& ctx)
   if (next_) next_->prev_ = this;
   ctx.connections = this;
   ++ctx.connection_count;
+  ++ctx.metrics.open_connections;
 }
 
 ClientConnection::~ClientConnection() {
@@ -75,6 +89,8 @@ ClientConnection::~ClientConnection() {
   }
   if (next_) next_->prev_ = prev_;
   --ctx_.connection_count;
+  --ctx_.metrics.open_connections;
+  if (entered_tunnel_) --ctx_.metrics.open_tunnels;
 }
 
 void ClientConnection::accept_from(WorkerContext& ctx, uv_stream_t* server) {
@@ -87,6 +103,7 @@ void ClientConnection::accept_from(WorkerContext& ctx, uv_stream_t* server) {
   uv_tcp_getpeername(&conn->tcp_, reinterpret_cast<sockaddr*>(&conn->peer_), &len);
   conn->peer_address_ = address_text(conn->peer_);
   uv_tcp_nodelay(&conn->tcp_, 1);
+  if (ctx.config.proxy_protocol) conn->proxy_header_ = std::make_unique<ProxyProtocolParser>();
   conn->arm_timer(ctx.config.handshake_timeout);
   conn->update_reading();
 }
@@ -178,7 +195,35 @@ void ClientConnection::on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_
   }
   if (nread == 0) return;
   if (conn->phase_ == Phase::kClosing) return;  // lingering close: discard
-  conn->on_ciphertext(buf->base, static_cast<size_t>(nread));
+  const char* data = buf->base;
+  size_t len = static_cast<size_t>(nread);
+  if (conn->proxy_header_ && !conn->take_proxy_header(&data, &len)) return;
+  conn->on_ciphertext(data, len);
+}
+
+// --proxy-protocol: the balancer's header comes before the client's first TLS byte, and names
+// the client that every later check (trusted proxies, ip_hash, X-Forwarded-For, the access log)
+// must see. Returns true with *data/*len narrowed to what followed the header in this read;
+// false when nothing is left for TLS (the header is incomplete, or was refused and the
+// connection closed).
+bool ClientConnection::take_proxy_header(const char** data, size_t* len) {
+  ProxyProtocolParser::Result result = proxy_header_->feed(*data, *len);
+  if (result.status == ProxyProtocolParser::Status::kError) {
+    log_info("proxy-protocol", "refused client=", peer_address_, " reason=", result.reason);
+    close_now();
+    return false;
+  }
+  if (result.status == ProxyProtocolParser::Status::kNeedMore) return false;
+  const ProxyHeader& header = proxy_header_->header();
+  if (!header.keep_peer) {
+    peer_ = header.source;
+    peer_address_ = address_text(peer_);
+  }
+  log_debug("proxy-protocol", "header version=", header.version, " client=", peer_address_);
+  proxy_header_.reset();
+  *data += result.consumed;
+  *len -= result.consumed;
+  return *len > 0;
 }
 
 void ClientConnection::on_ciphertext(const char* data, size_t len) {
@@ -186,6 +231,8 @@ void ClientConnection::on_ciphertext(const char* data, size_t len) {
   if (!tls_.handshake_done()) {
     TlsStream::Status status = tls_.handshake();
     if (status == TlsStream::Status::kError) {
+      ctx_.metrics.count_handshake_failure(
+          tls_.peer_spoke_plaintext() ? std::string_view("plaintext_http") : tls_.error_reason());
       if (tls_.peer_spoke_plaintext()) {
         log_info("tls", "plain HTTP on the TLS port client=", peer_address_);
       } else {
@@ -198,8 +245,10 @@ void ClientConnection::on_ciphertext(const char* data, size_t len) {
     }
     flush_to_client();
     if (status != TlsStream::Status::kOk) return;
+    ++ctx_.metrics.tls_handshakes;
     phase_ = Phase::kIdle;
     arm_timer(ctx_.config.keepalive_timeout);
+    release_idle_buffers();
   }
   char* plain = loop_buffers(ctx_.loop).plaintext;
   while (phase_ != Phase::kClosed && phase_ != Phase::kClosing) {
@@ -266,11 +315,9 @@ void ClientConnection::parse(const char* data, size_t len) {
   // A malformed or ambiguous request: answer 400 and close; nothing is forwarded.
   log_info("http", "bad request client=", peer_address_, " reason=\"",
            llhttp_get_error_reason(&parser_), "\"");
-  if (phase_ == Phase::kExchange || phase_ == Phase::kConnecting) {
-    // The body's framing broke mid-stream: the backend already has part of it.
-    close_now();
-    return;
-  }
+  // When the body's framing breaks mid-stream, the backend already has part of it:
+  // respond_error() drops that connection (the backend never sees a complete request) and,
+  // unless the backend's answer has begun, the client still gets its 400.
   respond_error(400, "malformed request");
 }
 
@@ -360,6 +407,18 @@ void ClientConnection::start_exchange() {
   if (!route_) {
     respond_error(404, "no route for this host and path");
     return;
+  }
+  if (const HeaderField* te = request_.find("transfer-encoding")) {
+    // Only a single, plain "chunked" is unambiguous: another coding (or a list) would reach
+    // the backend as a body it cannot decode once portico re-frames it, and HTTP/1.0 has no
+    // chunked coding at all (RFC 9112 section 6.1).
+    std::string_view value = te->value;
+    while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+    if (request_.count("transfer-encoding") != 1 || !iequals(value, "chunked") ||
+        request_.version_minor == 0) {
+      respond_error(400, "Transfer-Encoding other than a single chunked");
+      return;
+    }
   }
   if (parser_.flags & F_CHUNKED) {
     request_framing_ = BodyFraming::kChunked;
@@ -454,6 +513,7 @@ void ClientConnection::on_upstream_connected(UpstreamConnection&, int status) {
   if (status < 0) {
     routing_->selector_for(*route_).mark_down(backend_index_, std::chrono::steady_clock::now());
     log_warn("upstream", "connect failed backend=", upstream_key_, " error=", uv_err_name(status));
+    ctx_.metrics.count_backend_error(upstream_key_, BackendErrorKind::kConnect);
     drop_upstream(false);
     // Nothing was sent: trying another backend of the route is safe for any method.
     connect_upstream();
@@ -472,6 +532,7 @@ void ClientConnection::on_upstream_ready() {
   upstream_->count_request();
   upstream_->read_start();
   if (upstream_->writer().write(upstream_head_.data(), upstream_head_.size()) != 0) {
+    ctx_.metrics.count_backend_error(upstream_key_, BackendErrorKind::kClosed);
     upstream_failed("write to backend failed");
     return;
   }
@@ -512,6 +573,7 @@ void ClientConnection::on_upstream_data(UpstreamConnection&, const char* data, s
   }
   arm_timer(route_->options.read_timeout);
   response_bytes_from_backend_ += len;
+  parse_end_ = data + len;
   llhttp_errno_t err = llhttp_execute(&response_parser_, data, len);
   if (err == HPE_PAUSED_UPGRADE && switching_) {
     const char* rest = llhttp_get_error_pos(&response_parser_);
@@ -521,6 +583,7 @@ void ClientConnection::on_upstream_data(UpstreamConnection&, const char* data, s
   if (err != HPE_OK && !(err == HPE_PAUSED && response_complete_)) {
     log_warn("upstream", "invalid response backend=", upstream_key_, " reason=\"",
              llhttp_get_error_reason(&response_parser_), "\"");
+    ctx_.metrics.count_backend_error(upstream_key_, BackendErrorKind::kInvalidResponse);
     if (!response_head_sent_) {
       drop_upstream(false);
       respond_error(502, "invalid response from backend");
@@ -566,6 +629,7 @@ void ClientConnection::on_upstream_closed(UpstreamConnection& conn, int status) 
     connect_upstream();
     return;
   }
+  ctx_.metrics.count_backend_error(upstream_key_, BackendErrorKind::kClosed);
   upstream_failed(status == UV_EOF ? "backend closed the connection" : uv_err_name(status));
 }
 
@@ -616,6 +680,17 @@ void ClientConnection::next_request() {
   arm_timer(ctx_.config.keepalive_timeout);
   resume_parser();
   process_input();
+  if (phase_ == Phase::kIdle) release_idle_buffers();
+}
+
+// Buffers keep their capacity between uses, which is right while data flows; a connection that
+// goes idle (between requests, or a quiet tunnel) gives back anything large, so that thousands
+// of idle connections cost little (the TLS handshake alone leaves several KiB of output).
+void ClientConnection::release_idle_buffers() {
+  constexpr size_t kKeep = 2048;
+  if (plain_out_.empty() && plain_out_.capacity() > kKeep) plain_out_ = std::string();
+  if (tls_.output().empty() && tls_.output().capacity() > kKeep) tls_.output() = std::string();
+  if (pending_input_.empty() && pending_input_.capacity() > kKeep) pending_input_ = std::string();
 }
 
 void ClientConnection::resume_parser() {
@@ -702,13 +777,19 @@ void ClientConnection::respond_error(int status, std::string_view why) {
 }
 
 void ClientConnection::log_access(std::string_view error) {
-  if (!ctx_.access_log.enabled()) return;
   AccessLogEntry entry;
   entry.client = peer_address_;
   entry.method = request_.method;
   const HeaderField* host = request_.find("host");
   entry.host = host ? std::string_view(host->value) : std::string_view();
   entry.target = request_.target;
+  entry.protocol = request_.method.empty()       ? std::string_view()
+                   : request_.version_minor == 0 ? std::string_view("HTTP/1.0")
+                                                 : std::string_view("HTTP/1.1");
+  const HeaderField* referer = request_.find("referer");
+  entry.referer = referer ? std::string_view(referer->value) : std::string_view();
+  const HeaderField* user_agent = request_.find("user-agent");
+  entry.user_agent = user_agent ? std::string_view(user_agent->value) : std::string_view();
   entry.route = route_ ? std::string_view(route_->prefix) : std::string_view("-");
   entry.backend = upstream_key_.empty() ? std::string_view("-") : std::string_view(upstream_key_);
   entry.status = status_sent_;
@@ -716,6 +797,7 @@ void ClientConnection::log_access(std::string_view error) {
   entry.bytes_out = bytes_to_client_;
   entry.duration_ms = elapsed_ms(request_start_);
   entry.error = error;
+  ctx_.metrics.count_request(entry);
   ctx_.access_log.write(entry);
 }
 
@@ -782,6 +864,11 @@ void ClientConnection::on_timer(uv_timer_t* timer) {
   auto* conn = static_cast<ClientConnection*>(timer->data);
   switch (conn->phase_) {
     case Phase::kHandshake:
+      if (conn->proxy_header_) {
+        log_info("proxy-protocol", "refused client=", conn->peer_address_, " reason=timeout");
+      } else {
+        conn->ctx_.metrics.count_handshake_failure("timeout");
+      }
       log_debug("tls", "handshake timed out client=", conn->peer_address_);
       conn->close_now();
       break;
@@ -795,10 +882,12 @@ void ClientConnection::on_timer(uv_timer_t* timer) {
       conn->routing_->selector_for(*conn->route_)
           .mark_down(conn->backend_index_, std::chrono::steady_clock::now());
       log_warn("upstream", "connect timed out backend=", conn->upstream_key_);
+      conn->ctx_.metrics.count_backend_error(conn->upstream_key_, BackendErrorKind::kTimeout);
       conn->drop_upstream(false);
       conn->connect_upstream();
       break;
     case Phase::kExchange:
+      conn->ctx_.metrics.count_backend_error(conn->upstream_key_, BackendErrorKind::kTimeout);
       if (!conn->response_head_sent_) {
         log_warn("upstream", "response timed out backend=", conn->upstream_key_);
         conn->respond_error(504, "backend did not answer in time");
@@ -865,17 +954,11 @@ int ClientConnection::on_request_header_value_complete(llhttp_t* p) {
 
 int ClientConnection::on_request_header_value(llhttp_t* p, const char* at, size_t len) {
   ClientConnection* c = from_parser(p);
-  // llhttp passes obs-fold (a continuation line starting with a space) on as a second span of
-  // the same value. A value split by the end of a read also comes in two spans, but then the
-  // first one ends exactly at the end of the bytes being parsed. RFC 9112 section 5.2 lets a
-  // proxy reject obs-fold, and a folded header is a classic smuggling vector.
-  if (c->request_.in_value && !c->value_span_at_end_) {
+  if (!value_span_is_not_fold(c->request_, &c->value_span_at_end_, at, len, c->parse_end_)) {
     c->request_error_status_ = 400;
     llhttp_set_error_reason(p, "obs-fold in header value");
     return HPE_USER;
   }
-  c->request_.in_value = true;
-  c->value_span_at_end_ = at + len == c->parse_end_;
   if (!append_header_value(c->request_, at, len, c->ctx_.config.max_header_bytes)) {
     c->request_error_status_ = 431;
     llhttp_set_error_reason(p, "request head too large");
@@ -967,7 +1050,16 @@ int ClientConnection::on_response_header_field_complete(llhttp_t* p) {
 
 int ClientConnection::on_response_header_value(llhttp_t* p, const char* at, size_t len) {
   ClientConnection* c = from_parser(p);
+  if (!value_span_is_not_fold(c->response_, &c->value_span_at_end_, at, len, c->parse_end_)) {
+    llhttp_set_error_reason(p, "obs-fold in response header value");
+    return HPE_USER;
+  }
   return append_header_value(c->response_, at, len, kMaxResponseHeadBytes) ? 0 : HPE_USER;
+}
+
+int ClientConnection::on_response_header_value_complete(llhttp_t* p) {
+  from_parser(p)->response_.in_value = false;
+  return 0;
 }
 
 int ClientConnection::on_response_headers_complete(llhttp_t* p) {
@@ -1061,6 +1153,7 @@ const llhttp_settings_t& ClientConnection::response_settings() {
     s.on_header_field = &ClientConnection::on_response_header_field;
     s.on_header_field_complete = &ClientConnection::on_response_header_field_complete;
     s.on_header_value = &ClientConnection::on_response_header_value;
+    s.on_header_value_complete = &ClientConnection::on_response_header_value_complete;
     s.on_headers_complete = &ClientConnection::on_response_headers_complete;
     s.on_body = &ClientConnection::on_response_body;
     s.on_message_complete = &ClientConnection::on_response_message_complete;

@@ -17,6 +17,7 @@
 
 #include "proxy/header_rewrite.h"
 #include "proxy/http_head.h"
+#include "proxy/proxy_protocol.h"
 #include "proxy/stream_writer.h"
 #include "proxy/upstream_pool.h"
 #include "proxy/worker_context.h"
@@ -55,6 +56,7 @@ class ClientConnection final : private StreamWriter::Owner, private UpstreamConn
 
   // Reading and the plaintext path.
   static void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
+  bool take_proxy_header(const char** data, size_t* len);
   void on_ciphertext(const char* data, size_t len);
   void on_plaintext(const char* data, size_t len);
   void process_input();
@@ -69,6 +71,7 @@ class ClientConnection final : private StreamWriter::Owner, private UpstreamConn
   void send_request_body(const char* data, size_t len);
   void finish_exchange();
   void next_request();
+  void release_idle_buffers();
   void reset_exchange();
   void respond_error(int status, std::string_view why);
   void log_access(std::string_view error);
@@ -120,6 +123,7 @@ class ClientConnection final : private StreamWriter::Owner, private UpstreamConn
   static int on_response_header_field(llhttp_t* p, const char* at, size_t len);
   static int on_response_header_value(llhttp_t* p, const char* at, size_t len);
   static int on_response_header_field_complete(llhttp_t* p);
+  static int on_response_header_value_complete(llhttp_t* p);
   static int on_response_headers_complete(llhttp_t* p);
   static int on_response_body(llhttp_t* p, const char* at, size_t len);
   static int on_response_message_complete(llhttp_t* p);
@@ -142,6 +146,8 @@ class ClientConnection final : private StreamWriter::Owner, private UpstreamConn
   bool shutdown_sent_ = false;
   ClientConnection* prev_ = nullptr;
   ClientConnection* next_ = nullptr;
+  // --proxy-protocol: the parser until the balancer's header is read, then null.
+  std::unique_ptr<ProxyProtocolParser> proxy_header_;
 
   // Request side.
   llhttp_t parser_;
@@ -151,7 +157,7 @@ class ClientConnection final : private StreamWriter::Owner, private UpstreamConn
   std::string plain_out_;      // plaintext for the client, encrypted at flush
   HttpHead request_;
   bool building_name_ = false;
-  const char* parse_end_ = nullptr;  // end of the bytes llhttp is parsing now
+  const char* parse_end_ = nullptr;  // end of the bytes llhttp (either parser) is parsing now
   bool value_span_at_end_ = false;   // the last header value span ended at parse_end_
   int request_error_status_ = 0;     // set by callbacks that reject the request (431, 413)
 
@@ -192,6 +198,7 @@ class ClientConnection final : private StreamWriter::Owner, private UpstreamConn
   bool switching_ = false;  // the backend accepted it with 101
   std::string ws_accept_;   // the Sec-WebSocket-Accept the backend must answer with
   std::unique_ptr<Tunnel> tunnel_;
+  bool entered_tunnel_ = false;  // counted in metrics.open_tunnels until the connection ends
 };
 
 // A WebSocket tunnel's state: frame tracking each way, keep-alive pings, and the close codes.

@@ -46,11 +46,19 @@ bool ClientConnection::websocket_checks_pass(const HeaderField& host) {
 
 void ClientConnection::enter_tunnel(const char* backend_bytes, size_t len) {
   phase_ = Phase::kTunnel;
+  entered_tunnel_ = true;
+  ++ctx_.metrics.open_tunnels;
   tunnel_ = std::make_unique<Tunnel>(route_->options.max_ws_message, uv_now(ctx_.loop));
   flush_to_client();  // the 101
   // The handshake heads are no longer needed: an idle tunnel should cost as little as possible.
+  // Of the request, only what the tunnel's access-log line names is kept.
   upstream_head_ = std::string();
   response_ = HttpHead();
+  if (const HeaderField* host = request_.find("host")) {
+    HeaderField kept{"Host", host->value};
+    request_.headers = std::vector<HeaderField>{std::move(kept)};
+  }
+  release_idle_buffers();
   if (len > 0) tunnel_from_backend(backend_bytes, len);
   if (phase_ != Phase::kTunnel) return;
   if (!pending_input_.empty()) {
@@ -97,6 +105,7 @@ void ClientConnection::tunnel_from_backend(const char* data, size_t len) {
     }
     flush_to_client();
     if (phase_ == Phase::kClosed) return;
+    release_idle_buffers();
   }
   if (t.from_backend.violation() != WsViolation::kNone) {
     log_warn("websocket",
@@ -192,7 +201,7 @@ void ClientConnection::tunnel_on_timer() {
 }
 
 void ClientConnection::tunnel_finish(std::string_view why) {
-  if (!tunnel_ || !ctx_.access_log.enabled()) return;
+  if (!tunnel_) return;
   Tunnel& t = *tunnel_;
   AccessLogEntry entry;
   entry.client = peer_address_;
@@ -206,7 +215,7 @@ void ClientConnection::tunnel_finish(std::string_view why) {
   entry.bytes_in = t.from_client.bytes();
   entry.bytes_out = t.from_backend.bytes();
   entry.duration_ms = static_cast<double>(uv_now(ctx_.loop) - t.started_ms);
-  entry.error = why;
+  entry.ended = why;
   entry.tunnel = true;
   entry.messages_in = t.from_client.messages();
   entry.messages_out = t.from_backend.messages();
@@ -214,6 +223,7 @@ void ClientConnection::tunnel_finish(std::string_view why) {
   entry.close_from_backend = t.from_backend.close_code();
   entry.close_to_client = t.close_to_client;
   entry.close_to_backend = t.close_to_backend;
+  ctx_.metrics.count_request(entry);
   ctx_.access_log.write(entry);
   tunnel_.reset();
 }

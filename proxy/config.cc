@@ -14,7 +14,19 @@ Terminates TLS, redirects HTTP to HTTPS, and routes requests and WebSocket
 streams by host and path prefix to the backends named in the route file.
 
   --routes FILE            route table file (see docs/routes.md)
-  --cert PEM --key PEM     certificate chain and private key (PEM)
+  --cert PEM --key PEM     certificate chain and private key (PEM); repeat the pair for
+                           several certificates, chosen by SNI (see docs/tls.md)
+  --cert-dir DIR           load every NAME.crt/NAME.key pair and every DIR/NAME/ with
+                           fullchain.pem/privkey.pem (certbot's live/ layout)
+                           (no --cert/--cert-dir: a self-signed development certificate)
+  --dev-name NAME          another name for the development certificate (repeatable)
+  --state-dir DIR          where the development certificate is kept
+                           (default $XDG_STATE_HOME/portico or ~/.local/state/portico)
+  --tls-min 1.2|1.3        lowest TLS version accepted (default 1.2)
+  --strict                 an expired certificate is an error, not a warning
+  --hsts[=SECONDS]         send Strict-Transport-Security (default max-age 31536000 when
+                           given; off unless given)
+  --acme-webroot DIR       serve /.well-known/acme-challenge/TOKEN from DIR on the HTTP port
   --https-port N           TLS listener port (default 443; 0 picks a free port)
   --http-port N            redirect listener port (default 80; 0 turns it off)
   --listen ADDR            address to listen on (default 0.0.0.0; e.g. ::, 127.0.0.1)
@@ -27,6 +39,12 @@ streams by host and path prefix to the backends named in the route file.
   --keepalive-timeout DUR  idle client connection time limit (default 75s)
   --max-header-bytes SIZE  request line plus headers limit, 431 above (default 32k)
   --max-headers N          header count limit, 431 above (default 100)
+  --proxy-protocol         expect a PROXY protocol v1/v2 header before each TLS
+                           handshake (behind an L4 load balancer)
+  --log-format FORMAT      access log format: kv, combined or json (default kv)
+  --admin ADDR:PORT        plain-HTTP admin listener: GET /metrics, GET /healthz
+  --admin-allow LIST       comma-separated CIDRs allowed on the admin listener
+                           besides loopback (default: loopback only)
   --check                  validate the route file and certificates, print the table and
                            the certificate checks, exit (0 ok, 1 a check failed, 2 invalid)
   --probe                  with --check: also send a request (or a WebSocket handshake)
@@ -39,11 +57,30 @@ streams by host and path prefix to the backends named in the route file.
 
 namespace {
 
+// One year: what the HSTS preload list asks for, and long enough to matter.
+constexpr uint32_t kDefaultHstsMaxAge = 31'536'000;
+
 bool parse_port(std::string_view text, uint16_t* out) {
   unsigned value = 0;
   auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
   if (ec != std::errc() || ptr != text.data() + text.size() || value > 65535) return false;
   *out = static_cast<uint16_t>(value);
+  return true;
+}
+
+// "127.0.0.1:9100" or "[::1]:9100". The address is checked when it is bound.
+bool parse_host_port(std::string_view text, std::string* host, uint16_t* port) {
+  size_t colon = text.rfind(':');
+  if (colon == std::string_view::npos || colon == 0) return false;
+  std::string_view address = text.substr(0, colon);
+  if (address.front() == '[') {
+    if (address.size() < 3 || address.back() != ']') return false;
+    address = address.substr(1, address.size() - 2);
+  } else if (address.find(':') != std::string_view::npos) {
+    return false;  // an IPv6 address needs its brackets
+  }
+  if (!parse_port(text.substr(colon + 1), port)) return false;
+  *host = address;
   return true;
 }
 
@@ -99,6 +136,41 @@ ConfigResult parse_command_line(int argc, const char* const* argv) {
     } else if (arg == "--key") {
       if (!take_value()) return needs("a PEM file");
       keys.emplace_back(value);
+    } else if (arg == "--cert-dir") {
+      if (!take_value()) return needs("a directory");
+      config.cert_dir = value;
+    } else if (arg == "--dev-name") {
+      if (!take_value()) return needs("a host name or address");
+      config.dev_names.emplace_back(value);
+    } else if (arg == "--state-dir") {
+      if (!take_value()) return needs("a directory");
+      config.state_dir = value;
+    } else if (arg == "--tls-min") {
+      if (!take_value()) return needs("1.2 or 1.3");
+      if (value == "1.2") {
+        config.tls_min_version = 0x0303;
+      } else if (value == "1.3") {
+        config.tls_min_version = 0x0304;
+      } else {
+        return fail("--tls-min: expected 1.2 or 1.3, got \"" + std::string(value) + "\"");
+      }
+    } else if (arg == "--strict") {
+      config.strict = true;
+    } else if (arg == "--hsts") {
+      // The value only inline (--hsts=N): "--hsts 600" would be ambiguous with the next flag.
+      config.hsts_max_age = kDefaultHstsMaxAge;
+      if (has_inline_value) {
+        unsigned n = 0;
+        auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+        if (ec != std::errc() || ptr != value.data() + value.size() || n == 0) {
+          return fail("--hsts: expected a max-age in seconds (e.g. --hsts=31536000), got \"" +
+                      std::string(value) + "\"");
+        }
+        config.hsts_max_age = n;
+      }
+    } else if (arg == "--acme-webroot") {
+      if (!take_value()) return needs("a directory");
+      config.acme_webroot = value;
     } else if (arg == "--https-port" || arg == "--http-port") {
       if (!take_value()) return needs("a port number");
       uint16_t port = 0;
@@ -144,6 +216,26 @@ ConfigResult parse_command_line(int argc, const char* const* argv) {
                     std::string(value) + "\"");
       }
       config.max_header_bytes = *size;
+    } else if (arg == "--proxy-protocol") {
+      config.proxy_protocol = true;
+    } else if (arg == "--log-format") {
+      if (!take_value()) return needs("kv, combined or json");
+      if (!parse_access_log_format(value, &config.log_format)) {
+        return fail("--log-format: expected kv, combined or json, got \"" + std::string(value) +
+                    "\"");
+      }
+    } else if (arg == "--admin") {
+      if (!take_value()) return needs("an address and port such as 127.0.0.1:9100");
+      if (!parse_host_port(value, &config.admin_address, &config.admin_port)) {
+        return fail("--admin: expected ADDR:PORT (e.g. 127.0.0.1:9100 or [::1]:9100), got \"" +
+                    std::string(value) + "\"");
+      }
+    } else if (arg == "--admin-allow") {
+      if (!take_value()) return needs("a list of CIDR ranges");
+      std::string error;
+      auto list = parse_cidr_list(value, &error);
+      if (!list) return fail("--admin-allow: " + error);
+      config.admin_allow = std::move(*list);
     } else if (arg == "--max-headers") {
       if (!take_value()) return needs("a number");
       unsigned n = 0;
@@ -159,18 +251,26 @@ ConfigResult parse_command_line(int argc, const char* const* argv) {
   }
 
   if (config.routes_path.empty()) return fail("--routes FILE is required (see --help)");
-  if (certs.empty() && keys.empty()) return fail("--cert PEM and --key PEM are required");
+  // No certificate at all is the development mode (main makes a self-signed one).
   if (certs.size() != keys.size()) {
     return fail("--cert and --key must be given in pairs (got " + std::to_string(certs.size()) +
                 " --cert and " + std::to_string(keys.size()) + " --key)");
   }
   for (size_t i = 0; i < certs.size(); ++i) config.certificates.push_back({certs[i], keys[i]});
   if (config.probe && !config.check_only) return fail("--probe needs --check");
+  if (!config.admin_allow.empty() && config.admin_address.empty()) {
+    return fail("--admin-allow needs --admin");
+  }
   if (config.http_port != 0 && config.http_port == config.https_port) {
     return fail("--http-port and --https-port must differ");
   }
   result.action = ConfigResult::Action::kRun;
   return result;
+}
+
+std::string site_response_headers(const Config& config) {
+  if (config.hsts_max_age == 0) return "";
+  return "Strict-Transport-Security: max-age=" + std::to_string(config.hsts_max_age) + "\r\n";
 }
 
 }  // namespace portico

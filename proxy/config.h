@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "proxy/access_log.h"
 #include "proxy/cidr.h"
 #include "proxy/log.h"
 
@@ -22,6 +23,14 @@ struct CertKeyFiles {
 struct Config {
   std::string routes_path;
   std::vector<CertKeyFiles> certificates;
+  // TLS (docs/tls.md).
+  std::string cert_dir;  // --cert-dir: NAME.crt/NAME.key pairs and certbot live/NAME/ folders
+  int tls_min_version = 0x0303;  // --tls-min: TLS1_2_VERSION or TLS1_3_VERSION
+  bool strict = false;           // --strict: an expired certificate stops the start or reload
+  uint32_t hsts_max_age = 0;     // --hsts[=SECONDS]; 0: no Strict-Transport-Security (default)
+  std::string acme_webroot;      // --acme-webroot: serve http-01 challenges on the port-80 side
+  std::vector<std::string> dev_names;  // --dev-name: more names for the dev certificate
+  std::string state_dir;               // --state-dir; "" = default_state_dir()
   std::string listen_address = "0.0.0.0";
   uint16_t https_port = 443;
   uint16_t http_port = 80;  // 0: no redirect listener
@@ -38,6 +47,13 @@ struct Config {
   std::chrono::milliseconds keepalive_timeout{75'000};  // idle client between requests
   size_t max_header_bytes = 32 * 1024;                  // request line + headers (431 above)
   size_t max_header_count = 100;
+
+  // Operations (see docs/operations.md).
+  bool proxy_protocol = false;  // the TLS listener expects a PROXY v1/v2 header first
+  AccessLogFormat log_format = AccessLogFormat::kKv;
+  std::string admin_address;  // --admin: "" when off
+  uint16_t admin_port = 0;
+  std::vector<Cidr> admin_allow;  // besides loopback, which is always allowed
 };
 
 struct ConfigResult {
@@ -49,5 +65,9 @@ struct ConfigResult {
 ConfigResult parse_command_line(int argc, const char* const* argv);
 
 const char* usage_text();
+
+// The "Name: value\r\n" lines portico adds to every HTTPS response: Strict-Transport-Security
+// when --hsts is on, else nothing.
+std::string site_response_headers(const Config& config);
 
 }  // namespace portico

@@ -1,7 +1,9 @@
 #include "proxy/config_loader.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -24,14 +26,57 @@ bool read_file(const std::string& path, std::string* out, std::string* error) {
 
 }  // namespace
 
+std::vector<CertKeyFiles> certificate_files(const Config& config,
+                                            std::vector<std::string>* errors) {
+  std::vector<CertKeyFiles> files = config.certificates;
+  if (config.cert_dir.empty()) return files;
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  std::vector<fs::path> entries;
+  for (fs::directory_iterator it(config.cert_dir, ec), end; !ec && it != end; it.increment(ec)) {
+    entries.push_back(it->path());
+  }
+  if (ec) {
+    errors->push_back(config.cert_dir + ": cannot list the certificate directory: " + ec.message());
+    return files;
+  }
+  // Sorted, so that the default certificate (the first) does not depend on directory order.
+  std::sort(entries.begin(), entries.end());
+  const size_t before = files.size();
+  for (const fs::path& entry : entries) {
+    std::error_code type_ec;
+    if (entry.extension() == ".crt" && fs::is_regular_file(entry, type_ec)) {
+      fs::path key = entry;
+      key.replace_extension(".key");
+      if (!fs::exists(key, type_ec)) {
+        errors->push_back(entry.string() + ": no matching key file " + key.string());
+        continue;
+      }
+      files.push_back({entry.string(), key.string()});
+    } else if (fs::is_directory(entry, type_ec) && fs::exists(entry / "fullchain.pem", type_ec)) {
+      // certbot's live/NAME/: the links point into archive/ and are re-pointed at renewal.
+      files.push_back({(entry / "fullchain.pem").string(), (entry / "privkey.pem").string()});
+    }
+  }
+  if (files.size() == before && config.certificates.empty()) {
+    errors->push_back(config.cert_dir +
+                      ": no certificate found (expected NAME.crt with NAME.key, or "
+                      "NAME/fullchain.pem with NAME/privkey.pem)");
+  }
+  return files;
+}
+
 ConfigInputs read_config_inputs(const Config& config) {
   ConfigInputs inputs;
   std::string error;
   if (!read_file(config.routes_path, &inputs.routes_text, &error)) {
     inputs.errors.push_back(error);
   }
-  for (const CertKeyFiles& pair : config.certificates) {
+  for (const CertKeyFiles& pair : certificate_files(config, &inputs.errors)) {
     for (const std::string* path : {&pair.cert, &pair.key}) {
+      // The path too: a pair moved or renamed in --cert-dir is a change.
+      inputs.certificate_bytes += *path;
+      inputs.certificate_bytes += '\n';
       std::string bytes;
       if (!read_file(*path, &bytes, &error)) {
         inputs.errors.push_back(error);
@@ -57,25 +102,31 @@ ConfigLoadResult build_config_snapshot(const Config& config, const ConfigInputs&
   for (const RouteError& e : routes.errors) result.errors.push_back(e.to_string());
   snapshot->routes = routes.table;
 
-  if (config.certificates.size() > 1) {
-    result.errors.push_back(
-        "several --cert/--key pairs need SNI selection, which this version lacks");
-    return result;
-  }
   snapshot->certificate_bytes = inputs.certificate_bytes;
   if (current && current->ssl_ctx && current->certificate_bytes == inputs.certificate_bytes) {
     snapshot->ssl_ctx = current->ssl_ctx;
+    snapshot->certificates = current->certificates;
+    snapshot->warnings = current->warnings;
     result.certificate_changed = false;
   } else {
     // make_server_tls_context reads the files again by path. Should they change in between, the
     // change also raised a new file event, so the next reload settles on the newest files.
     std::vector<CertificateFiles> files;
-    for (const CertKeyFiles& pair : config.certificates) files.push_back({pair.cert, pair.key});
-    TlsContextResult tls = make_server_tls_context(files);
+    for (const CertKeyFiles& pair : certificate_files(config, &result.errors)) {
+      files.push_back({pair.cert, pair.key});
+    }
+    TlsOptions options;
+    options.min_version = config.tls_min_version;
+    options.strict = config.strict;
+    TlsContextResult tls = make_server_tls_context(files, options);
     if (!tls.ctx) {
       result.errors.push_back(tls.error);
     } else {
+      // The default context owns the SNI set (tls_context.h), so this one pointer keeps every
+      // certificate of this configuration alive for as long as a worker or a handshake uses it.
       snapshot->ssl_ctx = std::shared_ptr<SSL_CTX>(tls.ctx.release(), SSL_CTX_free);
+      snapshot->certificates = std::move(tls.certificates);
+      snapshot->warnings = std::move(tls.warnings);
     }
   }
   if (result.errors.empty()) result.snapshot = std::move(snapshot);

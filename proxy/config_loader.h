@@ -13,6 +13,7 @@
 
 #include "proxy/config.h"
 #include "routing/route_table.h"
+#include "tls/tls_context.h"
 
 namespace portico {
 
@@ -32,8 +33,10 @@ struct ConfigInputs {
 // Immutable once built; shared by every worker and by the requests that started under it.
 struct ConfigSnapshot {
   std::shared_ptr<const RouteTable> routes;
-  std::shared_ptr<SSL_CTX> ssl_ctx;  // SSL objects keep their own reference (SSL_new)
-  std::string certificate_bytes;     // what ssl_ctx was built from
+  std::shared_ptr<SSL_CTX> ssl_ctx;           // SSL objects keep their own reference (SSL_new)
+  std::string certificate_bytes;              // what ssl_ctx was built from
+  std::vector<CertificateInfo> certificates;  // what ssl_ctx holds, for --check and the log
+  std::vector<std::string> warnings;          // e.g. an expired certificate (without --strict)
 };
 
 struct ConfigLoadResult {
@@ -45,6 +48,12 @@ struct ConfigLoadResult {
 // Reads the route file and every certificate and key file. Small files, read synchronously: a
 // reload runs this on the loop, and a few kilobytes from the page cache take microseconds.
 ConfigInputs read_config_inputs(const Config& config);
+
+// Every certificate/key pair: the --cert/--key pairs in order, then --cert-dir's pairs sorted by
+// name (NAME.crt + NAME.key, then NAME/fullchain.pem + NAME/privkey.pem). Read again at every
+// reload, so a certificate added to the directory is picked up. A NAME.crt without its key is
+// an error (one line naming it).
+std::vector<CertKeyFiles> certificate_files(const Config& config, std::vector<std::string>* errors);
 
 // Parses and validates `inputs` into a snapshot: all or nothing. When the certificate files are
 // byte-for-byte those of `current`, its SSL_CTX is reused (keeping its session cache); otherwise

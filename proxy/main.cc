@@ -13,6 +13,7 @@
 #include "proxy/config_loader.h"
 #include "proxy/log.h"
 #include "proxy/worker.h"
+#include "tls/dev_certificate.h"
 
 namespace {
 
@@ -40,8 +41,21 @@ int main(int argc, char** argv) {
     case ConfigResult::Action::kRun:
       break;
   }
+  log_set_min_level(parsed.config.log_level);
+  if (parsed.config.certificates.empty() && parsed.config.cert_dir.empty()) {
+    // No certificate configured: the development certificate (tls/dev_certificate.h).
+    const std::string state_dir =
+        parsed.config.state_dir.empty() ? default_state_dir() : parsed.config.state_dir;
+    DevCertificate dev =
+        ensure_dev_certificate(state_dir, dev_certificate_names(parsed.config.dev_names));
+    if (!dev.error.empty()) return fail(dev.error);
+    log_warn("tls",
+             "no --cert given: serving a self-signed certificate, for development only"
+             " cert=",
+             dev.cert_path, " generated=", dev.generated ? "yes" : "no");
+    parsed.config.certificates.push_back({dev.cert_path, dev.key_path});
+  }
   const Config& config = parsed.config;
-  log_set_min_level(config.log_level);
   if (config.check_only) return run_check(config, stdout, stderr);
 
   ConfigInputs inputs = read_config_inputs(config);
@@ -50,10 +64,16 @@ int main(int argc, char** argv) {
     for (const std::string& error : loaded.errors) std::fprintf(stderr, "%s\n", error.c_str());
     return kExitConfigError;
   }
+  for (const std::string& warning : loaded.snapshot->warnings) log_warn("tls", warning);
+  for (const CertificateInfo& cert : loaded.snapshot->certificates) {
+    log_info("tls", "certificate file=", cert.cert_path, " type=", cert.key_type,
+             " expires=", cert.not_after, " names=", cert.names.size());
+  }
 
   AccessLog access_log;
   std::string error;
   if (!access_log.open(config.access_log, &error)) return fail(error);
+  access_log.set_format(config.log_format);
 
   // A peer that goes away mid-write must be an error code, not a signal that kills the proxy.
   signal(SIGPIPE, SIG_IGN);

@@ -1,12 +1,55 @@
 #include "proxy/redirect_server.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "proxy/header_rewrite.h"
 #include "proxy/log.h"
 
 namespace portico {
 namespace {
 RedirectConnection* from_parser(llhttp_t* p) { return static_cast<RedirectConnection*>(p->data); }
+
+// Challenge files hold a token and a key thumbprint (about 90 bytes); anything much larger is not
+// one, and is not served.
+constexpr size_t kMaxChallengeBytes = 4096;
+constexpr size_t kMaxTokenLength = 256;
+
+// Reads a challenge file synchronously on the loop: it is under a page, from the page cache, a
+// few times per certificate issuance. uv_fs would add a thread-pool round trip and a request
+// object that must outlive this connection's close, for no measurable gain. O_NOFOLLOW and the
+// regular-file check keep a planted symlink from pointing the answer anywhere else.
+bool read_challenge(const std::string& path, std::string* out) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+  if (fd < 0) return false;
+  struct stat st;
+  bool ok = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+            static_cast<size_t>(st.st_size) <= kMaxChallengeBytes;
+  if (ok) {
+    char buf[kMaxChallengeBytes];
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    ok = n >= 0;
+    if (ok) out->assign(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return ok;
+}
 }  // namespace
+
+AcmeTarget acme_challenge_token(std::string_view target, std::string* token) {
+  if (!target.starts_with(kAcmeChallengePrefix)) return AcmeTarget::kNotAcme;
+  std::string_view name = target.substr(kAcmeChallengePrefix.size());
+  if (size_t query = name.find('?'); query != std::string_view::npos) name = name.substr(0, query);
+  if (name.empty() || name.size() > kMaxTokenLength) return AcmeTarget::kInvalid;
+  for (char c : name) {
+    const bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                    c == '_' || c == '-';
+    if (!ok) return AcmeTarget::kInvalid;
+  }
+  token->assign(name);
+  return AcmeTarget::kToken;
+}
 
 std::string https_redirect_location(std::string_view host_header, std::string_view target,
                                     uint16_t https_port) {
@@ -43,6 +86,11 @@ void RedirectConnection::accept_from(WorkerContext& ctx, uv_stream_t* server) {
     return;
   }
   uv_tcp_nodelay(&conn->tcp_, 1);
+  sockaddr_storage peer{};
+  int len = sizeof peer;
+  if (uv_tcp_getpeername(&conn->tcp_, reinterpret_cast<sockaddr*>(&peer), &len) == 0) {
+    conn->peer_address_ = address_text(peer);
+  }
   uv_timer_start(&conn->timer_, &RedirectConnection::on_timer,
                  static_cast<uint64_t>(ctx.config.header_timeout.count()), 0);
   uv_read_start(reinterpret_cast<uv_stream_t*>(&conn->tcp_), &alloc_from_loop_buffer,
@@ -90,9 +138,39 @@ void RedirectConnection::on_read(uv_stream_t* stream, ssize_t nread, const uv_bu
   if (conn->writer_.queued() > kWriteHighWater) uv_read_stop(stream);
 }
 
+bool RedirectConnection::answer_acme(std::string* response, int* status) {
+  if (ctx_.config.acme_webroot.empty()) return false;
+  if (request_.method != "GET" && request_.method != "HEAD") return false;
+  std::string token;
+  AcmeTarget kind = acme_challenge_token(request_.target, &token);
+  if (kind == AcmeTarget::kNotAcme) return false;
+  std::string body;
+  const std::string path = ctx_.config.acme_webroot + std::string(kAcmeChallengePrefix) + token;
+  if (kind == AcmeTarget::kToken && read_challenge(path, &body)) {
+    *status = 200;
+  } else {
+    *status = 404;
+    body = "404 Not Found: no such challenge\n";
+  }
+  log_info("acme", "challenge request status=", *status, " target=", request_.target);
+  build_simple_response(*status, body, false, "", response);
+  // HEAD: the same head, no body.
+  if (request_.method == "HEAD") response->resize(response->size() - body.size());
+  return true;
+}
+
 void RedirectConnection::answer() {
   const HeaderField* host = request_.find("host");
   std::string location;
+  std::string acme_response;
+  int acme_status = 0;
+  if (answer_acme(&acme_response, &acme_status)) {
+    // Close after: a validator makes one request, and nothing here is worth a kept connection.
+    close_after_write_ = true;
+    writer_.write(acme_response.data(), acme_response.size());
+    if (writer_.queued() == 0) close();
+    return;
+  }
   if (host && request_.count("host") == 1) {
     location = https_redirect_location(host->value, request_.target, ctx_.public_https_port);
   }
@@ -113,6 +191,7 @@ void RedirectConnection::answer() {
   }
   if (ctx_.access_log.enabled()) {
     AccessLogEntry entry;
+    entry.client = peer_address_;
     entry.method = request_.method;
     entry.host = host ? std::string_view(host->value) : std::string_view();
     entry.target = request_.target;

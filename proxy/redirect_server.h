@@ -2,7 +2,9 @@
 
 // The port-80 listener's connections: every request is answered with a redirect to HTTPS
 // (301 for GET/HEAD, 308 otherwise so that the method and body are kept), path and query
-// unchanged. Nothing is ever forwarded from here.
+// unchanged. Nothing is ever forwarded from here. The one exception, with --acme-webroot DIR:
+// GET/HEAD /.well-known/acme-challenge/TOKEN is answered with DIR/.well-known/acme-challenge/TOKEN
+// (ACME http-01, RFC 8555 section 8.3; certbot's --webroot layout), and nothing else of DIR.
 
 #include <llhttp.h>
 #include <uv.h>
@@ -20,6 +22,18 @@ namespace portico {
 std::string https_redirect_location(std::string_view host_header, std::string_view target,
                                     uint16_t https_port);
 
+inline constexpr std::string_view kAcmeChallengePrefix = "/.well-known/acme-challenge/";
+
+enum class AcmeTarget {
+  kNotAcme,  // any other path: redirect as usual
+  kToken,    // *token is a valid token name
+  kInvalid,  // under the challenge path, but not a token name: 404, nothing is read
+};
+
+// Classifies a request target (origin-form). A token is [A-Za-z0-9_-]+ (RFC 8555: base64url),
+// at most 256 characters, so "..", "/", "%2e" or "%2f" can never reach the file system.
+AcmeTarget acme_challenge_token(std::string_view target, std::string* token);
+
 class RedirectConnection final : private StreamWriter::Owner {
  public:
   static void accept_from(WorkerContext& ctx, uv_stream_t* server);
@@ -31,6 +45,7 @@ class RedirectConnection final : private StreamWriter::Owner {
   static void on_closed(uv_handle_t* handle);
   void on_write_done(int status) override;
   void answer();
+  bool answer_acme(std::string* response, int* status);
   void close();
 
   static int on_message_begin(llhttp_t* p);
@@ -51,6 +66,7 @@ class RedirectConnection final : private StreamWriter::Owner {
   llhttp_t parser_;
   HttpHead request_;
   bool building_name_ = false;
+  std::string peer_address_;
 };
 
 }  // namespace portico

@@ -86,7 +86,10 @@ std::vector<Reloader::WatchSpec> Reloader::watch_specs() const {
     spec.any_name = spec.any_name || any_name;
   };
   std::vector<std::string> files = {config_.routes_path};
-  for (const CertKeyFiles& pair : config_.certificates) {
+  // Any change in --cert-dir counts: a new NAME.crt or live/NAME/ is a new certificate.
+  if (!config_.cert_dir.empty()) add(config_.cert_dir + "/.", true);
+  std::vector<std::string> ignored;  // reported by the reload itself
+  for (const CertKeyFiles& pair : certificate_files(config_, &ignored)) {
     files.push_back(pair.cert);
     files.push_back(pair.key);
   }
@@ -210,6 +213,9 @@ void Reloader::reload(std::string_view trigger, bool force) {
     apply_(current_);
     log_info("reload", "configuration reloaded routes=", current_->routes->routes().size(),
              " certificate=", result.certificate_changed ? "changed" : "unchanged");
+    if (result.certificate_changed) {
+      for (const std::string& warning : current_->warnings) log_warn("tls", warning);
+    }
   }
   // A certbot renewal re-points the links: watch the new targets' directories.
   update_watches();

@@ -56,7 +56,18 @@ void UpstreamConnection::on_resolved(uv_getaddrinfo_t* req, int status, addrinfo
     conn->fail(status < 0 ? status : UV_EAI_NONAME);
     return;
   }
-  conn->connect_to(res->ai_addr);
+  // One address is tried: the first IPv4 one when there is one, since backends behind a proxy
+  // mostly listen on 127.0.0.1 or a private IPv4 address while "localhost" resolves to ::1
+  // first. (NGINX likewise settles a name's addresses once; a backend that needs every
+  // address tried should be listed once per address.)
+  const addrinfo* chosen = res;
+  for (const addrinfo* ai = res; ai; ai = ai->ai_next) {
+    if (ai->ai_family == AF_INET) {
+      chosen = ai;
+      break;
+    }
+  }
+  conn->connect_to(chosen->ai_addr);
   uv_freeaddrinfo(res);
 }
 

@@ -5,6 +5,8 @@
 #include "proxy/client_connection.h"
 #include "proxy/log.h"
 #include "proxy/redirect_server.h"
+#include "proxy/status_page.h"
+#include "proxy/tcp_listener.h"
 
 namespace portico {
 namespace {
@@ -34,6 +36,7 @@ Worker::~Worker() {
   }
   ctx_->pool.close_all();
   if (reloader_) reloader_->close();
+  if (admin_) admin_->close();
   uv_walk(
       &loop_,
       [](uv_handle_t* handle, void*) {
@@ -47,35 +50,14 @@ Worker::~Worker() {
 
 bool Worker::bind_listener(uv_tcp_t* handle, uint16_t port, uv_connection_cb on_connection,
                            std::string* error) {
-  const std::string& address = ctx_->config.listen_address;
-  sockaddr_storage addr{};
-  bool v6 = address.find(':') != std::string::npos;
-  int rc = v6 ? uv_ip6_addr(address.c_str(), port, reinterpret_cast<sockaddr_in6*>(&addr))
-              : uv_ip4_addr(address.c_str(), port, reinterpret_cast<sockaddr_in*>(&addr));
-  if (rc != 0) {
-    *error = "--listen: not an IP address: \"" + address + "\"";
-    return false;
-  }
-  // libuv binds lazily: uv_tcp_bind may defer EADDRINUSE to uv_listen, so both happen here,
-  // and the "listening" line is logged only once every listener is up (see listen()).
-  rc = uv_tcp_bind(handle, reinterpret_cast<const sockaddr*>(&addr), 0);
-  if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t*>(handle), 1024, on_connection);
-  if (rc != 0) {
-    *error = "cannot listen on " + (v6 ? "[" + address + "]" : address) + ":" +
-             std::to_string(port) + ": " + uv_strerror(rc);
-    return false;
-  }
-  return true;
+  const bool https = handle == &https_listener_;
+  return listen_tcp(handle, ctx_->config.listen_address, port, 1024, on_connection,
+                    https ? "--https-port" : "--http-port", error);
 }
 
 void Worker::log_listening(uv_tcp_t* handle, const char* kind) {
-  sockaddr_storage bound{};
-  int len = sizeof bound;
-  uv_tcp_getsockname(handle, reinterpret_cast<sockaddr*>(&bound), &len);
-  std::string shown = address_text(bound);
-  if (bound.ss_family == AF_INET6) shown = "[" + shown + "]";
-  log_info("listener", "listening kind=", kind, " addr=", shown, ":", address_port(bound));
-  if (handle == &https_listener_) ctx_->public_https_port = address_port(bound);
+  uint16_t port = portico::log_listening(handle, kind);
+  if (handle == &https_listener_) ctx_->public_https_port = port;
 }
 
 bool Worker::listen(std::string* error) {
@@ -89,6 +71,16 @@ bool Worker::listen(std::string* error) {
       return false;
     }
     http_listening_ = true;
+  }
+  if (!ctx_->config.admin_address.empty()) {
+    auto started = std::chrono::steady_clock::now();
+    admin_ = std::make_unique<AdminServer>(
+        &loop_, ctx_->config.admin_allow, [this] { return render_prometheus(ctx_->metrics); },
+        [this, started] {
+          std::chrono::duration<double> uptime = std::chrono::steady_clock::now() - started;
+          return render_status_json(make_status_snapshot(*ctx_, uptime.count()));
+        });
+    if (!admin_->listen(ctx_->config.admin_address, ctx_->config.admin_port, error)) return false;
   }
   // Nothing is served before the loop runs, and nothing is announced before every bind worked.
   log_listening(&https_listener_, "https");
@@ -146,6 +138,7 @@ void Worker::begin_shutdown() {
   if (http_listening_) uv_close(reinterpret_cast<uv_handle_t*>(&http_listener_), nullptr);
   ctx_->pool.close_all();
   if (reloader_) reloader_->close();
+  if (admin_) admin_->close();
   for (ClientConnection* conn = ctx_->connections; conn;) {
     ClientConnection* next = conn->next_in_worker();
     conn->begin_shutdown();

@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 
+#include "proxy/admin_server.h"
 #include "proxy/config_loader.h"
 #include "proxy/reloader.h"
 #include "proxy/stream_writer.h"
@@ -62,6 +63,7 @@ class Worker {
   // Watching runs on this loop while there is one worker; with several it moves to the main
   // thread and apply_configuration is posted to each worker (see reloader.h).
   std::unique_ptr<Reloader> reloader_;
+  std::unique_ptr<AdminServer> admin_;  // --admin
 };
 
 }  // namespace portico

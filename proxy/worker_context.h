@@ -10,6 +10,7 @@
 
 #include "proxy/access_log.h"
 #include "proxy/config.h"
+#include "proxy/metrics.h"
 #include "proxy/upstream_pool.h"
 #include "routing/backend_selector.h"
 #include "routing/route_table.h"
@@ -36,7 +37,11 @@ struct RoutingState {
 
 struct WorkerContext {
   WorkerContext(uv_loop_t* loop, const Config& config, const AccessLog& access_log)
-      : loop(loop), config(config), access_log(access_log), pool(loop) {}
+      : loop(loop),
+        config(config),
+        access_log(access_log),
+        pool(loop),
+        response_headers(site_response_headers(config)) {}
 
   // Installs a new route table: requests already running keep the one they started with.
   void set_routes(std::shared_ptr<const RouteTable> table) {
@@ -54,6 +59,9 @@ struct WorkerContext {
   // "Name: value\r\n" lines added to every HTTPS response, portico's own answers included
   // (Strict-Transport-Security when --hsts is on). Set before the loop runs.
   std::string response_headers;
+
+  // Counters for /metrics (--admin); kept whether or not anyone scrapes them.
+  Metrics metrics;
 
   // Every open client connection, for graceful shutdown.
   ClientConnection* connections = nullptr;

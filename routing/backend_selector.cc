@@ -106,6 +106,9 @@ std::optional<size_t> BackendSelector::choose(Clock::time_point now, std::string
 }
 
 void BackendSelector::mark_down(size_t index, Clock::time_point now) {
+  // A route's only backend is never skipped (as in NGINX): there is nothing to fail over to,
+  // and skipping it would keep answering 502 for the whole back-off after it came back.
+  if (states_.size() < 2) return;
   if (index < states_.size()) {
     states_[index].down_until = now + down_backoff_;
   }

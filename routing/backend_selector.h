@@ -31,8 +31,10 @@ class BackendSelector {
                                std::string_view cookie_value,
                                const std::vector<size_t>& exclude = {});
 
-  void mark_down(size_t index, Clock::time_point now);  // connect refused / timed out
-  void mark_up(size_t index);                           // a connect succeeded
+  // Connect refused or timed out: skipped until the back-off ends. A route's only backend is
+  // never marked down.
+  void mark_down(size_t index, Clock::time_point now);
+  void mark_up(size_t index);  // a connect succeeded
   bool is_down(size_t index, Clock::time_point now) const;
 
   void connection_opened(size_t index);  // least_conn accounting

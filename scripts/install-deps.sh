@@ -7,7 +7,7 @@ packages=(
   build-essential cmake ninja-build pkg-config git
   libuv1-dev libssl-dev libwslay-dev catch2 node-llhttp   # the fixed stack
   clang libclang-rt-14-dev                                # sanitizer and libFuzzer builds
-  curl openssl                                            # the real clients the tests use
+  curl openssl sslscan                                    # the real clients the tests use
   procps                                                  # ps/pgrep for the demo's clean-up
 )
 [ $# -gt 0 ] && packages+=("$@")

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: installs what is missing, builds, and runs every test.
 #   1. gcc build (warnings are errors) and the whole CTest suite;
-#   2. clang build with AddressSanitizer + UndefinedBehaviorSanitizer: the whole suite again,
+#   2. the end-to-end browser test (headless Chromium, the same-origin example app);
+#   3. clang build with AddressSanitizer + UndefinedBehaviorSanitizer: the whole suite again,
 #      plus the libFuzzer targets, each run for a bounded time.
 # The last thing it prints is CTest's summary of the sanitizer run, which includes everything.
 set -euo pipefail
@@ -15,6 +16,9 @@ echo "== gcc build and tests"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPORTICO_WERROR=ON >/dev/null
 cmake --build build -j "$jobs"
 ctest --test-dir build --output-on-failure -j "$jobs" --timeout 600
+
+echo "== the browser test: headless Chromium through portico (tests/e2e)"
+PORTICO_BUILD_DIR=build bash tests/e2e/run.sh
 
 echo "== clang ASan+UBSan build, tests and fuzzing"
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang \

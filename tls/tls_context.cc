@@ -1,15 +1,29 @@
 #include "tls/tls_context.h"
 
+#include <arpa/inet.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
+
+#include "tls/ticket_keys.h"
 
 namespace portico {
 namespace {
+
+// TLS 1.2 sessions kept in the server-side cache (clients without ticket support), and how
+// long a session may be resumed: as long as a ticket key lives at most.
+constexpr long kSessionCacheSize = 20'000;
+constexpr long kSessionTimeoutSeconds = 12 * 3600;
+// The same on every context, so a session made under one SNI context resumes under another
+// (SSL_set_SSL_CTX copies the new context's id context onto the connection).
+constexpr unsigned char kSessionIdContext[] = "portico";
 
 std::string openssl_error_text() {
   unsigned long code = ERR_peek_last_error();
@@ -29,6 +43,7 @@ using FilePtr = std::unique_ptr<FILE, FileCloser>;
 struct X509Free {
   void operator()(X509* x) const { X509_free(x); }
 };
+using X509Ptr = std::unique_ptr<X509, X509Free>;
 struct PkeyFree {
   void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
 };
@@ -37,6 +52,39 @@ FilePtr open_file(const std::string& path, std::string* error) {
   FILE* f = std::fopen(path.c_str(), "rb");
   if (!f) *error = path + ": cannot read: " + std::strerror(errno);
   return FilePtr(f);
+}
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return out;
+}
+
+std::string format_time(const ASN1_TIME* time) {
+  std::tm tm{};
+  if (ASN1_TIME_to_tm(time, &tm) != 1) return "?";
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+std::string subject_of(X509* cert) {
+  char buf[256];
+  X509_NAME_oneline(X509_get_subject_name(cert), buf, sizeof buf);
+  return buf;
+}
+
+std::string key_type_of(EVP_PKEY* key) {
+  switch (EVP_PKEY_get_base_id(key)) {
+    case EVP_PKEY_EC:
+      return "ECDSA";
+    case EVP_PKEY_RSA:
+      return "RSA";
+    default:
+      return EVP_PKEY_get0_type_name(key) ? EVP_PKEY_get0_type_name(key) : "unknown";
+  }
 }
 
 // RFC 7301: pick http/1.1 when offered; with no overlap, go on without ALPN rather than fail,
@@ -58,53 +106,35 @@ int select_alpn(SSL*, const unsigned char** out, unsigned char* outlen, const un
   return SSL_TLSEXT_ERR_NOACK;
 }
 
-bool load_pair(SSL_CTX* ctx, const CertificateFiles& files, std::string* error) {
-  // Read both files ourselves first, so that each failure names its file precisely.
-  FilePtr cert_file = open_file(files.cert_path, error);
-  if (!cert_file) return false;
-  std::unique_ptr<X509, X509Free> leaf(PEM_read_X509(cert_file.get(), nullptr, nullptr, nullptr));
-  if (!leaf) {
-    ERR_clear_error();
-    *error = files.cert_path + ": not a PEM certificate";
-    return false;
-  }
-  FilePtr key_file = open_file(files.key_path, error);
-  if (!key_file) return false;
-  std::unique_ptr<EVP_PKEY, PkeyFree> key(
-      PEM_read_PrivateKey(key_file.get(), nullptr, nullptr, nullptr));
-  if (!key) {
-    ERR_clear_error();
-    *error = files.key_path + ": not a PEM private key (or it is encrypted)";
-    return false;
-  }
-  if (X509_check_private_key(leaf.get(), key.get()) != 1) {
-    ERR_clear_error();
-    *error = files.key_path + ": private key does not match the certificate in " + files.cert_path;
-    return false;
-  }
-  // The whole chain file, as OpenSSL sends it: leaf first, then intermediates.
-  if (SSL_CTX_use_certificate_chain_file(ctx, files.cert_path.c_str()) != 1) {
-    *error = files.cert_path + ": bad certificate chain: " + openssl_error_text();
-    return false;
-  }
-  if (SSL_CTX_use_PrivateKey(ctx, key.get()) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
-    *error = files.key_path + ": cannot use private key: " + openssl_error_text();
-    return false;
-  }
-  return true;
+// No SNI, or a name no certificate covers: the default context answers (RFC 6066 section 3 lets
+// the server go on; most clients then fail the name check with a clear error of their own).
+int select_by_servername(SSL* ssl, int*, void* arg) {
+  const char* name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+  if (name == nullptr) return SSL_TLSEXT_ERR_OK;
+  SSL_CTX* chosen = static_cast<const TlsContextSet*>(arg)->select(name);
+  if (chosen != nullptr) SSL_set_SSL_CTX(ssl, chosen);
+  return SSL_TLSEXT_ERR_OK;
 }
 
-}  // namespace
+int set_index() {
+  static const int index = SSL_CTX_get_ex_new_index(
+      0, nullptr, nullptr, nullptr, [](void*, void* ptr, CRYPTO_EX_DATA*, int, long, void*) {
+        delete static_cast<TlsContextSet*>(ptr);
+      });
+  return index;
+}
 
-TlsContextResult make_server_tls_context(const std::vector<CertificateFiles>& certificates) {
-  TlsContextResult result;
+// Everything but the certificates; the same on every context, since after SSL_set_SSL_CTX
+// OpenSSL reads some settings (ALPN, certificates) from the new context and others (versions,
+// options) from the connection, which copied them from the default one.
+SslCtxPtr new_context(const TlsOptions& options, std::string* error) {
   SslCtxPtr ctx(SSL_CTX_new(TLS_server_method()));
   if (!ctx) {
-    result.error = "cannot create TLS context: " + openssl_error_text();
-    return result;
+    *error = "cannot create TLS context: " + openssl_error_text();
+    return ctx;
   }
   SSL_CTX* c = ctx.get();
-  SSL_CTX_set_min_proto_version(c, TLS1_2_VERSION);
+  SSL_CTX_set_min_proto_version(c, options.min_version);
   SSL_CTX_set_max_proto_version(c, TLS1_3_VERSION);
   SSL_CTX_set_options(
       c, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
@@ -118,17 +148,223 @@ TlsContextResult make_server_tls_context(const std::vector<CertificateFiles>& ce
   SSL_CTX_set_mode(c, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                           SSL_MODE_ENABLE_PARTIAL_WRITE);
   SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_SERVER);
+  SSL_CTX_sess_set_cache_size(c, kSessionCacheSize);
+  SSL_CTX_set_timeout(c, kSessionTimeoutSeconds);
+  SSL_CTX_set_session_id_context(c, kSessionIdContext, sizeof kSessionIdContext - 1);
+  TicketKeyStore::install(c);
   SSL_CTX_set_alpn_select_cb(c, select_alpn, nullptr);
+  return ctx;
+}
 
+// Every certificate of a chain file must have been issued by the next one: a misordered file
+// makes some clients fail and others silently repair it, the worst kind of bug to chase.
+bool check_chain_order(const std::string& path, const std::vector<X509Ptr>& chain,
+                       std::string* error) {
+  for (size_t i = 1; i < chain.size(); ++i) {
+    X509* child = chain[i - 1].get();
+    X509* issuer = chain[i].get();
+    EVP_PKEY* issuer_key = X509_get0_pubkey(issuer);
+    if (X509_check_issued(issuer, child) != X509_V_OK || issuer_key == nullptr ||
+        X509_verify(child, issuer_key) != 1) {
+      ERR_clear_error();
+      *error = path + ": chain out of order: certificate " + std::to_string(i + 1) + " (" +
+               subject_of(issuer) + ") did not issue certificate " + std::to_string(i) + " (" +
+               subject_of(child) + "); the leaf must come first, then each issuer in turn";
+      return false;
+    }
+  }
+  return true;
+}
+
+struct LoadedPair {
+  CertificateFiles files;
+  CertificateInfo info;
+  std::string names_key;  // the sorted names: certificates with the same key share a context
+};
+
+// Reads and checks one pair without touching any context, so that each failure names its file.
+bool inspect_pair(const CertificateFiles& files, const TlsOptions& options, LoadedPair* out,
+                  TlsContextResult* result) {
+  std::string* error = &result->error;
+  FilePtr cert_file = open_file(files.cert_path, error);
+  if (!cert_file) return false;
+  std::vector<X509Ptr> chain;
+  while (X509* cert = PEM_read_X509(cert_file.get(), nullptr, nullptr, nullptr)) {
+    chain.emplace_back(cert);
+  }
+  ERR_clear_error();  // the end of the file reads as an error
+  if (chain.empty()) {
+    *error = files.cert_path + ": not a PEM certificate";
+    return false;
+  }
+  X509* leaf = chain.front().get();
+  FilePtr key_file = open_file(files.key_path, error);
+  if (!key_file) return false;
+  std::unique_ptr<EVP_PKEY, PkeyFree> key(
+      PEM_read_PrivateKey(key_file.get(), nullptr, nullptr, nullptr));
+  if (!key) {
+    ERR_clear_error();
+    *error = files.key_path + ": not a PEM private key (or it is encrypted)";
+    return false;
+  }
+  if (X509_check_private_key(leaf, key.get()) != 1) {
+    ERR_clear_error();
+    for (size_t i = 1; i < chain.size(); ++i) {
+      if (X509_check_private_key(chain[i].get(), key.get()) == 1) {
+        *error = files.cert_path + ": chain out of order: the certificate of " + files.key_path +
+                 " is number " + std::to_string(i + 1) + "; the leaf must come first";
+        return false;
+      }
+    }
+    ERR_clear_error();
+    *error = files.key_path + ": private key does not match the certificate in " + files.cert_path;
+    return false;
+  }
+  if (!check_chain_order(files.cert_path, chain, error)) return false;
+
+  out->files = files;
+  out->info.cert_path = files.cert_path;
+  out->info.key_path = files.key_path;
+  out->info.key_type = key_type_of(key.get());
+  out->info.names = certificate_names(leaf).shown;
+  out->info.not_after = format_time(X509_get0_notAfter(leaf));
+  out->info.expired = X509_cmp_current_time(X509_get0_notAfter(leaf)) <= 0;
+  if (out->info.expired) {
+    std::string line = files.cert_path + ": certificate expired on " + out->info.not_after;
+    if (options.strict) {
+      *error = line + " (--strict)";
+      return false;
+    }
+    result->warnings.push_back(line + "; clients will refuse it");
+  }
+  std::vector<std::string> sorted = out->info.names;
+  std::sort(sorted.begin(), sorted.end());
+  for (const std::string& name : sorted) out->names_key += name + ",";
+  return true;
+}
+
+bool load_pair(SSL_CTX* ctx, const CertificateFiles& files, std::string* error) {
+  // The whole chain file, as OpenSSL sends it: leaf first, then intermediates. A second pair
+  // with another key type goes into its own slot (OpenSSL keeps one per type).
+  if (SSL_CTX_use_certificate_chain_file(ctx, files.cert_path.c_str()) != 1) {
+    *error = files.cert_path + ": bad certificate chain: " + openssl_error_text();
+    return false;
+  }
+  if (SSL_CTX_use_PrivateKey_file(ctx, files.key_path.c_str(), SSL_FILETYPE_PEM) != 1 ||
+      SSL_CTX_check_private_key(ctx) != 1) {
+    *error = files.key_path + ": cannot use private key: " + openssl_error_text();
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+SSL_CTX* TlsContextSet::select(std::string_view server_name) const {
+  std::string name = lower(server_name);
+  if (!name.empty() && name.back() == '.') name.pop_back();  // "example.com." is the same host
+  auto it = by_name_.find(name);
+  if (it == by_name_.end()) {
+    // RFC 6125 section 6.4.3: a wildcard covers exactly one leftmost label.
+    size_t dot = name.find('.');
+    if (dot == std::string::npos || dot == 0) return nullptr;
+    it = by_name_.find("*" + name.substr(dot));
+    if (it == by_name_.end()) return nullptr;
+  }
+  return it->second.get();
+}
+
+const TlsContextSet* TlsContextSet::of(SSL_CTX* default_ctx) {
+  return static_cast<const TlsContextSet*>(SSL_CTX_get_ex_data(default_ctx, set_index()));
+}
+
+TlsContextResult make_server_tls_context(const std::vector<CertificateFiles>& certificates,
+                                         const TlsOptions& options) {
+  TlsContextResult result;
   if (certificates.empty()) {
     result.error = "no certificate given";
     return result;
   }
-  for (const CertificateFiles& files : certificates) {
-    if (!load_pair(c, files, &result.error)) return result;
+  std::vector<LoadedPair> pairs(certificates.size());
+  for (size_t i = 0; i < certificates.size(); ++i) {
+    if (!inspect_pair(certificates[i], options, &pairs[i], &result)) return result;
+    result.certificates.push_back(pairs[i].info);
   }
-  result.ctx = std::move(ctx);
+
+  // One context per distinct name set, in the order of first appearance.
+  std::vector<std::string> group_keys;
+  std::vector<SslCtxPtr> contexts;
+  std::vector<std::vector<const LoadedPair*>> members;
+  for (const LoadedPair& pair : pairs) {
+    auto found = std::find(group_keys.begin(), group_keys.end(), pair.names_key);
+    size_t g = static_cast<size_t>(found - group_keys.begin());
+    if (found == group_keys.end()) {
+      group_keys.push_back(pair.names_key);
+      contexts.push_back(new_context(options, &result.error));
+      if (!contexts.back()) return result;
+      members.emplace_back();
+    }
+    for (const LoadedPair* other : members[g]) {
+      if (other->info.key_type == pair.info.key_type) {
+        result.error = pair.files.cert_path + ": same names and key type (" + pair.info.key_type +
+                       ") as " + other->files.cert_path + ": one of them would never be served";
+        return result;
+      }
+    }
+    members[g].push_back(&pair);
+    if (!load_pair(contexts[g].get(), pair.files, &result.error)) return result;
+  }
+
+  auto set = std::make_unique<TlsContextSet>();
+  for (size_t g = 0; g < contexts.size(); ++g) {
+    for (const std::string& name : members[g].front()->info.names) {
+      if (!name.starts_with("DNS:")) continue;  // SNI never carries an address (RFC 6066)
+      const std::string host = name.substr(4);
+      if (set->by_name_.count(host) != 0) continue;  // the first certificate for a name wins
+      SSL_CTX* ctx = nullptr;
+      if (g != 0) {
+        ctx = contexts[g].get();
+        SSL_CTX_up_ref(ctx);
+      }
+      set->by_name_.emplace(host, SslCtxPtr(ctx));
+    }
+  }
+  SSL_CTX* default_ctx = contexts.front().get();
+  SSL_CTX_set_tlsext_servername_callback(default_ctx, select_by_servername);
+  SSL_CTX_set_tlsext_servername_arg(default_ctx, set.get());
+  SSL_CTX_set_ex_data(default_ctx, set_index(), set.release());
+  result.ctx = std::move(contexts.front());
   return result;
+}
+
+CertificateNames certificate_names(X509* leaf) {
+  CertificateNames names;
+  auto* sans =
+      static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(leaf, NID_subject_alt_name, nullptr, nullptr));
+  if (!sans) return names;
+  for (int i = 0; i < sk_GENERAL_NAME_num(sans); ++i) {
+    const GENERAL_NAME* name = sk_GENERAL_NAME_value(sans, i);
+    if (name->type == GEN_DNS) {
+      const ASN1_IA5STRING* s = name->d.dNSName;
+      std::string dns =
+          lower(std::string_view(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)),
+                                 static_cast<size_t>(ASN1_STRING_length(s))));
+      names.shown.push_back("DNS:" + dns);
+      names.dns.push_back(std::move(dns));
+    } else if (name->type == GEN_IPADD) {
+      const ASN1_OCTET_STRING* s = name->d.iPAddress;
+      std::string bytes(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)),
+                        static_cast<size_t>(ASN1_STRING_length(s)));
+      char text[INET6_ADDRSTRLEN] = "?";
+      if (bytes.size() == 4 || bytes.size() == 16) {
+        inet_ntop(bytes.size() == 4 ? AF_INET : AF_INET6, bytes.data(), text, sizeof text);
+      }
+      names.shown.push_back(std::string("IP:") + text);
+      names.ips.push_back(std::move(bytes));
+    }
+  }
+  GENERAL_NAMES_free(sans);
+  return names;
 }
 
 }  // namespace portico

@@ -1,12 +1,14 @@
 #pragma once
 
-// The server-side TLS configuration: certificates, protocol versions, ciphers, ALPN.
-// Knows nothing of sockets or HTTP.
+// The server-side TLS configuration: certificates chosen by SNI, protocol versions, ciphers,
+// ALPN, session resumption. Knows nothing of sockets or HTTP.
 
 #include <openssl/ssl.h>
 
+#include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace portico {
@@ -21,14 +23,67 @@ struct CertificateFiles {
   std::string key_path;   // PEM private key
 };
 
-struct TlsContextResult {
-  SslCtxPtr ctx;      // null on error
-  std::string error;  // one line naming the file and what is wrong
+struct TlsOptions {
+  int min_version = TLS1_2_VERSION;  // TLS1_2_VERSION or TLS1_3_VERSION (--tls-min)
+  bool strict = false;               // --strict: an expired certificate is an error
 };
 
-// Builds an SSL_CTX with the "intermediate" profile: TLS 1.2 and 1.3 only, ECDHE+AEAD ciphers for
-// 1.2, server cipher preference, no compression, no renegotiation, X25519/P-256/P-384 groups,
-// ALPN http/1.1. Every certificate file is read and checked against its key.
-TlsContextResult make_server_tls_context(const std::vector<CertificateFiles>& certificates);
+// What was loaded, for --check and the start-up log.
+struct CertificateInfo {
+  std::string cert_path;
+  std::string key_path;
+  std::string key_type;            // "ECDSA", "RSA" or another OpenSSL key type name
+  std::vector<std::string> names;  // "DNS:example.com", "IP:127.0.0.1"
+  std::string not_after;           // 2026-01-31T12:00:00Z
+  bool expired = false;
+};
+
+struct TlsContextResult {
+  SslCtxPtr ctx;                      // the default context (SNI selection inside); null on error
+  std::string error;                  // one line naming the file and what is wrong
+  std::vector<std::string> warnings;  // one line each (an expired certificate without --strict)
+  std::vector<CertificateInfo> certificates;
+};
+
+// The SNI table of one configuration: host name -> the SSL_CTX holding that name's
+// certificates. Immutable once built. It is owned by the default SSL_CTX (ex_data, freed with
+// it), so every SSL made from that context keeps the whole set alive for its whole handshake,
+// whatever a reload swaps in meanwhile; the named contexts never point back at the default one,
+// so there is no reference cycle.
+class TlsContextSet {
+ public:
+  // The context for `server_name` (exact name first, then "*.rest" for one label), or null for
+  // "the default context". `server_name` in any case.
+  SSL_CTX* select(std::string_view server_name) const;
+
+  // The set attached to a default context by make_server_tls_context, or null.
+  static const TlsContextSet* of(SSL_CTX* default_ctx);
+
+ private:
+  friend TlsContextResult make_server_tls_context(const std::vector<CertificateFiles>&,
+                                                  const TlsOptions&);
+  // Lower-case name -> context; a null value means the default context claimed the name first.
+  std::map<std::string, SslCtxPtr, std::less<>> by_name_;
+};
+
+// Builds the contexts with the "intermediate" profile: TLS 1.2 (unless options.min_version is
+// 1.3) and 1.3, ECDHE+AEAD ciphers for 1.2, server cipher preference, no compression, no
+// renegotiation, X25519/P-256/P-384 groups, ALPN http/1.1, session cache and rotating tickets.
+//
+// Certificates with the same set of names share one context (one ECDSA and one RSA: OpenSSL
+// serves each client the one its signature algorithms allow). The first certificate's context
+// is the default: for clients without SNI or with a name nothing covers. Every file is checked:
+// readable, PEM, key matches, chain in order (leaf first, each next one the issuer of the one
+// before), not expired (a warning, or an error with options.strict).
+TlsContextResult make_server_tls_context(const std::vector<CertificateFiles>& certificates,
+                                         const TlsOptions& options = {});
+
+// The subjectAltName entries of a certificate.
+struct CertificateNames {
+  std::vector<std::string> dns;    // lower case
+  std::vector<std::string> ips;    // raw bytes: 4 (IPv4) or 16 (IPv6)
+  std::vector<std::string> shown;  // "DNS:name" / "IP:addr", in certificate order
+};
+CertificateNames certificate_names(X509* leaf);
 
 }  // namespace portico

@@ -63,8 +63,8 @@ struct Options {
   size_t size = 64;
   double duration = 5;
   double hold_seconds = 60;
-  int concurrency = 128;         // connection attempts in progress at once
-  double connect_timeout = 60;   // seconds for the whole opening phase
+  int concurrency = 128;        // connection attempts in progress at once
+  double connect_timeout = 60;  // seconds for the whole opening phase
 };
 
 Options g_opts;
@@ -75,12 +75,12 @@ std::string g_payload;
 uint64_t g_rng = 0x9e3779b97f4a7c15ull;
 
 // Phase bookkeeping.
-int g_started = 0;       // connection attempts begun
-int g_in_progress = 0;   // attempts not yet open or failed
-int g_open = 0;          // connections that completed the upgrade
-int g_failed = 0;        // attempts that failed before the upgrade
-int g_lost = 0;          // open connections that ended before we ended them
-uint64_t g_errors = 0;   // echoes with the wrong length
+int g_started = 0;      // connection attempts begun
+int g_in_progress = 0;  // attempts not yet open or failed
+int g_open = 0;         // connections that completed the upgrade
+int g_failed = 0;       // attempts that failed before the upgrade
+int g_lost = 0;         // open connections that ended before we ended them
+uint64_t g_errors = 0;  // echoes with the wrong length
 bool g_measuring = false;
 bool g_stopping = false;
 uint64_t g_messages = 0;
@@ -117,12 +117,12 @@ struct Connection {
   BIO* wbio = nullptr;  // OpenSSL -> network (owned by ssl)
   wslay_event_context_ptr ws = nullptr;
 
-  std::string head;        // response head while upgrading
+  std::string head;             // response head while upgrading
   const uint8_t* rd = nullptr;  // plaintext wslay has not consumed yet
   size_t rd_len = 0;
-  std::string plain_out;   // plaintext waiting for SSL_write (TLS) or the socket
-  std::string net_out;     // bytes waiting for uv_write
-  std::string inflight;    // bytes owned by uv_write until its callback
+  std::string plain_out;  // plaintext waiting for SSL_write (TLS) or the socket
+  std::string net_out;    // bytes waiting for uv_write
+  std::string inflight;   // bytes owned by uv_write until its callback
   bool writing = false;
   uint64_t sent_at = 0;
   bool awaiting_echo = false;
@@ -277,8 +277,8 @@ void feed_ws(Connection* c, const char* data, size_t len) {
 void send_upgrade(Connection* c) {
   c->state = Connection::State::kUpgrade;
   if (g_opts.mode == Mode::kHandshake) {
-    c->plain_out += "GET " + g_opts.path + " HTTP/1.1\r\nHost: " + g_opts.sni +
-                    "\r\nConnection: close\r\n\r\n";
+    c->plain_out +=
+        "GET " + g_opts.path + " HTTP/1.1\r\nHost: " + g_opts.sni + "\r\nConnection: close\r\n\r\n";
     return;
   }
   c->plain_out += "GET " + g_opts.path + " HTTP/1.1\r\nHost: " + g_opts.sni +
@@ -461,9 +461,8 @@ void close_connection(Connection* c, bool failed, const char* why, const std::st
     }
     report_error(why, detail);
   }
-  uv_close(reinterpret_cast<uv_handle_t*>(&c->tcp), [](uv_handle_t* h) {
-    delete static_cast<Connection*>(h->data);
-  });
+  uv_close(reinterpret_cast<uv_handle_t*>(&c->tcp),
+           [](uv_handle_t* h) { delete static_cast<Connection*>(h->data); });
   std::erase(g_conns, c);
   if (!g_stopping && !was_open) on_phase_done();
 }
@@ -493,11 +492,11 @@ void on_measure_end(uv_timer_t*) {
   double mb = rate * static_cast<double>(g_payload.size()) / 1e6;
   double p50 = percentile_us(g_latencies_ns, 0.50);
   double p99 = percentile_us(g_latencies_ns, 0.99);
-  std::printf(
-      "result mode=echo connections=%d size=%zu seconds=%.3f messages=%" PRIu64
-      " msgs_per_s=%.1f mb_per_s=%.2f p50_us=%.1f p99_us=%.1f errors=%" PRIu64 " failed=%d\n",
-      g_opts.connections, g_payload.size(), seconds, g_messages, rate, mb, p50, p99,
-      g_errors + static_cast<uint64_t>(g_lost), g_failed);
+  std::printf("result mode=echo connections=%d size=%zu seconds=%.3f messages=%" PRIu64
+              " msgs_per_s=%.1f mb_per_s=%.2f p50_us=%.1f p99_us=%.1f errors=%" PRIu64
+              " failed=%d\n",
+              g_opts.connections, g_payload.size(), seconds, g_messages, rate, mb, p50, p99,
+              g_errors + static_cast<uint64_t>(g_lost), g_failed);
   std::fflush(stdout);
   finish();
 }
@@ -538,9 +537,10 @@ void on_phase_done() {
     return;
   }
   if (g_open == 0) {
-    std::printf("result mode=echo connections=%d size=%zu seconds=0 messages=0 msgs_per_s=0 "
-                "mb_per_s=0 p50_us=0 p99_us=0 errors=0 failed=%d\n",
-                g_opts.connections, g_payload.size(), g_failed);
+    std::printf(
+        "result mode=echo connections=%d size=%zu seconds=0 messages=0 msgs_per_s=0 "
+        "mb_per_s=0 p50_us=0 p99_us=0 errors=0 failed=%d\n",
+        g_opts.connections, g_payload.size(), g_failed);
     finish();
     return;
   }
@@ -553,8 +553,7 @@ void on_phase_done() {
       if (c->state == Connection::State::kOpen && wslay_event_send(c->ws) == 0) flush_net(c);
     }
   }
-  uv_timer_start(&g_phase_timer, on_measure_end, static_cast<uint64_t>(g_opts.duration * 1000),
-                 0);
+  uv_timer_start(&g_phase_timer, on_measure_end, static_cast<uint64_t>(g_opts.duration * 1000), 0);
 }
 
 void finish() {

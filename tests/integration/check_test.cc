@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/example_server.h"
 #include "tests/support/net.h"
 #include "tests/support/process.h"
 #include "tests/support/temp_dir.h"
@@ -30,16 +31,6 @@ CommandResult run_check(const TempDir& dir, const std::string& routes, const Tes
 bool has_line(const std::string& text, const std::string& pattern) {
   return std::regex_search(text, std::regex(pattern, std::regex::multiline));
 }
-
-// The example WebSocket backend on 127.0.0.1 and a port of its choosing.
-struct WsServer {
-  WsServer()
-      : process({PORTICO_BUILD_DIR "/examples/ws_server", "--port", "0"}),
-        port(static_cast<uint16_t>(std::stoi(process.wait_for_output(
-            std::regex(R"(ws_server listening on [^\s]+:(\d+)\n)"), 10s, Stream::kStdout)[1]))) {}
-  Process process;
-  uint16_t port;
-};
 
 }  // namespace
 
@@ -72,7 +63,8 @@ TEST_CASE("portico --check prints the effective table and exits 0", "[check]") {
   CHECK(r.stderr.empty());
 }
 
-TEST_CASE("portico --check reports every error of a bad route file with its line and exits 2", "[check]") {
+TEST_CASE("portico --check reports every error of a bad route file with its line and exits 2",
+          "[check]") {
   TempDir dir;
   TestCert cert = make_test_cert(dir);
   CommandResult r = run_check(dir,
@@ -132,7 +124,8 @@ TEST_CASE("portico --check --probe passes against a live backend and fails again
     CHECK(requests[1].header("Host") == "api.example.com");
   }
   SECTION("closed port") {
-    const uint16_t closed = free_port();
+    ClosedPort closed_holder;
+    const uint16_t closed = closed_holder.port();
     CommandResult r = run_check(dir,
                                 "/ http://" + backend.address() +
                                     "\n/down/ http://127.0.0.1:" + std::to_string(closed) + "\n",

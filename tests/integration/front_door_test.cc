@@ -340,7 +340,8 @@ TEST_CASE("no matching route gives 404", "[front-door][errors]") {
 TEST_CASE("a backend that is down gives 502 at once", "[front-door][errors]") {
   TempDir dir;
   TestCert cert = make_test_cert(dir);
-  uint16_t closed_port = free_port();
+  ClosedPort closed;
+  uint16_t closed_port = closed.port();
   PorticoProcess portico(dir, "/ http://127.0.0.1:" + std::to_string(closed_port) + "\n", cert);
   auto start = std::chrono::steady_clock::now();
   CommandResult result = curl({"--cacert", cert.ca_cert, "-i", portico.url("/")});
@@ -507,4 +508,48 @@ TEST_CASE("a client that does not read stops the backend being read", "[front-do
   long during = rss_kib(pid);
   INFO("rss before " << before << " KiB, while stalled " << during << " KiB");
   CHECK(during - before < 16 * 1024);
+}
+
+TEST_CASE("a pooled connection the backend closed is not reused", "[front-door][keepalive]") {
+  FrontDoor door([](const ReceivedRequest& request) {
+    Response r;
+    // Claims keep-alive, then closes at once, as a backend with a short idle timeout does.
+    r.raw = "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(request.target.size()) +
+            "\r\n\r\n" + request.target;
+    r.close_after = true;
+    return r;
+  });
+  CHECK(door.get("/first").exit_code == 0);
+  std::this_thread::sleep_for(300ms);  // let portico see the backend's FIN on the idle connection
+  auto response = only_response(door.get("/second"));
+  CHECK(response.status == 200);
+  CHECK(response.body == "/second");
+  CHECK(door.backend.connections_accepted() == 2);
+}
+
+TEST_CASE("a request that meets a pooled connection closing is retried once",
+          "[front-door][keepalive]") {
+  FrontDoor door([](const ReceivedRequest& request) {
+    Response r;
+    r.body = "answer " + request.target;
+    // The second request on any connection finds it closed (the race a pool cannot rule out).
+    r.close_without_response = request.index_on_connection == 1;
+    return r;
+  });
+  CHECK(only_response(door.get("/one")).body == "answer /one");
+  auto second = only_response(door.get("/two"));
+  CHECK(second.status == 200);
+  CHECK(second.body == "answer /two");
+  CHECK(door.backend.connections_accepted() == 2);
+  CHECK(door.backend.request_count() == 3);  // /one, /two lost with the connection, /two again
+}
+
+TEST_CASE("backend names are resolved", "[front-door]") {
+  TempDir dir;
+  TestCert cert = make_test_cert(dir);
+  TestBackend backend;
+  PorticoProcess portico(dir, "/ http://localhost:" + std::to_string(backend.port()) + "\n", cert);
+  auto response = only_response(curl({"--cacert", cert.ca_cert, "-i", portico.url("/named")}));
+  CHECK(response.status == 200);
+  CHECK(response.body == "ok GET /named");
 }

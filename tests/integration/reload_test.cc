@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "tests/support/example_server.h"
 #include "tests/support/http_message.h"
 #include "tests/support/portico_process.h"
 #include "tests/support/process.h"
@@ -156,15 +157,6 @@ class RequestLoop {
   std::thread thread_;
 };
 
-struct WsServer {
-  WsServer()
-      : process({PORTICO_BUILD_DIR "/examples/ws_server", "--port", "0"}),
-        port(static_cast<uint16_t>(std::stoi(process.wait_for_output(
-            std::regex(R"(ws_server listening on [^\s]+:(\d+)\n)"), 10s, Stream::kStdout)[1]))) {}
-  Process process;
-  uint16_t port;
-};
-
 void expect_echo(WsClient& ws, const std::string& text) {
   INFO("WebSocket echo of " << text);
   REQUIRE(ws.send_text(text));
@@ -270,7 +262,7 @@ TEST_CASE("reload: a WebSocket tunnel echoes before, during and after 20 rewrite
   expect_echo(*ws, "after");
   CHECK(ws->close());
   // One tunnel all along: the backend saw a single upgrade.
-  const std::string ws_log = ws_server.process.stderr_text();
+  const std::string ws_log = ws_server.process->stderr_text();
   size_t upgrades = 0;
   for (size_t at = ws_log.find("upgraded"); at != std::string::npos;
        at = ws_log.find("upgraded", at + 1)) {

@@ -121,7 +121,8 @@ TEST_CASE("balance=cookie pins a client with a cookie portico sets", "[routing][
 
 TEST_CASE("a backend that refuses connections is marked down and skipped", "[routing][health]") {
   TestBackend live(named("live"));
-  uint16_t dead = free_port();
+  ClosedPort closed;
+  uint16_t dead = closed.port();
   Setup setup("/ http://127.0.0.1:" + std::to_string(dead) + " http://" + live.address() + "\n");
   for (int i = 0; i < 6; ++i) {
     CommandResult r = setup.get("/x" + std::to_string(i));
@@ -140,8 +141,8 @@ TEST_CASE("a backend that refuses connections is marked down and skipped", "[rou
 }
 
 TEST_CASE("all backends down gives 502 at once", "[routing][health]") {
-  Setup setup("/ http://127.0.0.1:" + std::to_string(free_port()) +
-              " http://127.0.0.1:" + std::to_string(free_port()) + "\n");
+  ClosedPort a, b;
+  Setup setup("/ http://" + a.address() + " http://" + b.address() + "\n");
   CommandResult r = setup.get("/", {"-i"});
   CHECK(parse_http_responses(r.stdout).at(0).status == 502);
   CommandResult again = setup.get("/", {"-i"});

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "proxy/ws_frames.h"
+#include "tests/support/example_server.h"
 #include "tests/support/net.h"
 #include "tests/support/portico_process.h"
 #include "tests/support/process.h"
@@ -27,21 +28,6 @@ using namespace portico::test;
 using namespace std::chrono_literals;
 
 namespace {
-
-// The example WebSocket server (echo on every path, broadcast on /chat).
-struct WsServer {
-  explicit WsServer(std::vector<std::string> extra = {}) {
-    std::vector<std::string> argv = {PORTICO_BUILD_DIR "/examples/ws_server", "--port", "0"};
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    process = std::make_unique<Process>(argv);
-    auto match =
-        process->wait_for_output(std::regex(R"(listening on \S+:(\d+))"), 10s, Stream::kStdout);
-    port = static_cast<uint16_t>(std::stoi(match[1]));
-  }
-  std::string address() const { return "127.0.0.1:" + std::to_string(port); }
-  std::unique_ptr<Process> process;
-  uint16_t port = 0;
-};
 
 // A WebSocket backend that accepts every upgrade and records what the proxy sends it, so tests
 // can see the Close codes portico sends a backend. It can also send raw bytes of its own.

@@ -13,6 +13,23 @@ namespace portico::test {
 // run this is rare enough).
 uint16_t free_port();
 
+// A port on 127.0.0.1 where nothing listens, held for the object's lifetime: the socket is bound
+// but never listens, so connections are refused and no other test can take the port meanwhile
+// (free_port() only promises the port was free a moment ago).
+class ClosedPort {
+ public:
+  ClosedPort();
+  ~ClosedPort();
+  ClosedPort(const ClosedPort&) = delete;
+  ClosedPort& operator=(const ClosedPort&) = delete;
+  uint16_t port() const { return port_; }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  int fd_ = -1;
+  uint16_t port_ = 0;
+};
+
 // A blocking TCP connection to host:port (host: an IPv4 or IPv6 literal). Returns the fd, or -1
 // with `error` set. TCP_NODELAY is on: tests send small messages and must not wait for Nagle.
 int connect_tcp(const std::string& host, uint16_t port, std::chrono::milliseconds timeout,

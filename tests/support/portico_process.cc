@@ -13,10 +13,22 @@ namespace portico::test {
 
 PorticoProcess::PorticoProcess(const TempDir& dir, std::string routes_text, const TestCert& cert,
                                std::vector<std::string> extra_args) {
+  start(dir, std::move(routes_text), {"--cert", cert.fullchain, "--key", cert.key},
+        std::move(extra_args));
+}
+
+PorticoProcess::PorticoProcess(const TempDir& dir, std::string routes_text, const TlsArgs& tls_args,
+                               std::vector<std::string> extra_args) {
+  start(dir, std::move(routes_text), tls_args.args, std::move(extra_args));
+}
+
+void PorticoProcess::start(const TempDir& dir, std::string routes_text,
+                           std::vector<std::string> tls_args, std::vector<std::string> extra_args) {
   routes_path_ = dir.write_file("routes.conf", routes_text);
-  std::vector<std::string> argv = {
-      PORTICO_BINARY, "--routes",     routes_path_, "--cert",   cert.fullchain, "--key",
-      cert.key,       "--https-port", "0",          "--listen", "127.0.0.1"};
+  std::vector<std::string> argv = {PORTICO_BINARY, "--routes"};
+  argv.push_back(routes_path_);
+  argv.insert(argv.end(), tls_args.begin(), tls_args.end());
+  for (const char* arg : {"--https-port", "0", "--listen", "127.0.0.1"}) argv.push_back(arg);
   auto http_flag = std::find(extra_args.begin(), extra_args.end(), "--http-port");
   bool expect_http = true;
   if (http_flag == extra_args.end()) {

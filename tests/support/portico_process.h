@@ -14,6 +14,12 @@
 
 namespace portico::test {
 
+// The TLS flags in full, for PorticoProcess (a distinct type: a braced list of strings would
+// also convert to a TestCert).
+struct TlsArgs {
+  std::vector<std::string> args;
+};
+
 class PorticoProcess {
  public:
   // Writes `routes_text` to a file in `dir` and runs
@@ -23,6 +29,10 @@ class PorticoProcess {
   // Waits up to 10 s for the "listening kind=https" (and kind=http) lines; fails the test if
   // portico exits or does not log them.
   PorticoProcess(const TempDir& dir, std::string routes_text, const TestCert& cert,
+                 std::vector<std::string> extra_args = {});
+  // The same with the TLS flags given in full (several --cert/--key pairs, --cert-dir, or none
+  // at all for the development certificate) instead of one TestCert's pair.
+  PorticoProcess(const TempDir& dir, std::string routes_text, const TlsArgs& tls_args,
                  std::vector<std::string> extra_args = {});
 
   ~PorticoProcess();
@@ -50,6 +60,8 @@ class PorticoProcess {
   bool expect_nonzero_exit_ = false;
 
   void check_clean_exit();
+  void start(const TempDir& dir, std::string routes_text, std::vector<std::string> tls_args,
+             std::vector<std::string> extra_args);
 };
 
 }  // namespace portico::test

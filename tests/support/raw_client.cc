@@ -181,6 +181,17 @@ RawTlsClient::RawTlsClient(uint16_t port, const std::string& ca_file, const std:
 
 RawTlsClient::RawTlsClient(uint16_t port, TlsClientOptions options) {
   connect(options.host, port, options.timeout);
+  auto deadline = std::chrono::steady_clock::now() + options.timeout;
+  std::string_view preamble = options.preamble;
+  while (fd_ >= 0 && !preamble.empty()) {
+    bool want_read = false;
+    long n = RawClient::write_some(preamble.data(), preamble.size(), &want_read);
+    if (n < 0 || (n == 0 && !wait_fd(/*for_write=*/true, deadline))) {
+      error_ = "sending the preamble failed";
+      return;
+    }
+    preamble.remove_prefix(static_cast<size_t>(n));
+  }
   if (fd_ >= 0) handshake(options);
 }
 

@@ -90,6 +90,8 @@ struct TlsClientOptions {
   std::chrono::milliseconds timeout = 5s;  // connect + handshake
   // Verify that the certificate matches `sni` (or the IP if sni is an IP literal).
   bool verify_hostname = true;
+  // Sent on the TCP connection before the handshake (a PROXY protocol header, for example).
+  std::string preamble{};
 };
 
 class RawTlsClient : public RawClient {

@@ -386,6 +386,7 @@ bool TestBackend::respond(Connection* conn, const ReceivedRequest& request, bool
     return false;
   }
   if (r.delay_before_headers.count() > 0 && wait_stopping(r.delay_before_headers)) return false;
+  if (r.close_without_response) return false;
   if (!r.raw.empty()) {
     if (!send_all(conn->fd, r.raw)) return false;
     return keep_alive && !r.close_after;

@@ -60,6 +60,7 @@ struct Response {
   // Read the request, then keep the connection open and answer nothing until the backend stops
   // (or the peer closes it).
   bool never_respond = false;
+  bool close_without_response = false;  // read the request, then close without a byte
   // If non-empty: written verbatim instead of a formatted response (the connection stays open
   // unless close_after).
   std::string raw;

@@ -8,7 +8,8 @@ const WS_MESSAGES = 100;
 
 window.__checks = {};
 window.__checksDone = false;
-const pending = new Set(['https', 'api', 'socketio', 'ws']);
+const LABELS = { https: 'HTTPS', api: 'API', socketio: 'socket.io', ws: 'WebSocket' };
+const pending = new Set(Object.keys(LABELS));
 
 function log(line) {
   document.getElementById('log').textContent += line + '\n';
@@ -20,7 +21,7 @@ function settle(name, ok, detail, extra = {}) {
   window.__checks[name] = { ok, detail, ...extra };
   const el = document.getElementById('check-' + name);
   el.className = 'check ' + (ok ? 'ok' : 'fail');
-  el.textContent = (ok ? '\u2714 ' : '\u2718 ') + detail;
+  el.textContent = (ok ? '\u2714 ' : '\u2718 ') + LABELS[name] + ': ' + detail;
   log(name + ': ' + (ok ? 'ok' : 'FAILED') + ': ' + detail);
   if (pending.size === 0) {
     const failed = Object.values(window.__checks).filter((c) => !c.ok).length;

@@ -185,7 +185,9 @@ TEST_CASE("config: every error message", "[config]") {
 
   // Checks over the whole command line.
   CHECK(error_of({"--cert", "c", "--key", "k"}) == "--routes FILE is required (see --help)");
-  CHECK(error_of({"--routes", "r"}) == "--cert PEM and --key PEM are required");
+  // No certificate at all is the development-certificate mode (docs/tls.md), not an error.
+  CHECK(parse({"--routes", "r"}).action == ConfigResult::Action::kRun);
+  CHECK(parse({"--routes", "r"}).config.certificates.empty());
   CHECK(error_of({"--routes", "r", "--cert", "c"}) ==
         "--cert and --key must be given in pairs (got 1 --cert and 0 --key)");
   CHECK(error_of({"--routes", "r", "--key", "k", "--key", "k2", "--cert", "c"}) ==

@@ -195,5 +195,12 @@ TEST_CASE("out-of-range indices are ignored, not crashes", "[routing][selector]"
   CHECK(distribution(s, 4) == std::map<size_t, int>{{0, 2}, {1, 2}});
 }
 
+TEST_CASE("a route's only backend is never marked down", "[selector]") {
+  BackendSelector s(BalancePolicy::kRoundRobin, 1);
+  s.mark_down(0, kT0);
+  CHECK_FALSE(s.is_down(0, kT0));
+  CHECK(s.choose(kT0, "", "") == std::optional<size_t>(0));
+}
+
 }  // namespace
 }  // namespace portico

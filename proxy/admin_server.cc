@@ -1,0 +1,209 @@
+#include "proxy/admin_server.h"
+
+#include <llhttp.h>
+
+#include <string_view>
+
+#include "proxy/log.h"
+#include "proxy/status_page.h"
+#include "proxy/stream_writer.h"
+#include "proxy/tcp_listener.h"
+
+namespace portico {
+namespace {
+
+constexpr uint64_t kAdminTimeoutMs = 10'000;
+constexpr size_t kMaxAdminHeadBytes = 8 * 1024;
+
+const std::vector<Cidr>& loopback_ranges() {
+  static const std::vector<Cidr> ranges = {*Cidr::parse("127.0.0.0/8"), *Cidr::parse("::1")};
+  return ranges;
+}
+
+}  // namespace
+
+bool admin_client_allowed(const sockaddr_storage& peer, const std::vector<Cidr>& allow) {
+  for (const Cidr& cidr : loopback_ranges()) {
+    if (cidr.contains(peer)) return true;
+  }
+  for (const Cidr& cidr : allow) {
+    if (cidr.contains(peer)) return true;
+  }
+  return false;
+}
+
+// One admin client. It owns its two handles and frees itself in the last close callback.
+struct AdminServer::Connection {
+  explicit Connection(AdminServer* s) : server(s) {
+    uv_tcp_init(s->loop_, &tcp);
+    uv_timer_init(s->loop_, &timer);
+    tcp.data = timer.data = write_req.data = this;
+    llhttp_settings_init(&settings);
+    settings.on_url = &Connection::on_url;
+    settings.on_header_field = &Connection::on_head_bytes;
+    settings.on_header_value = &Connection::on_head_bytes;
+    settings.on_message_complete = &Connection::on_message_complete;
+    llhttp_init(&parser, HTTP_REQUEST, &settings);
+    parser.data = this;
+    next = s->connections_;
+    if (next) next->prev = this;
+    s->connections_ = this;
+  }
+
+  void close() {
+    if (closing) return;
+    closing = true;
+    if (prev) {
+      prev->next = next;
+    } else if (server) {
+      server->connections_ = next;
+    }
+    if (next) next->prev = prev;
+    server = nullptr;
+    uv_close(reinterpret_cast<uv_handle_t*>(&tcp), &Connection::on_closed);
+    uv_close(reinterpret_cast<uv_handle_t*>(&timer), &Connection::on_closed);
+  }
+
+  static void on_closed(uv_handle_t* handle) {
+    auto* c = static_cast<Connection*>(handle->data);
+    if (--c->open_handles == 0) delete c;
+  }
+
+  static void on_timeout(uv_timer_t* timer) { static_cast<Connection*>(timer->data)->close(); }
+
+  static void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
+    auto* c = static_cast<Connection*>(stream->data);
+    if (nread < 0) {
+      c->close();
+      return;
+    }
+    if (nread == 0 || c->responded) return;
+    llhttp_errno_t err = llhttp_execute(&c->parser, buf->base, static_cast<size_t>(nread));
+    if (err == HPE_PAUSED) return;  // answered
+    if (err != HPE_OK) {
+      c->respond(c->head_bytes > kMaxAdminHeadBytes ? 431 : 400, "text/plain", "bad request\n");
+    }
+  }
+
+  static int on_url(llhttp_t* p, const char* at, size_t len) {
+    auto* c = static_cast<Connection*>(p->data);
+    if (on_head_bytes(p, at, len) != 0) return -1;
+    c->url.append(at, len);
+    return 0;
+  }
+
+  static int on_head_bytes(llhttp_t* p, const char*, size_t len) {
+    auto* c = static_cast<Connection*>(p->data);
+    c->head_bytes += len;
+    return c->head_bytes > kMaxAdminHeadBytes ? -1 : 0;
+  }
+
+  static int on_message_complete(llhttp_t* p) {
+    auto* c = static_cast<Connection*>(p->data);
+    c->answer(p->method == HTTP_GET);
+    return HPE_PAUSED;
+  }
+
+  void answer(bool get) {
+    if (!server) return;
+    if (!admin_client_allowed(peer, server->allow_)) {
+      log_info("admin", "refused client=", address_text(peer));
+      respond(403, "text/plain", "forbidden\n");
+    } else if (!get) {
+      respond(405, "text/plain", "only GET\n");
+    } else if (url == "/metrics") {
+      respond(200, "text/plain; version=0.0.4; charset=utf-8", server->render_metrics_());
+    } else if (url == "/healthz") {
+      respond(200, "text/plain", "ok\n");
+    } else if (url == "/") {
+      respond(200, "text/html; charset=utf-8", status_page_html());
+    } else if (url == "/status.json") {
+      respond(200, "application/json", server->render_status_());
+    } else {
+      respond(404, "text/plain", "not found\n");
+    }
+  }
+
+  void respond(int status, std::string_view type, std::string_view body) {
+    if (responded || closing) return;
+    responded = true;
+    const char* reason = status == 200   ? "OK"
+                         : status == 403 ? "Forbidden"
+                         : status == 404 ? "Not Found"
+                         : status == 405 ? "Method Not Allowed"
+                         : status == 431 ? "Request Header Fields Too Large"
+                                         : "Bad Request";
+    out = str_cat("HTTP/1.1 ", status, " ", reason, "\r\nContent-Type: ", type,
+                  "\r\nContent-Length: ", body.size(), "\r\nConnection: close\r\n\r\n");
+    out.append(body);
+    uv_buf_t buf = uv_buf_init(out.data(), static_cast<unsigned>(out.size()));
+    if (uv_write(&write_req, reinterpret_cast<uv_stream_t*>(&tcp), &buf, 1,
+                 &Connection::on_written) != 0) {
+      close();
+    }
+  }
+
+  // One request per connection: once the answer is out, the connection ends.
+  static void on_written(uv_write_t* req, int) { static_cast<Connection*>(req->data)->close(); }
+
+  AdminServer* server;
+  uv_tcp_t tcp;
+  uv_timer_t timer;
+  uv_write_t write_req;
+  int open_handles = 2;
+  llhttp_settings_t settings;
+  llhttp_t parser;
+  sockaddr_storage peer{};
+  std::string url;
+  size_t head_bytes = 0;
+  std::string out;  // the response; uv_write keeps pointing at it until on_written
+  bool responded = false;
+  bool closing = false;
+  Connection* prev = nullptr;
+  Connection* next = nullptr;
+};
+
+AdminServer::AdminServer(uv_loop_t* loop, std::vector<Cidr> allow,
+                         std::function<std::string()> render_metrics,
+                         std::function<std::string()> render_status)
+    : loop_(loop),
+      allow_(std::move(allow)),
+      render_metrics_(std::move(render_metrics)),
+      render_status_(std::move(render_status)) {
+  uv_tcp_init(loop_, &listener_);
+  listener_.data = this;
+  listener_open_ = true;
+}
+
+AdminServer::~AdminServer() = default;
+
+bool AdminServer::listen(const std::string& address, uint16_t port, std::string* error) {
+  if (!listen_tcp(&listener_, address, port, 64, &on_connection, "--admin", error)) return false;
+  log_listening(&listener_, "admin");
+  return true;
+}
+
+void AdminServer::close() {
+  if (listener_open_) {
+    listener_open_ = false;
+    uv_close(reinterpret_cast<uv_handle_t*>(&listener_), nullptr);
+  }
+  while (connections_) connections_->close();
+}
+
+void AdminServer::on_connection(uv_stream_t* listener, int status) {
+  auto* server = static_cast<AdminServer*>(listener->data);
+  if (status < 0) return;
+  auto* conn = new Connection(server);
+  if (uv_accept(listener, reinterpret_cast<uv_stream_t*>(&conn->tcp)) != 0) {
+    conn->close();
+    return;
+  }
+  int len = sizeof conn->peer;
+  uv_tcp_getpeername(&conn->tcp, reinterpret_cast<sockaddr*>(&conn->peer), &len);
+  uv_timer_start(&conn->timer, &Connection::on_timeout, kAdminTimeoutMs, 0);
+  uv_read_start(reinterpret_cast<uv_stream_t*>(&conn->tcp), &alloc_from_loop_buffer,
+                &Connection::on_read);
+}
+
+}  // namespace portico

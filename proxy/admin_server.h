@@ -1,0 +1,50 @@
+#pragma once
+
+// The admin listener (--admin): plain HTTP on the worker's loop, GET /metrics (Prometheus text
+// format) and GET /healthz. One request per connection, small bounded buffers, and a short
+// timeout: it is for a scraper and a health checker, not for the internet, so only loopback
+// clients (and --admin-allow ranges) get an answer other than 403.
+
+#include <sys/socket.h>
+#include <uv.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "proxy/cidr.h"
+
+namespace portico {
+
+// Loopback (127.0.0.0/8, ::1, and IPv4 loopback mapped into IPv6) or one of `allow`.
+bool admin_client_allowed(const sockaddr_storage& peer, const std::vector<Cidr>& allow);
+
+class AdminServer {
+ public:
+  // `render_metrics` produces the /metrics body when a scrape arrives, `render_status` the
+  // /status.json that the status page (GET /) polls.
+  AdminServer(uv_loop_t* loop, std::vector<Cidr> allow, std::function<std::string()> render_metrics,
+              std::function<std::string()> render_status);
+  ~AdminServer();  // close() must have run and the loop must have run its close callbacks
+  AdminServer(const AdminServer&) = delete;
+  AdminServer& operator=(const AdminServer&) = delete;
+
+  // Binds ADDR:PORT (port 0 picks one). On failure returns false with a one-line reason.
+  bool listen(const std::string& address, uint16_t port, std::string* error);
+  // Closes the listener and every open admin connection.
+  void close();
+
+ private:
+  struct Connection;
+  static void on_connection(uv_stream_t* server, int status);
+
+  uv_loop_t* loop_;
+  std::vector<Cidr> allow_;
+  std::function<std::string()> render_metrics_;
+  std::function<std::string()> render_status_;
+  uv_tcp_t listener_;
+  bool listener_open_ = false;
+  Connection* connections_ = nullptr;  // open ones, to close them with the server
+};
+
+}  // namespace portico

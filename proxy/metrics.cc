@@ -1,0 +1,186 @@
+#include "proxy/metrics.h"
+
+#include <cstdio>
+
+namespace portico {
+namespace {
+
+// Label values: backslash, double quote and newline are escaped (exposition format 0.0.4).
+void append_label(std::string& out, std::string_view name, std::string_view value) {
+  out.append(name);
+  out.append("=\"");
+  for (char c : value) {
+    if (c == '\\') {
+      out.append("\\\\");
+    } else if (c == '"') {
+      out.append("\\\"");
+    } else if (c == '\n') {
+      out.append("\\n");
+    } else {
+      out.push_back(c);
+    }
+  }
+  out.push_back('"');
+}
+
+void append_number(std::string& out, double value) {
+  char buf[32];
+  int n = std::snprintf(buf, sizeof buf, "%.15g", value);
+  out.append(buf, static_cast<size_t>(n));
+}
+
+void append_header(std::string& out, const char* name, const char* type, const char* help) {
+  out.append("# HELP ").append(name).append(" ").append(help).append("\n");
+  out.append("# TYPE ").append(name).append(" ").append(type).append("\n");
+}
+
+}  // namespace
+
+const char* backend_error_kind_name(BackendErrorKind kind) {
+  switch (kind) {
+    case BackendErrorKind::kConnect:
+      return "connect";
+    case BackendErrorKind::kTimeout:
+      return "timeout";
+    case BackendErrorKind::kInvalidResponse:
+      return "invalid_response";
+    case BackendErrorKind::kClosed:
+      return "closed";
+  }
+  return "unknown";
+}
+
+void Metrics::count_request(const AccessLogEntry& entry) {
+  auto it = routes.find(entry.route);
+  if (it == routes.end()) it = routes.emplace(std::string(entry.route), RouteStats{}).first;
+  RouteStats& stats = it->second;
+  int status_class = entry.status / 100;
+  if (status_class >= 1 && status_class <= 5) ++stats.by_class[status_class - 1];
+  bytes_received += entry.bytes_in;
+  bytes_sent += entry.bytes_out;
+  if (entry.tunnel) return;
+  double seconds = entry.duration_ms / 1000.0;
+  ++stats.timed;
+  stats.seconds += seconds;
+  for (size_t i = 0; i < kDurationBuckets.size(); ++i) {
+    if (seconds <= kDurationBuckets[i]) {
+      ++stats.buckets[i];
+      break;
+    }
+  }
+}
+
+void Metrics::count_handshake_failure(std::string_view reason) {
+  auto it = tls_handshake_failures.find(reason);
+  if (it == tls_handshake_failures.end()) {
+    it = tls_handshake_failures.emplace(std::string(reason), 0).first;
+  }
+  ++it->second;
+}
+
+void Metrics::count_backend_error(std::string_view backend, BackendErrorKind kind) {
+  ++backend_errors[{std::string(backend), kind}];
+}
+
+void Metrics::add(const Metrics& other) {
+  open_connections += other.open_connections;
+  open_tunnels += other.open_tunnels;
+  tls_handshakes += other.tls_handshakes;
+  for (const auto& [reason, n] : other.tls_handshake_failures) {
+    tls_handshake_failures[reason] += n;
+  }
+  for (const auto& [key, n] : other.backend_errors) backend_errors[key] += n;
+  for (const auto& [route, s] : other.routes) {
+    RouteStats& mine = routes[route];
+    for (size_t i = 0; i < s.by_class.size(); ++i) mine.by_class[i] += s.by_class[i];
+    for (size_t i = 0; i < s.buckets.size(); ++i) mine.buckets[i] += s.buckets[i];
+    mine.timed += s.timed;
+    mine.seconds += s.seconds;
+  }
+  bytes_received += other.bytes_received;
+  bytes_sent += other.bytes_sent;
+}
+
+std::string render_prometheus(const Metrics& m) {
+  std::string out;
+  out.reserve(4096);
+  static const char* const kClasses[] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
+
+  append_header(out, "portico_requests_total", "counter",
+                "Requests answered (and WebSocket tunnels ended, as 1xx), by route and status "
+                "class.");
+  for (const auto& [route, s] : m.routes) {
+    for (size_t i = 0; i < s.by_class.size(); ++i) {
+      if (s.by_class[i] == 0) continue;
+      out.append("portico_requests_total{");
+      append_label(out, "route", route);
+      out.push_back(',');
+      append_label(out, "status_class", kClasses[i]);
+      out.append("} ").append(std::to_string(s.by_class[i])).append("\n");
+    }
+  }
+
+  append_header(out, "portico_request_duration_seconds", "histogram",
+                "Time from the first byte of a request to the end of its response.");
+  for (const auto& [route, s] : m.routes) {
+    if (s.timed == 0) continue;
+    uint64_t cumulative = 0;
+    for (size_t i = 0; i <= s.buckets.size(); ++i) {
+      out.append("portico_request_duration_seconds_bucket{");
+      append_label(out, "route", route);
+      out.append(",le=\"");
+      if (i < s.buckets.size()) {
+        cumulative += s.buckets[i];
+        append_number(out, Metrics::kDurationBuckets[i]);
+      } else {
+        cumulative = s.timed;
+        out.append("+Inf");
+      }
+      out.append("\"} ").append(std::to_string(cumulative)).append("\n");
+    }
+    out.append("portico_request_duration_seconds_sum{");
+    append_label(out, "route", route);
+    out.append("} ");
+    append_number(out, s.seconds);
+    out.append("\nportico_request_duration_seconds_count{");
+    append_label(out, "route", route);
+    out.append("} ").append(std::to_string(s.timed)).append("\n");
+  }
+
+  append_header(out, "portico_open_connections", "gauge", "Client connections open now.");
+  out.append("portico_open_connections ").append(std::to_string(m.open_connections)).append("\n");
+  append_header(out, "portico_open_tunnels", "gauge", "WebSocket tunnels open now.");
+  out.append("portico_open_tunnels ").append(std::to_string(m.open_tunnels)).append("\n");
+
+  append_header(out, "portico_tls_handshakes_total", "counter", "TLS handshakes completed.");
+  out.append("portico_tls_handshakes_total ").append(std::to_string(m.tls_handshakes));
+  out.append("\n");
+  append_header(out, "portico_tls_handshake_failures_total", "counter",
+                "TLS handshakes that failed or timed out, by reason.");
+  for (const auto& [reason, n] : m.tls_handshake_failures) {
+    out.append("portico_tls_handshake_failures_total{");
+    append_label(out, "reason", reason);
+    out.append("} ").append(std::to_string(n)).append("\n");
+  }
+
+  append_header(out, "portico_backend_errors_total", "counter",
+                "Failed exchanges with a backend, by backend and kind.");
+  for (const auto& [key, n] : m.backend_errors) {
+    out.append("portico_backend_errors_total{");
+    append_label(out, "backend", key.first);
+    out.push_back(',');
+    append_label(out, "kind", backend_error_kind_name(key.second));
+    out.append("} ").append(std::to_string(n)).append("\n");
+  }
+
+  append_header(out, "portico_bytes_received_total", "counter",
+                "Request body and tunnel bytes received from clients.");
+  out.append("portico_bytes_received_total ").append(std::to_string(m.bytes_received));
+  out.append("\n");
+  append_header(out, "portico_bytes_sent_total", "counter",
+                "Response and tunnel bytes sent to clients.");
+  out.append("portico_bytes_sent_total ").append(std::to_string(m.bytes_sent)).append("\n");
+  return out;
+}
+
+}  // namespace portico

@@ -1,0 +1,22 @@
+#pragma once
+
+// Opening a listening TCP socket on a libuv loop, with errors as one line, and announcing it.
+// Shared by the proxy's listeners and the admin listener.
+
+#include <uv.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace portico {
+
+// Binds `address`:`port` (an IPv4 or IPv6 literal; port 0 picks one) and listens. On failure
+// returns false and sets *error to one line; `flag` names the option the address came from.
+bool listen_tcp(uv_tcp_t* handle, const std::string& address, uint16_t port, int backlog,
+                uv_connection_cb on_connection, std::string_view flag, std::string* error);
+
+// Logs "listening kind=KIND addr=ADDR:PORT" with the bound address; returns the bound port.
+uint16_t log_listening(uv_tcp_t* handle, std::string_view kind);
+
+}  // namespace portico

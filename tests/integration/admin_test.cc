@@ -1,0 +1,189 @@
+// --admin: /metrics after a known sequence of requests, handshakes and a tunnel, /healthz, and
+// the admin listener's own answers. (The non-loopback refusal is a unit test of
+// admin_client_allowed: a test can only connect from loopback.) Also --log-format end to end.
+
+#include <catch2/catch.hpp>
+#include <regex>
+#include <string>
+#include <thread>
+
+#include "tests/support/example_server.h"
+#include "tests/support/net.h"
+#include "tests/support/portico_process.h"
+#include "tests/support/process.h"
+#include "tests/support/raw_client.h"
+#include "tests/support/temp_dir.h"
+#include "tests/support/test_backend.h"
+#include "tests/support/test_cert.h"
+#include "tests/support/ws_client.h"
+
+using namespace portico::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+uint16_t admin_port(PorticoProcess& portico) {
+  auto match = portico.process().wait_for_output(
+      std::regex(R"(listening kind=admin addr=127\.0\.0\.1:(\d+))"), 10s);
+  return static_cast<uint16_t>(std::stoi(match[1]));
+}
+
+// One plain-HTTP request to the admin listener; the whole response.
+std::string admin_get(uint16_t port, const std::string& path, const std::string& method = "GET") {
+  RawTcpClient client(port);
+  REQUIRE(client.ok());
+  client.send(method + " " + path + " HTTP/1.1\r\nHost: localhost\r\n\r\n");
+  return client.read_all_until_close(5s).data;
+}
+
+std::string tls_get(uint16_t port, const std::string& ca, const std::string& path) {
+  RawTlsClient client(port, ca);
+  REQUIRE(client.ok());
+  client.send("GET " + path + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+  return client.read_all_until_close().data;
+}
+
+}  // namespace
+
+TEST_CASE("admin: /metrics counts a known sequence exactly", "[admin]") {
+  TestBackend backend;
+  WsServer ws;
+  ClosedPort closed_holder;
+  const uint16_t closed_port = closed_holder.port();
+  const std::string down = "127.0.0.1:" + std::to_string(closed_port);
+  TempDir dir;
+  TestCert cert = make_test_cert(dir);
+  PorticoProcess portico(dir,
+                         "/api/ http://" + backend.address() + "\n/down/ http://" + down +
+                             "\n/ws http://" + ws.address() + "\n",
+                         cert, {"--admin", "127.0.0.1:0"});
+  const uint16_t admin = admin_port(portico);
+
+  for (int i = 0; i < 3; ++i) {
+    CHECK(tls_get(portico.https_port(), cert.ca_cert, "/api/x").starts_with("HTTP/1.1 200"));
+  }
+  CHECK(tls_get(portico.https_port(), cert.ca_cert, "/nothing").starts_with("HTTP/1.1 404"));
+  CHECK(tls_get(portico.https_port(), cert.ca_cert, "/down/").starts_with("HTTP/1.1 502"));
+  {
+    RawTcpClient plain(portico.https_port());
+    plain.send("GET / HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    plain.read_all_until_close(5s);
+  }
+  WsClientOptions options;
+  options.port = portico.https_port();
+  options.ca_file = cert.ca_cert;
+  options.path = "/ws";
+  auto tunnel = WsClient::connect(options);
+  REQUIRE(tunnel->ok());
+  REQUIRE(tunnel->send_text("hello"));
+  REQUIRE(tunnel->receive(5s));
+
+  // Connections closed by the client a moment ago may still be on their way out: wait for the
+  // gauge to settle (the tunnel's is the one left), then check everything at once.
+  std::string metrics;
+  for (int i = 0; i < 100; ++i) {
+    metrics = admin_get(admin, "/metrics");
+    if (metrics.find("\nportico_open_connections 1\n") != std::string::npos) break;
+    std::this_thread::sleep_for(50ms);
+  }
+  INFO(metrics);
+  CHECK(metrics.starts_with("HTTP/1.1 200 OK\r\n"));
+  CHECK(metrics.find("Content-Type: text/plain; version=0.0.4") != std::string::npos);
+  for (const std::string& line : {
+           std::string("portico_requests_total{route=\"/api/\",status_class=\"2xx\"} 3"),
+           std::string("portico_requests_total{route=\"-\",status_class=\"4xx\"} 1"),
+           std::string("portico_requests_total{route=\"/down/\",status_class=\"5xx\"} 1"),
+           std::string("portico_request_duration_seconds_count{route=\"/api/\"} 3"),
+           std::string("portico_request_duration_seconds_bucket{route=\"/api/\",le=\"+Inf\"} 3"),
+           std::string("portico_open_connections 1"),
+           std::string("portico_open_tunnels 1"),
+           std::string("portico_tls_handshakes_total 6"),
+           std::string("portico_tls_handshake_failures_total{reason=\"plaintext_http\"} 1"),
+           "portico_backend_errors_total{backend=\"" + down + "\",kind=\"connect\"} 1",
+       }) {
+    CHECK(metrics.find("\n" + line + "\n") != std::string::npos);
+  }
+  CHECK(metrics.find("status_class=\"1xx\"") == std::string::npos);  // the tunnel is still open
+
+  // Once the tunnel ends it is counted as a 1xx, and the gauges go back to zero.
+  CHECK(tunnel->close(1000));
+  tunnel.reset();
+  for (int i = 0; i < 100; ++i) {
+    metrics = admin_get(admin, "/metrics");
+    if (metrics.find("\nportico_open_tunnels 0\n") != std::string::npos) break;
+    std::this_thread::sleep_for(50ms);
+  }
+  CHECK(metrics.find("\nportico_requests_total{route=\"/ws\",status_class=\"1xx\"} 1\n") !=
+        std::string::npos);
+  CHECK(metrics.find("\nportico_open_tunnels 0\n") != std::string::npos);
+}
+
+TEST_CASE("admin: /healthz, unknown paths and methods", "[admin]") {
+  TestBackend backend;
+  TempDir dir;
+  TestCert cert = make_test_cert(dir);
+  PorticoProcess portico(dir, "/ http://" + backend.address() + "\n", cert,
+                         {"--admin", "127.0.0.1:0"});
+  const uint16_t admin = admin_port(portico);
+  std::string health = admin_get(admin, "/healthz");
+  CHECK(health.starts_with("HTTP/1.1 200 OK\r\n"));
+  CHECK(health.ends_with("\r\n\r\nok\n"));
+  CHECK(admin_get(admin, "/nope").starts_with("HTTP/1.1 404"));
+  CHECK(admin_get(admin, "/metrics", "POST").starts_with("HTTP/1.1 405"));
+  CHECK(admin_get(admin, "/metrics HTTP/1.1\r\nX: \x01", "GET").starts_with("HTTP/1.1 400"));
+  // The admin listener serves nothing of the proxy's.
+  CHECK(backend.request_count() == 0);
+}
+
+TEST_CASE("admin: the status page and its JSON", "[admin]") {
+  TestBackend backend;
+  TempDir dir;
+  TestCert cert = make_test_cert(dir);
+  ClosedPort closed;
+  uint16_t dead = closed.port();
+  PorticoProcess portico(
+      dir, "/ http://" + backend.address() + " http://127.0.0.1:" + std::to_string(dead) + "\n",
+      cert, {"--admin", "127.0.0.1:0"});
+  const uint16_t admin = admin_port(portico);
+  // Two requests: one of them meets the dead backend first, which is then marked down.
+  for (int i = 0; i < 2; ++i) {
+    CHECK(tls_get(portico.https_port(), cert.ca_cert, "/x").starts_with("HTTP/1.1 200"));
+  }
+  std::string page = admin_get(admin, "/");
+  CHECK(page.starts_with("HTTP/1.1 200 OK\r\n"));
+  CHECK(page.find("Content-Type: text/html") != std::string::npos);
+  CHECK(page.find("fetch('status.json'") != std::string::npos);
+  std::string json = admin_get(admin, "/status.json");
+  INFO(json);
+  CHECK(json.find("Content-Type: application/json") != std::string::npos);
+  CHECK(json.find("\"requests\":2,") != std::string::npos);
+  CHECK(json.find("{\"address\":\"http://" + backend.address() + "\",\"state\":\"up\"") !=
+        std::string::npos);
+  CHECK(json.find("{\"address\":\"http://127.0.0.1:" + std::to_string(dead) +
+                  "\",\"state\":\"down\"") != std::string::npos);
+}
+
+TEST_CASE("access log: --log-format json and combined", "[admin]") {
+  TestBackend backend;
+  TempDir dir;
+  TestCert cert = make_test_cert(dir);
+  {
+    PorticoProcess portico(dir, "/ http://" + backend.address() + "\n", cert,
+                           {"--log-format", "json"});
+    CHECK(tls_get(portico.https_port(), cert.ca_cert, "/j?q=1").starts_with("HTTP/1.1 200"));
+    portico.process().wait_for_output(
+        std::regex(
+            R"re(\{"time":"\d{4}-\d\d-\d\dT[^"]+Z","client":"127\.0\.0\.1","method":"GET",)re"
+            R"re("host":"localhost","path":"/j\?q=1","protocol":"HTTP/1\.1",)re"),
+        5s);
+  }
+  {
+    PorticoProcess portico(dir, "/ http://" + backend.address() + "\n", cert,
+                           {"--log-format", "combined"});
+    CHECK(tls_get(portico.https_port(), cert.ca_cert, "/c").starts_with("HTTP/1.1 200"));
+    portico.process().wait_for_output(
+        std::regex(R"re(127\.0\.0\.1 - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d \+0000\] )re"
+                   R"re("GET /c HTTP/1\.1" 200 \d+ "-" "-" \d+\.\d{3})re"),
+        5s);
+  }
+}

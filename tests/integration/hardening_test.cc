@@ -1,0 +1,156 @@
+// Hostile clients and failing backends: slowloris, abandoned handshakes, a backend that
+// restarts, a graceful stop with work in flight.
+
+#include <dirent.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <csignal>
+#include <future>
+#include <regex>
+#include <thread>
+
+#include "tests/support/http_message.h"
+#include "tests/support/net.h"
+#include "tests/support/portico_process.h"
+#include "tests/support/process.h"
+#include "tests/support/raw_client.h"
+#include "tests/support/temp_dir.h"
+#include "tests/support/test_backend.h"
+#include "tests/support/test_cert.h"
+
+using namespace portico::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+size_t open_fds(pid_t pid) {
+  size_t n = 0;
+  std::string path = "/proc/" + std::to_string(pid) + "/fd";
+  if (DIR* dir = opendir(path.c_str())) {
+    while (readdir(dir)) ++n;
+    closedir(dir);
+  }
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("slowloris: dribbling clients are cut off while others are served", "[hardening]") {
+  TempDir dir;
+  TestCert cert = make_test_cert(dir);
+  TestBackend backend;
+  PorticoProcess portico(dir, "/ http://" + backend.address() + "\n", cert,
+                         {"--header-timeout", "1500ms"});
+  std::vector<std::unique_ptr<RawTlsClient>> dribblers;
+  for (int i = 0; i < 300; ++i) {
+    auto client = std::make_unique<RawTlsClient>(portico.https_port(), cert.ca_cert);
+    REQUIRE(client->ok());
+    REQUIRE(client->send("GET /slow HTTP/1.1\r\nHost: localhost\r\nX-Slow: "));
+    dribblers.push_back(std::move(client));
+  }
+  // Keep dribbling one byte per connection now and then: never finishing the head.
+  auto until = std::chrono::steady_clock::now() + 2500ms;
+  while (std::chrono::steady_clock::now() < until) {
+    for (auto& client : dribblers) client->send("a", 100ms);
+    // A normal client is still answered meanwhile.
+    CommandResult normal = curl({"--cacert", cert.ca_cert, portico.url("/normal")});
+    CHECK(normal.stdout == "ok GET /normal");
+    std::this_thread::sleep_for(200ms);
+  }
+  // Every dribbler was answered 408 and closed, however slowly it was sending.
+  size_t answered = 0;
+  for (auto& client : dribblers) {
+    ReadResult read = client->read_all_until_close(5s);
+    if (read.data.rfind("HTTP/1.1 408", 0) == 0 && read.closed != CloseKind::kOpen) ++answered;
+  }
+  CHECK(answered == dribblers.size());
+  CHECK(backend.request_count() >= 1);
+  for (const ReceivedRequest& r : backend.requests()) CHECK(r.target == "/normal");
+}
+
+TEST_CASE("1,000 connections dropped mid-handshake leave nothing behind", "[hardening]") {
+  TempDir dir;
+  TestCert cert = make_test_cert(dir);
+  TestBackend backend;
+  PorticoProcess portico(dir, "/ http://" + backend.address() + "\n", cert);
+  pid_t pid = portico.process().pid();
+  size_t fds_before = open_fds(pid);
+  // A TLS record header and the start of a ClientHello, then the connection goes away: half
+  // with a FIN, half with an RST.
+  const std::string partial_hello("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 11);
+  for (int i = 0; i < 1000; ++i) {
+    RawTcpClient client(portico.https_port());
+    REQUIRE(client.ok());
+    client.send(partial_hello);
+    if (i % 2 == 0) {
+      client.reset();
+    } else {
+      client.close();
+    }
+  }
+  CommandResult after = curl({"--cacert", cert.ca_cert, portico.url("/after")});
+  CHECK(after.stdout == "ok GET /after");
+  // Every abandoned connection is closed: the descriptor count comes back down.
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (open_fds(pid) > fds_before + 4 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(100ms);
+  }
+  INFO("fds before " << fds_before << ", after " << open_fds(pid));
+  CHECK(open_fds(pid) <= fds_before + 4);
+}
+
+TEST_CASE("a backend that restarts is used again as soon as it is back", "[hardening]") {
+  TempDir dir;
+  TestCert cert = make_test_cert(dir);
+  uint16_t port = free_port();
+  std::vector<std::string> argv = {PORTICO_BUILD_DIR "/examples/api_server", "--port",
+                                   std::to_string(port), "--quiet"};
+  PorticoProcess portico(dir, "/ http://127.0.0.1:" + std::to_string(port) + "\n", cert);
+  auto get = [&] {
+    return curl({"--cacert", cert.ca_cert, "-o", "/dev/null", "-w", "%{http_code}",
+                 portico.url("/small")})
+        .stdout;
+  };
+  {
+    Process backend(argv);
+    backend.wait_for_output("listening on", 10s, Stream::kStdout);
+    CHECK(get() == "200");
+    backend.signal(SIGTERM);
+    backend.wait_exit(10s);
+  }
+  CHECK(get() == "502");  // down: refused at once
+  Process backend(argv);
+  backend.wait_for_output("listening on", 10s, Stream::kStdout);
+  CHECK(get() == "200");  // back: no back-off for a route's only backend
+}
+
+TEST_CASE("SIGTERM: requests in flight finish, new connections are refused, exit 0",
+          "[hardening]") {
+  TempDir dir;
+  TestCert cert = make_test_cert(dir);
+  TestBackend backend([](const ReceivedRequest&) {
+    Response r;
+    r.body = "slow but complete";
+    r.delay_before_headers = 1500ms;
+    return r;
+  });
+  PorticoProcess portico(dir, "/ http://" + backend.address() + "\n", cert);
+  auto in_flight = std::async(std::launch::async, [&] {
+    return curl({"--cacert", cert.ca_cert, portico.url("/slow")});
+  });
+  REQUIRE(backend.wait_for_requests(1, 5s));
+  portico.process().signal(SIGTERM);
+  REQUIRE(portico.process().try_wait_for_output("stopping signal=SIGTERM", 5s));
+  // The listener is closed: a new connection is refused.
+  CommandResult refused = curl({"--cacert", cert.ca_cert, portico.url("/late")});
+  CHECK(refused.exit_code == 7);
+  CommandResult finished = in_flight.get();
+  CHECK(finished.exit_code == 0);
+  CHECK(finished.stdout == "slow but complete");
+  auto status = portico.process().wait_exit(15s);
+  REQUIRE(status);
+  CHECK(status->exited_ok());
+}

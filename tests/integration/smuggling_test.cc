@@ -1,0 +1,164 @@
+// Request smuggling and strict parsing: portico never forwards an ambiguous request, and never
+// passes on a malformed response. Each case checks what the client got AND what the backend
+// received.
+
+#include <catch2/catch.hpp>
+
+#include "tests/support/http_message.h"
+#include "tests/support/portico_process.h"
+#include "tests/support/raw_client.h"
+#include "tests/support/temp_dir.h"
+#include "tests/support/test_backend.h"
+#include "tests/support/test_cert.h"
+
+using namespace portico::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct Door {
+  explicit Door(Handler handler = default_response)
+      : cert(make_test_cert(dir)),
+        backend(std::move(handler)),
+        portico(dir, "/ http://" + backend.address() + "\n", cert) {}
+  ReadResult exchange(const std::string& bytes) {
+    RawTlsClient client(portico.https_port(), cert.ca_cert);
+    REQUIRE(client.ok());
+    REQUIRE(client.send(bytes));
+    return client.read_all_until_close(5s);
+  }
+  TempDir dir;
+  TestCert cert;
+  TestBackend backend;
+  PorticoProcess portico;
+};
+
+}  // namespace
+
+TEST_CASE("ambiguous or malformed requests are refused with 400, nothing forwarded",
+          "[smuggling]") {
+  struct Case {
+    const char* name;
+    std::string request;
+  };
+  const Case cases[] = {
+      {"Content-Length with Transfer-Encoding",
+       "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n"
+       "0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n"},
+      {"differing duplicate Content-Length",
+       "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nContent-Length: 40\r\n\r\nabcd"},
+      {"Transfer-Encoding not ending in chunked",
+       "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n"},
+      {"Transfer-Encoding with another coding before chunked",
+       "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"},
+      {"two Transfer-Encoding headers",
+       "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: "
+       "chunked\r\n\r\n0\r\n\r\n"},
+      {"Transfer-Encoding on HTTP/1.0",
+       "POST / HTTP/1.0\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"},
+      {"invalid chunk size",
+       "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+       "zz\r\nhello\r\n0\r\n\r\n"},
+      {"chunk size overflow",
+       "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+       "1000000000000000000000005\r\nhello\r\n0\r\n\r\n"},
+      {"chunk size with a space",
+       "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+       "5 \r\nhello\r\n0\r\n\r\n"},
+      {"invalid chunk extension",
+       "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+       "5;a\"b\r\nhello\r\n0\r\n\r\n"},
+      {"chunk data longer than its size",
+       "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nhello\r\n0\r\n\r\n"},
+      {"obs-fold", "GET / HTTP/1.1\r\nHost: a\r\nX-A: b\r\n c\r\n\r\n"},
+      {"bare LF line ends", "GET / HTTP/1.1\nHost: a\n\n"},
+      {"bare CR in a value", std::string("GET / HTTP/1.1\r\nHost: a\r\nX-A: b\rc\r\n\r\n")},
+      {"NUL in a value", std::string("GET / HTTP/1.1\r\nHost: a\r\nX-A: b") + '\0' + "c\r\n\r\n"},
+      {"control character in a value", "GET / HTTP/1.1\r\nHost: a\r\nX-A: b\x01c\r\n\r\n"},
+      {"control character in a name", "GET / HTTP/1.1\r\nHost: a\r\nX\x01A: b\r\n\r\n"},
+      {"space before the colon", "GET / HTTP/1.1\r\nHost: a\r\nContent-Length : 5\r\n\r\nhello"},
+      {"absolute-form naming another authority",
+       "GET http://internal.example/admin HTTP/1.1\r\nHost: a\r\n\r\n"},
+      {"HTTP/0.9", "GET /\r\n\r\n"},
+      {"missing Host", "GET / HTTP/1.1\r\n\r\n"},
+      {"two Host headers", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"},
+      {"invalid Content-Length", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5x\r\n\r\nhello"},
+      {"negative Content-Length", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n"},
+  };
+  Door door;
+  for (const Case& c : cases) {
+    INFO(c.name);
+    ReadResult read = door.exchange(c.request);
+    CHECK(read.data.rfind("HTTP/1.1 400", 0) == 0);
+    CHECK(read.closed != CloseKind::kOpen);
+  }
+  // Nothing complete reached the backend. (A chunked body whose framing breaks after it began
+  // streaming leaves the backend a request cut short, on a connection portico then closes.)
+  CHECK(door.backend.request_count() == 0);
+  for (const std::string& raw : door.backend.raw_received()) {
+    CHECK(raw.find("smuggled") == std::string::npos);
+    CHECK(raw.find("internal.example") == std::string::npos);
+  }
+}
+
+TEST_CASE("an HTTP/2 preface on the HTTP/1 port is refused", "[smuggling]") {
+  Door door;
+  ReadResult read = door.exchange("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+  CHECK(read.data.rfind("HTTP/1.1 4", 0) == 0);
+  CHECK(read.closed != CloseKind::kOpen);
+  CHECK(door.backend.request_count() == 0);
+}
+
+TEST_CASE("outgoing framing is portico's own: the backend sees one clean request", "[smuggling]") {
+  Door door(echo_handler());
+  // A chunked request with extensions and trailers reaches the backend re-chunked, without
+  // them; the pipelined second request is a separate request.
+  ReadResult read = door.exchange(
+      "POST /a HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "5;name=value\r\nhello\r\n0\r\nX-Trailer: t\r\n\r\n"
+      "GET /b HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+  auto responses = parse_http_responses(read.data);
+  REQUIRE(responses.size() == 2);
+  CHECK(responses[0].body == "hello");
+  REQUIRE(door.backend.wait_for_requests(2));
+  auto requests = door.backend.requests();
+  CHECK(requests[0].target == "/a");
+  CHECK(requests[0].body == "hello");
+  CHECK(requests[1].target == "/b");
+  std::string raw = door.backend.raw_received().at(0);
+  CHECK(raw.find("name=value") == std::string::npos);
+  CHECK(raw.find("X-Trailer") == std::string::npos);
+  CHECK(raw.find("5\r\nhello\r\n0\r\n\r\n") != std::string::npos);
+}
+
+TEST_CASE("malformed backend responses become 502, never passed through", "[smuggling]") {
+  const char* bad_responses[] = {
+      "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+      "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+      "HTTP/1.1 200 OK\nContent-Length: 5\n\nhello",
+      "HTTP/1.1 200 OK\r\nX-A: b\r\n c\r\nContent-Length: 5\r\n\r\nhello",
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+      "HTTP/1.1 2000 OK\r\nContent-Length: 0\r\n\r\n",
+      "NOT HTTP AT ALL\r\n\r\n",
+      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+  };
+  for (const char* bad : bad_responses) {
+    INFO(bad);
+    Door door([bad](const ReceivedRequest&) {
+      Response r;
+      r.raw = bad;
+      r.close_after = true;
+      return r;
+    });
+    ReadResult read = door.exchange("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    auto responses = parse_http_responses(read.data);
+    REQUIRE(responses.size() == 1);
+    // A bad chunk size is found only after the head went out: then the client sees the body cut
+    // short rather than a 502.
+    if (std::string(bad).find("zz") != std::string::npos) {
+      CHECK_FALSE(responses[0].complete);
+    } else {
+      CHECK(responses[0].status == 502);
+    }
+  }
+}

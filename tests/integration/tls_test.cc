@@ -1,0 +1,401 @@
+// TLS done right (docs/tls.md), end to end with the real binary and real clients: certificates by
+// SNI (pairs and --cert-dir), ECDSA+RSA for one name, resumption, --tls-min, HSTS, the ACME
+// webroot, the development certificate, and one clear line per certificate error.
+
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
+
+#include "tests/support/portico_process.h"
+#include "tests/support/process.h"
+#include "tests/support/raw_client.h"
+#include "tests/support/temp_dir.h"
+#include "tests/support/test_backend.h"
+#include "tests/support/test_cert.h"
+
+using namespace portico::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::string read_all(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+const char kRequest[] = "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+
+// openssl s_client against portico, sending one request and reading until portico closes (so
+// that TLS 1.3 tickets, sent after the handshake, are received).
+CommandResult s_client(uint16_t port, std::vector<std::string> args) {
+  std::vector<std::string> argv = {
+      "openssl",     "s_client",  "-connect", "127.0.0.1:" + std::to_string(port),
+      "-servername", "localhost", "-ign_eof"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run_command(argv, kRequest);
+}
+
+// What `portico ARGS` says when it refuses to start.
+CommandResult run_portico(std::vector<std::string> args) {
+  args.insert(args.begin(), PORTICO_BINARY);
+  return run_command(args, "", 20s);
+}
+
+std::string subject_for(uint16_t port, const std::string& ca, const std::string& sni) {
+  TlsClientOptions options;
+  options.sni = sni;
+  options.ca_file = ca;
+  options.verify_hostname = false;
+  RawTlsClient client(port, options);
+  return client.peer_subject();
+}
+
+}  // namespace
+
+TEST_CASE("tls: several --cert/--key pairs are chosen by SNI, wildcards cover one label", "[tls]") {
+  TempDir dir;
+  TestCa ca = make_test_ca(dir);
+  TestCert first = issue_cert(dir, ca, {{"localhost", "127.0.0.1"}, "first"});
+  TestCert a = issue_cert(dir, ca, {{"a.test"}, "a"});
+  TestCert wild = issue_cert(dir, ca, {{"*.wild.test"}, "wild"});
+  PorticoProcess portico(
+      dir, "/ http://127.0.0.1:9\n",
+      TlsArgs{{"--cert", first.fullchain, "--key", first.key, "--cert", a.fullchain, "--key", a.key,
+               "--cert", wild.fullchain, "--key", wild.key}},
+      {"--http-port", "0"});
+  const uint16_t port = portico.https_port();
+  CHECK(subject_for(port, ca.cert, "a.test").find("CN=a.test") != std::string::npos);
+  CHECK(subject_for(port, ca.cert, "x.wild.test").find("CN=*.wild.test") != std::string::npos);
+  CHECK(subject_for(port, ca.cert, "x.y.wild.test").find("CN=localhost") != std::string::npos);
+  CHECK(subject_for(port, ca.cert, "other.test").find("CN=localhost") != std::string::npos);
+  CHECK(subject_for(port, ca.cert, "").find("CN=localhost") != std::string::npos);  // no SNI
+
+  // A verifying client gets a valid chain for its name.
+  CommandResult r =
+      run_command({"curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", ca.cert,
+                   "--resolve", "a.test:" + std::to_string(port) + ":127.0.0.1",
+                   "https://a.test:" + std::to_string(port) + "/"});
+  INFO(r.describe());
+  CHECK(r.exit_code == 0);
+  CHECK(r.stdout == "502");  // the route's backend is down: TLS itself verified
+
+  // --check lists every certificate with its names and expiry.
+  CommandResult check =
+      run_portico({"--check", "--routes", portico.routes_path(), "--cert", first.fullchain, "--key",
+                   first.key, "--cert", a.fullchain, "--key", a.key});
+  INFO(check.describe());
+  CHECK(check.stdout.find("cert INFO file=" + a.fullchain + " key=" + a.key +
+                          " type=ECDSA names=DNS:a.test expires=") != std::string::npos);
+  CHECK(check.stdout.find("cert INFO file=" + first.fullchain + " key=" + first.key +
+                          " type=ECDSA names=DNS:localhost,IP:127.0.0.1 expires=") !=
+        std::string::npos);
+}
+
+TEST_CASE("tls: an ECDSA and an RSA certificate for one name: each client gets what it supports",
+          "[tls]") {
+  TempDir dir;
+  TestCa ca = make_test_ca(dir);
+  TestCert ec = issue_cert(dir, ca, {{"localhost"}, "ec"});
+  CertOptions rsa_options{{"localhost"}, "rsa"};
+  rsa_options.key_type = KeyType::kRsa2048;
+  TestCert rsa = issue_cert(dir, ca, rsa_options);
+  PorticoProcess portico(
+      dir, "/ http://127.0.0.1:9\n",
+      TlsArgs{{"--cert", ec.fullchain, "--key", ec.key, "--cert", rsa.fullchain, "--key", rsa.key}},
+      {"--http-port", "0"});
+  for (const char* version : {"-tls1_2", "-tls1_3"}) {
+    INFO(version);
+    CommandResult any = s_client(portico.https_port(), {version, "-CAfile", ca.cert});
+    CHECK(any.stdout.find("Server public key is 256 bit") != std::string::npos);
+    CHECK(any.stdout.find("Verify return code: 0 (ok)") != std::string::npos);
+    CommandResult rsa_only =
+        s_client(portico.https_port(),
+                 {version, "-CAfile", ca.cert, "-sigalgs", "rsa_pss_rsae_sha256:rsa_pkcs1_sha256"});
+    INFO(rsa_only.describe());
+    CHECK(rsa_only.stdout.find("Server public key is 2048 bit") != std::string::npos);
+    CHECK(rsa_only.stdout.find("Verify return code: 0 (ok)") != std::string::npos);
+  }
+}
+
+TEST_CASE("tls: --cert-dir loads NAME.crt/NAME.key pairs and certbot live/NAME/ folders", "[tls]") {
+  TempDir dir;
+  TestCa ca = make_test_ca(dir);
+  TestCert a = issue_cert(dir, ca, {{"a.test"}, "a"});
+  TestCert b = issue_cert(dir, ca, {{"b.test"}, "b"});
+  namespace fs = std::filesystem;
+  const fs::path certs = dir.file("certs");
+  fs::create_directories(certs / "b.test");
+  fs::copy_file(a.fullchain, certs / "a.crt");
+  fs::copy_file(a.key, certs / "a.key");
+  // certbot: live/NAME/{fullchain,privkey}.pem are links into archive/.
+  fs::create_symlink(b.fullchain, certs / "b.test" / "fullchain.pem");
+  fs::create_symlink(b.key, certs / "b.test" / "privkey.pem");
+  PorticoProcess portico(dir, "/ http://127.0.0.1:9\n", TlsArgs{{"--cert-dir", certs.string()}},
+                         {"--http-port", "0"});
+  CHECK(subject_for(portico.https_port(), ca.cert, "a.test").find("CN=a.test") !=
+        std::string::npos);
+  CHECK(subject_for(portico.https_port(), ca.cert, "b.test").find("CN=b.test") !=
+        std::string::npos);
+  CHECK(subject_for(portico.https_port(), ca.cert, "").find("CN=a.test") != std::string::npos);
+
+  // A certificate without its key is refused at start, naming the file.
+  const fs::path lonely = dir.file("lonely");
+  fs::create_directories(lonely);
+  fs::copy_file(a.fullchain, lonely / "c.crt");
+  CommandResult r = run_portico({"--routes", portico.routes_path(), "--cert-dir", lonely.string(),
+                                 "--https-port", "0", "--http-port", "0"});
+  INFO(r.describe());
+  CHECK(r.exit_code == 2);
+  CHECK(r.stderr.find((lonely / "c.crt").string() + ": no matching key file") != std::string::npos);
+}
+
+TEST_CASE("tls: sessions resume, TLS 1.2 (cache and tickets) and TLS 1.3 (tickets)", "[tls]") {
+  TempDir dir;
+  TestCert cert = make_test_cert(dir);
+  PorticoProcess portico(dir, "/ http://127.0.0.1:9\n", cert, {"--http-port", "0"});
+  for (const std::string version : {"-tls1_2", "-tls1_3"}) {
+    INFO(version);
+    const std::string session = dir.file("session" + version);
+    CommandResult first = s_client(portico.https_port(), {version, "-sess_out", session});
+    INFO(first.describe());
+    CHECK(first.stdout.find("New, TLSv1.") != std::string::npos);
+    CommandResult second = s_client(portico.https_port(), {version, "-sess_in", session});
+    INFO(second.describe());
+    const std::string expected = version == "-tls1_2" ? "Reused, TLSv1.2" : "Reused, TLSv1.3";
+    CHECK(second.stdout.find(expected) != std::string::npos);
+  }
+  // TLS 1.2 without tickets: the server-side session cache.
+  const std::string session = dir.file("session-cache");
+  s_client(portico.https_port(), {"-tls1_2", "-no_ticket", "-sess_out", session});
+  CommandResult cached =
+      s_client(portico.https_port(), {"-tls1_2", "-no_ticket", "-sess_in", session});
+  CHECK(cached.stdout.find("Reused, TLSv1.2") != std::string::npos);
+}
+
+TEST_CASE("tls: --tls-min 1.3 refuses TLS 1.2", "[tls]") {
+  TempDir dir;
+  TestCert cert = make_test_cert(dir);
+  PorticoProcess portico(dir, "/ http://127.0.0.1:9\n", cert,
+                         {"--http-port", "0", "--tls-min", "1.3"});
+  CommandResult tls12 = s_client(portico.https_port(), {"-tls1_2"});
+  CHECK(tls12.stdout.find("New, TLSv1.2") == std::string::npos);
+  CHECK(tls12.exit_code != 0);
+  CommandResult tls13 = s_client(portico.https_port(), {"-tls1_3"});
+  CHECK(tls13.stdout.find("New, TLSv1.3") != std::string::npos);
+  CHECK(run_portico({"--tls-min", "1.1"}).stderr.find("--tls-min: expected 1.2 or 1.3") !=
+        std::string::npos);
+}
+
+TEST_CASE("tls: --hsts adds Strict-Transport-Security to proxied responses and to 404s", "[tls]") {
+  TempDir dir;
+  TestCert cert = make_test_cert(dir);
+  TestBackend backend;
+  const std::string routes = "/api/ http://" + backend.address() + "\n";
+  auto get = [&](PorticoProcess& portico, const std::string& path) {
+    CommandResult r = curl("--cacert", cert.ca_cert, "-i", portico.url(path));
+    INFO(r.describe());
+    REQUIRE(r.exit_code == 0);
+    return r.stdout;
+  };
+  {
+    PorticoProcess off(dir, routes, cert);
+    CHECK(get(off, "/api/x").find("Strict-Transport-Security") == std::string::npos);
+    CHECK(get(off, "/none").find("Strict-Transport-Security") == std::string::npos);
+  }
+  {
+    PorticoProcess on(dir, routes, cert, {"--hsts"});
+    std::string proxied = get(on, "/api/x");
+    CHECK(proxied.find("HTTP/1.1 200") == 0);
+    CHECK(proxied.find("Strict-Transport-Security: max-age=31536000\r\n") != std::string::npos);
+    std::string missing = get(on, "/none");
+    CHECK(missing.find("HTTP/1.1 404") == 0);
+    CHECK(missing.find("Strict-Transport-Security: max-age=31536000\r\n") != std::string::npos);
+    // Never on plain HTTP (RFC 6797 section 7.2: the browser ignores it there anyway).
+    CommandResult redirect = curl("-i", on.http_url("/"));
+    CHECK(redirect.stdout.find("Strict-Transport-Security") == std::string::npos);
+  }
+  {
+    PorticoProcess custom(dir, routes, cert, {"--hsts=600"});
+    CHECK(get(custom, "/none").find("Strict-Transport-Security: max-age=600\r\n") !=
+          std::string::npos);
+  }
+  CHECK(run_portico({"--hsts=soon"}).stderr.find("--hsts: expected a max-age in seconds") !=
+        std::string::npos);
+}
+
+TEST_CASE("tls: --acme-webroot serves challenge tokens on port 80 and nothing else", "[tls]") {
+  TempDir dir;
+  TestCert cert = make_test_cert(dir);
+  namespace fs = std::filesystem;
+  const fs::path webroot = dir.file("webroot");
+  const fs::path challenges = webroot / ".well-known" / "acme-challenge";
+  fs::create_directories(challenges);
+  dir.write_file("webroot/.well-known/acme-challenge/tok-EN_1", "tok-EN_1.thumbprint");
+  dir.write_file("webroot/secret.txt", "SECRET-OUTSIDE");
+  dir.write_file("webroot/.well-known/secret.txt", "SECRET-WELL-KNOWN");
+  dir.write_file("outside.txt", "SECRET-FAR");
+  fs::create_symlink(dir.file("outside.txt"), challenges / "linked");
+  PorticoProcess portico(dir, "/ http://127.0.0.1:9\n", cert, {"--acme-webroot", webroot.string()});
+  auto get = [&](const std::string& path, std::vector<std::string> extra = {}) {
+    std::vector<std::string> args = {"-i", "--path-as-is"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    args.push_back(portico.http_url(path));
+    CommandResult r = curl(args);
+    INFO(r.describe());
+    REQUIRE(r.exit_code == 0);
+    CHECK(r.stdout.find("SECRET") == std::string::npos);
+    return r.stdout;
+  };
+  std::string ok = get("/.well-known/acme-challenge/tok-EN_1");
+  CHECK(ok.find("HTTP/1.1 200") == 0);
+  CHECK(ok.find("Content-Type: text/plain") != std::string::npos);
+  CHECK(ok.ends_with("\r\n\r\ntok-EN_1.thumbprint"));
+  std::string head = get("/.well-known/acme-challenge/tok-EN_1", {"-I"});
+  CHECK(head.find("HTTP/1.1 200") == 0);
+  CHECK(head.find("Content-Length: 19\r\n") != std::string::npos);
+
+  CHECK(get("/.well-known/acme-challenge/missing").find("HTTP/1.1 404") == 0);
+  CHECK(get("/.well-known/acme-challenge/linked").find("HTTP/1.1 404") == 0);  // no symlinks
+  for (const char* attack :
+       {"/.well-known/acme-challenge/../secret.txt", "/.well-known/acme-challenge/../../secret.txt",
+        "/.well-known/acme-challenge/%2e%2e/secret.txt",
+        "/.well-known/acme-challenge/..%2f..%2fsecret.txt",
+        "/.well-known/acme-challenge/..%2F..%2F..%2Foutside.txt",
+        "/.well-known/acme-challenge/.%2e/.%2e/secret.txt", "/.well-known/acme-challenge/",
+        "/.well-known/acme-challenge/tok-EN_1/", "/.well-known/acme-challenge/..%5csecret.txt"}) {
+    INFO(attack);
+    std::string answer = get(attack);
+    CHECK((answer.find("HTTP/1.1 404") == 0 || answer.find("HTTP/1.1 400") == 0));
+  }
+  // Everything else still redirects, including the rest of the webroot.
+  CHECK(get("/").find("HTTP/1.1 301") == 0);
+  CHECK(get("/secret.txt").find("HTTP/1.1 301") == 0);
+  CHECK(get("/.well-known/secret.txt").find("HTTP/1.1 301") == 0);
+  CHECK(get("/.well-known/acme-challenge").find("HTTP/1.1 301") == 0);
+}
+
+TEST_CASE("tls: without --cert a development certificate is made once and reused", "[tls]") {
+  TempDir dir;
+  const std::string state = dir.file("state");
+  const std::string dev_cert = state + "/dev-cert.pem";
+  auto serial = [&] {
+    CommandResult r = run_command({"openssl", "x509", "-noout", "-serial", "-in", dev_cert});
+    REQUIRE(r.exit_code == 0);
+    return r.stdout;
+  };
+  std::string first_serial;
+  {
+    PorticoProcess portico(dir, "/ http://127.0.0.1:9\n",
+                           TlsArgs{{"--state-dir", state, "--dev-name", "dev.test"}},
+                           {"--http-port", "0"});
+    const std::string err = portico.stderr_text();
+    CHECK(err.find("warn tls: no --cert given: serving a self-signed certificate, for "
+                   "development only cert=" +
+                   dev_cert + " generated=yes") != std::string::npos);
+    CommandResult r =
+        curl("--cacert", dev_cert, "-o", "/dev/null", "-w", "%{http_code}", portico.url("/"));
+    INFO(r.describe());
+    CHECK(r.exit_code == 0);
+    CommandResult ip = curl("--cacert", dev_cert, "-o", "/dev/null", "-w", "%{http_code}",
+                            "https://127.0.0.1:" + std::to_string(portico.https_port()) + "/");
+    CHECK(ip.exit_code == 0);
+    first_serial = serial();
+  }
+  CommandResult san =
+      run_command({"openssl", "x509", "-noout", "-ext", "subjectAltName", "-in", dev_cert});
+  CHECK(san.stdout.find("DNS:localhost, IP Address:127.0.0.1, IP Address:0:0:0:0:0:0:0:1, "
+                        "DNS:dev.test") != std::string::npos);
+  CHECK((std::filesystem::status(state).permissions() & std::filesystem::perms::all) ==
+        std::filesystem::perms::owner_all);
+  {
+    PorticoProcess again(dir, "/ http://127.0.0.1:9\n",
+                         TlsArgs{{"--state-dir", state, "--dev-name", "dev.test"}},
+                         {"--http-port", "0"});
+    CHECK(again.stderr_text().find("generated=no") != std::string::npos);
+    CHECK(serial() == first_serial);
+  }
+  {
+    // A name the certificate lacks: a new one.
+    PorticoProcess more(dir, "/ http://127.0.0.1:9\n",
+                        TlsArgs{{"--state-dir", state, "--dev-name", "other.test"}},
+                        {"--http-port", "0"});
+    CHECK(more.stderr_text().find("generated=yes") != std::string::npos);
+    CHECK(serial() != first_serial);
+  }
+}
+
+TEST_CASE("tls: certificate errors are one line naming the file, exit 2", "[tls]") {
+  TempDir dir;
+  TestCert good = make_test_cert(dir);
+  TestCert other = make_test_cert(dir, {"localhost"}, "other");
+  const std::string routes = dir.write_file("routes.conf", "/ http://127.0.0.1:9\n");
+  auto start = [&](const std::string& cert, const std::string& key,
+                   std::vector<std::string> more = {}) {
+    std::vector<std::string> args = {"--routes",    routes, "--cert",       cert,
+                                     "--key",       key,    "--https-port", "0",
+                                     "--http-port", "0",    "--listen",     "127.0.0.1"};
+    args.insert(args.end(), more.begin(), more.end());
+    return run_portico(args);
+  };
+  auto refused = [&](const CommandResult& r, const std::string& line) {
+    INFO(r.describe());
+    CHECK(r.exit_code == 2);
+    CHECK(r.stderr == line + "\n");
+  };
+  const std::string junk = dir.write_file("junk.pem", "not pem\n");
+  refused(start(dir.file("missing.pem"), good.key),
+          dir.file("missing.pem") + ": cannot read: No such file or directory");
+  refused(start(junk, good.key), junk + ": not a PEM certificate");
+  refused(start(good.fullchain, junk), junk + ": not a PEM private key (or it is encrypted)");
+  refused(start(good.fullchain, other.key),
+          other.key + ": private key does not match the certificate in " + good.fullchain);
+  const std::string reversed =
+      dir.write_file("reversed.pem", read_all(good.ca_cert) + read_all(good.cert));
+  refused(start(reversed, good.key), reversed + ": chain out of order: the certificate of " +
+                                         good.key + " is number 2; the leaf must come first");
+
+  TestCa ca = make_test_ca(dir, "old");
+  CertOptions options{{"localhost"}, "expired"};
+  options.expired = true;
+  TestCert expired = issue_cert(dir, ca, options);
+  CommandResult strict = start(expired.fullchain, expired.key, {"--strict"});
+  INFO(strict.describe());
+  CHECK(strict.exit_code == 2);
+  CHECK(std::regex_match(
+      strict.stderr, std::regex(std::regex_replace(expired.fullchain,
+                                                   std::regex(R"([.^$|()\[\]{}*+?\\])"), R"(\$&)") +
+                                ": certificate expired on \\d{4}-\\d\\d-\\d\\dT\\S+Z "
+                                "\\(--strict\\)\n")));
+  // Without --strict: a warning with the date, and portico serves.
+  PorticoProcess lenient(dir, "/ http://127.0.0.1:9\n", expired, {"--http-port", "0"});
+  CHECK(lenient.stderr_text().find("warn tls: " + expired.fullchain +
+                                   ": certificate expired on ") != std::string::npos);
+}
+
+TEST_CASE("tls: a bad certificate on reload keeps the old one serving", "[tls]") {
+  TempDir dir;
+  TestCert good = make_test_cert(dir);
+  TestCert other = make_test_cert(dir, {"localhost"}, "other");
+  const std::string cert = dir.write_file("live-cert.pem", read_all(good.fullchain));
+  const std::string key = dir.write_file("live-key.pem", read_all(good.key));
+  PorticoProcess portico(dir, "/ http://127.0.0.1:9\n", TlsArgs{{"--cert", cert, "--key", key}},
+                         {"--http-port", "0"});
+  const std::string before = subject_for(portico.https_port(), good.ca_cert, "localhost");
+  dir.write_file("live-key.pem", read_all(other.key));
+  portico.process().signal(SIGHUP);
+  portico.process().wait_for_output(key + ": private key does not match the certificate in " + cert,
+                                    10s);
+  portico.process().wait_for_output("keeping the current configuration", 10s);
+  TlsClientOptions options;
+  options.ca_file = good.ca_cert;
+  RawTlsClient client(portico.https_port(), options);
+  CHECK(client.verify_result() == 0);
+  CHECK(client.peer_subject() == before);
+}
