@@ -26,6 +26,7 @@ const EXAMPLE = path.join(ROOT, 'examples', 'same-origin');
 const BUILD = path.resolve(ROOT, process.env.PORTICO_BUILD_DIR || 'build');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const SCREENSHOT = path.join(HERE, 'same-origin.png');
+const STATUS_SCREENSHOT = path.join(HERE, 'status-page.png');
 const WHOLE_RUN_LIMIT_MS = 100_000;  // the brief: the whole run under two minutes
 const STEP_LIMIT_MS = 20_000;
 
@@ -43,6 +44,7 @@ const CHECKS = [
   ['console', 'no console error (CORS, mixed content, WebSocket), page error or failed request'],
   ['screenshot', 'screenshot saved with every check on the page green'],
   ['other-origin', 'a page from another origin cannot open a WebSocket to portico'],
+  ['status-page', 'the --admin status page shows the routes and backends, and a screenshot'],
 ];
 const results = new Map();  // name -> { ok, detail }
 
@@ -260,14 +262,17 @@ async function setUp() {
   for (let attempt = 1; ; attempt++) {
     ports.https = await freePort();
     ports.http = await freePort();
-    if (ports.https === ports.http) continue;
+    ports.admin = await freePort();
+    if (new Set([ports.https, ports.http, ports.admin]).size !== 3) continue;
     const proxy = startProcess(`portico (attempt ${attempt})`, portico, [
       '--routes', routesFile, '--cert', cert, '--key', key, '--listen', '127.0.0.1',
       '--https-port', String(ports.https), '--http-port', String(ports.http), '--log-level', 'info',
+      '--admin', `127.0.0.1:${ports.admin}`,
     ]);
     try {
       await waitForLine(proxy, new RegExp(`listening kind=\\S+ addr=127\\.0\\.0\\.1:${ports.https}\\b`));
       await waitForLine(proxy, new RegExp(`listening kind=\\S+ addr=127\\.0\\.0\\.1:${ports.http}\\b`));
+      await waitForLine(proxy, new RegExp(`listening kind=admin addr=127\\.0\\.0\\.1:${ports.admin}\\b`));
       return { ports, proxy };
     } catch (error) {
       if (attempt >= 3 || !proxy.exited) throw error;
@@ -452,6 +457,25 @@ async function main() {
          (socketErrors.length ? `, browser: ${socketErrors.join('; ')}` : '') +
          `; portico: ${refusal ?? 'no "refused origin" line'}`);
   await other.close();
+
+  // ---- the admin status page ----
+  // It polls /status.json every 2 s: wait for the routes table and the request counter to fill.
+  const status = await context.newPage();
+  try {
+    await status.goto(`http://127.0.0.1:${ports.admin}/`, { waitUntil: 'load' });
+    await status.waitForFunction(
+        () => document.querySelectorAll('#routes tr').length === 4 &&
+              Number(document.getElementById('requests').textContent) > 0,
+        null, { timeout: 10_000 });
+    const rows = await status.$$eval('#routes tr', (trs) => trs.map((tr) => tr.textContent));
+    const up = await status.$$eval('#routes .up', (els) => els.length);
+    await status.screenshot({ path: STATUS_SCREENSHOT, fullPage: true });
+    record('status-page', rows.length === 4 && up === 4,
+           `${rows.length} routes, ${up} backends up; ${path.relative(ROOT, STATUS_SCREENSHOT)}`);
+  } catch (error) {
+    record('status-page', false, error.message);
+  }
+  await status.close();
 }
 
 main()
