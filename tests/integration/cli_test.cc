@@ -18,8 +18,9 @@ using namespace std::chrono_literals;
 namespace {
 
 CommandResult run_portico(std::vector<std::string> args) {
-  args.insert(args.begin(), PORTICO_BINARY);
-  return run_command(args, "", 15s);
+  std::vector<std::string> argv{std::string(PORTICO_BINARY)};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run_command(argv, "", 15s);
 }
 
 // Exit 2, exactly one line of explanation, and no listener was ever started.
@@ -90,6 +91,14 @@ TEST_CASE("an unreadable or invalid route file is reported with its line", "[cli
   CHECK(result.stderr.find(bad + ":3:") != std::string::npos);
   CHECK(result.stderr.find(bad + ":4:") != std::string::npos);
   CHECK(result.stderr.find("listening") == std::string::npos);
+}
+
+TEST_CASE("https:// backends are refused until TLS to backends exists", "[cli]") {
+  Files files;
+  std::string routes = files.dir.write_file("tls-backend.conf", "/ https://127.0.0.1:9443\n");
+  check_config_error(run_portico({"--routes", routes, "--cert", files.cert.fullchain, "--key",
+                                  files.cert.key}),
+                     routes + ":1: https:// backend 127.0.0.1:9443 needs TLS to the backend");
 }
 
 TEST_CASE("certificate problems are reported naming the file", "[cli]") {

@@ -13,8 +13,6 @@
 namespace portico::test {
 namespace {
 
-constexpr uint32_t kMaskKey = 0x11223344;
-
 // A frame header to encode; the payload is filler unless given.
 struct FrameSpec {
   uint8_t opcode = kWsOpText;
