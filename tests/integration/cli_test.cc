@@ -96,9 +96,9 @@ TEST_CASE("an unreadable or invalid route file is reported with its line", "[cli
 TEST_CASE("https:// backends are refused until TLS to backends exists", "[cli]") {
   Files files;
   std::string routes = files.dir.write_file("tls-backend.conf", "/ https://127.0.0.1:9443\n");
-  check_config_error(run_portico({"--routes", routes, "--cert", files.cert.fullchain, "--key",
-                                  files.cert.key}),
-                     routes + ":1: https:// backend 127.0.0.1:9443 needs TLS to the backend");
+  check_config_error(
+      run_portico({"--routes", routes, "--cert", files.cert.fullchain, "--key", files.cert.key}),
+      routes + ":1: https:// backend 127.0.0.1:9443 needs TLS to the backend");
 }
 
 TEST_CASE("certificate problems are reported naming the file", "[cli]") {
