@@ -9,6 +9,7 @@
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <csignal>
+#include <fstream>
 #include <mutex>
 #include <regex>
 #include <thread>
@@ -70,6 +71,25 @@ class RawWsBackend {
     return tracker.close_code();
   }
   bool saw_eof() const { return eof_; }
+  // A backend that stops reading: what the client sends must pile up in the client, not in
+  // the proxy.
+  void stop_reading() { reading_ = false; }
+  // Sends unmasked binary frames of `size` bytes until `total` is out or a send blocks for
+  // `timeout`; returns the bytes the proxy took.
+  uint64_t flood(uint64_t total, size_t size, std::chrono::milliseconds timeout) {
+    timeval tv{static_cast<time_t>(timeout.count() / 1000),
+               static_cast<suseconds_t>(timeout.count() % 1000 * 1000)};
+    setsockopt(conn_fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    std::string frame = WsClient::encode_frame(2, true, std::string(size, 'f'), /*mask=*/false);
+    uint64_t sent = 0;
+    while (sent < total) {
+      ssize_t n = ::send(conn_fd_, frame.data(), frame.size(), MSG_NOSIGNAL);
+      if (n <= 0) break;
+      sent += static_cast<uint64_t>(n);
+      if (static_cast<size_t>(n) < frame.size()) break;
+    }
+    return sent;
+  }
   void send_raw(const std::string& bytes) {
     ::send(conn_fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
   }
@@ -104,6 +124,10 @@ class RawWsBackend {
     }
     upgraded_ = true;
     while (!stop_) {
+      if (!reading_) {
+        std::this_thread::sleep_for(20ms);
+        continue;
+      }
       pollfd p{fd, POLLIN, 0};
       if (poll(&p, 1, 100) <= 0) continue;
       ssize_t n = recv(fd, buf, sizeof buf, 0);
@@ -118,7 +142,7 @@ class RawWsBackend {
   int conn_fd_ = -1;
   uint16_t port_ = 0;
   std::thread thread_;
-  std::atomic<bool> stop_{false}, upgraded_{false}, eof_{false};
+  std::atomic<bool> stop_{false}, upgraded_{false}, eof_{false}, reading_{true};
   std::mutex mutex_;
   std::string frames_;
 };
@@ -445,4 +469,51 @@ TEST_CASE("idle tunnels are pinged, kept open, and dead clients closed", "[webso
   ReadResult rest = silent.read_all_until_close(10s);
   CHECK(rest.closed != CloseKind::kOpen);
   CHECK(front.portico.process().try_wait_for_output("client did not answer ping", 5s));
+}
+
+namespace {
+long rss_kib(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+  }
+  return -1;
+}
+}  // namespace
+
+TEST_CASE("tunnel backpressure: a side that stops reading stops the other side", "[websocket]") {
+  constexpr uint64_t kFlood = uint64_t{256} << 20;
+  SECTION("the backend stops reading") {
+    RawWsBackend backend;
+    WsFront front(backend.address());
+    WsClientOptions options = front.options();
+    options.timeout = 3s;  // a send that cannot progress for 3 s gives up
+    auto client = WsClient::connect(options);
+    REQUIRE(client->ok());
+    REQUIRE(backend.wait_upgraded(5s));
+    backend.stop_reading();
+    pid_t pid = front.portico.process().pid();
+    long before = rss_kib(pid);
+    uint64_t accepted = 0;
+    const std::string message(1 << 20, 'm');
+    while (accepted < kFlood && client->send_binary(message)) accepted += message.size();
+    long during = rss_kib(pid);
+    INFO("client got " << accepted << " bytes out; rss " << before << " -> " << during << " KiB");
+    CHECK(accepted < kFlood);            // the client was stopped...
+    CHECK(during - before < 16 * 1024);  // ...and the proxy did not buffer the difference
+  }
+  SECTION("the client stops reading") {
+    RawWsBackend backend;
+    WsFront front(backend.address());
+    auto client = front.connect();  // and then never reads
+    REQUIRE(backend.wait_upgraded(5s));
+    pid_t pid = front.portico.process().pid();
+    long before = rss_kib(pid);
+    uint64_t sent = backend.flood(kFlood, 1 << 20, 3s);
+    long during = rss_kib(pid);
+    INFO("backend got " << sent << " bytes out; rss " << before << " -> " << during << " KiB");
+    CHECK(sent < kFlood);
+    CHECK(during - before < 16 * 1024);
+  }
 }
