@@ -226,32 +226,9 @@ TEST_CASE("ws harness: plain HTTP requests and bad upgrades", "[ws-harness]") {
 class TlsRelay {
  public:
   TlsRelay(const TestCert& cert, uint16_t backend_port) {
-    ctx_ = SSL_CTX_new(TLS_server_method());
-    REQUIRE(SSL_CTX_use_certificate_chain_file(ctx_, cert.fullchain.c_str()) == 1);
-    REQUIRE(SSL_CTX_use_PrivateKey_file(ctx_, cert.key.c_str(), SSL_FILETYPE_PEM) == 1);
-    SSL_CTX_set_alpn_select_cb(
-        ctx_,
-        [](SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in,
-           unsigned inlen, void*) {
-          static const unsigned char kHttp11[] = "\x08http/1.1";
-          unsigned char* selected;
-          if (SSL_select_next_proto(&selected, outlen, kHttp11, sizeof kHttp11 - 1, in, inlen) !=
-              OPENSSL_NPN_NEGOTIATED) {
-            return SSL_TLSEXT_ERR_NOACK;
-          }
-          *out = selected;
-          return SSL_TLSEXT_ERR_OK;
-        },
-        nullptr);
-    listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof addr;
-    REQUIRE(::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), len) == 0);
-    REQUIRE(::listen(listen_fd_, 4) == 0);
-    ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
-    port_ = ntohs(addr.sin_port);
+    ctx_ = make_test_server_context(cert);
+    listen_fd_ = listen_loopback(4, &port_);
+    REQUIRE(listen_fd_ >= 0);
     thread_ = std::thread([this, backend_port] { serve(backend_port); });
   }
   ~TlsRelay() {

@@ -13,6 +13,10 @@ namespace portico::test {
 // run this is rare enough).
 uint16_t free_port();
 
+// A listening TCP socket on 127.0.0.1 and a port the kernel picks; returns the fd (-1 on error)
+// and sets *port.
+int listen_loopback(int backlog, uint16_t* port);
+
 // A port on 127.0.0.1 where nothing listens, held for the object's lifetime: the socket is bound
 // but never listens, so connections are refused and no other test can take the port meanwhile
 // (free_port() only promises the port was free a moment ago).

@@ -11,6 +11,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include <catch2/catch.hpp>
 #include <cstdio>
 #include <memory>
 #include <stdexcept>
@@ -203,6 +204,27 @@ TestCert make_self_signed(const TempDir& dir, std::vector<std::string> names, st
   options.prefix = std::move(prefix);
   options.self_signed = true;
   return make_cert(dir, options);
+}
+
+SSL_CTX* make_test_server_context(const TestCert& cert) {
+  SSL_CTX* ctx = SSL_CTX_new(TLS_server_method());
+  REQUIRE(SSL_CTX_use_certificate_chain_file(ctx, cert.fullchain.c_str()) == 1);
+  REQUIRE(SSL_CTX_use_PrivateKey_file(ctx, cert.key.c_str(), SSL_FILETYPE_PEM) == 1);
+  SSL_CTX_set_alpn_select_cb(
+      ctx,
+      [](SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in,
+         unsigned inlen, void*) {
+        static const unsigned char kHttp11[] = "\x08http/1.1";
+        unsigned char* selected;
+        if (SSL_select_next_proto(&selected, outlen, kHttp11, sizeof kHttp11 - 1, in, inlen) !=
+            OPENSSL_NPN_NEGOTIATED) {
+          return SSL_TLSEXT_ERR_NOACK;
+        }
+        *out = selected;
+        return SSL_TLSEXT_ERR_OK;
+      },
+      nullptr);
+  return ctx;
 }
 
 }  // namespace portico::test

@@ -3,6 +3,8 @@
 // Certificates for tests, made with the OpenSSL API (fast, no CLI output to parse): a CA and
 // leaves it signs, with the SANs the test needs, written as PEM files into a TempDir.
 
+#include <openssl/ssl.h>
+
 #include <string>
 #include <vector>
 
@@ -48,5 +50,9 @@ TestCert make_test_cert(const TempDir& dir,
 TestCert make_self_signed(const TempDir& dir,
                           std::vector<std::string> names = {"localhost", "127.0.0.1", "::1"},
                           std::string prefix = "selfsigned");
+
+// A server SSL_CTX for in-test TLS servers: the certificate chain and key, ALPN http/1.1.
+// The caller frees it with SSL_CTX_free.
+SSL_CTX* make_test_server_context(const TestCert& cert);
 
 }  // namespace portico::test
