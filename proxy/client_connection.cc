@@ -121,6 +121,7 @@ void ClientConnection::close_now() {
   if (phase_ == Phase::kClosed) return;
   phase_ = Phase::kClosed;
   if (upstream_) drop_upstream(/*reusable=*/false);
+  writer_.flush_before_close();
   uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), &ClientConnection::on_handle_closed);
   uv_close(reinterpret_cast<uv_handle_t*>(&timer_), &ClientConnection::on_handle_closed);
 }
@@ -684,13 +685,13 @@ void ClientConnection::next_request() {
 }
 
 // Buffers keep their capacity between uses, which is right while data flows; a connection that
-// goes idle (between requests, or a quiet tunnel) gives back anything large, so that thousands
-// of idle connections cost little (the TLS handshake alone leaves several KiB of output).
-void ClientConnection::release_idle_buffers() {
-  constexpr size_t kKeep = 2048;
-  if (plain_out_.empty() && plain_out_.capacity() > kKeep) plain_out_ = std::string();
-  if (tls_.output().empty() && tls_.output().capacity() > kKeep) tls_.output() = std::string();
-  if (pending_input_.empty() && pending_input_.capacity() > kKeep) pending_input_ = std::string();
+// goes idle (after the handshake, between requests, a tunnel that just opened or fell quiet)
+// gives back everything, so that thousands of idle connections cost little. While a tunnel is
+// busy only large buffers are given back (`keep`), so small messages do not allocate.
+void ClientConnection::release_idle_buffers(size_t keep) {
+  if (plain_out_.empty() && plain_out_.capacity() > keep) plain_out_ = std::string();
+  if (tls_.output().empty() && tls_.output().capacity() > keep) tls_.output() = std::string();
+  if (pending_input_.empty() && pending_input_.capacity() > keep) pending_input_ = std::string();
 }
 
 void ClientConnection::resume_parser() {

@@ -71,7 +71,7 @@ class ClientConnection final : private StreamWriter::Owner, private UpstreamConn
   void send_request_body(const char* data, size_t len);
   void finish_exchange();
   void next_request();
-  void release_idle_buffers();
+  void release_idle_buffers(size_t keep = 0);
   void reset_exchange();
   void respond_error(int status, std::string_view why);
   void log_access(std::string_view error);

@@ -15,6 +15,9 @@ namespace {
 // How long portico waits for the peers' Close replies after it sent its own.
 constexpr uint64_t kCloseHandshakeMs = 3000;
 
+// What a busy tunnel keeps of its buffers between messages (see release_idle_buffers).
+constexpr size_t kBusyTunnelBufferKeep = 2048;
+
 uint32_t random_mask() {
   uint32_t key = 0;
   RAND_bytes(reinterpret_cast<unsigned char*>(&key), sizeof key);
@@ -105,7 +108,7 @@ void ClientConnection::tunnel_from_backend(const char* data, size_t len) {
     }
     flush_to_client();
     if (phase_ == Phase::kClosed) return;
-    release_idle_buffers();
+    release_idle_buffers(kBusyTunnelBufferKeep);
   }
   if (t.from_backend.violation() != WsViolation::kNone) {
     log_warn("websocket",
@@ -183,6 +186,7 @@ void ClientConnection::tunnel_on_timer() {
     arm_timer(std::chrono::milliseconds(idle_limit - idle));
     return;
   }
+  release_idle_buffers();  // quiet for a whole ws_idle period
   if (t.ping_outstanding) {
     // A whole ws_idle period after the ping, nothing came back: the client is gone.
     log_info("websocket", "client did not answer ping client=", peer_address_);

@@ -100,6 +100,7 @@ void RedirectConnection::accept_from(WorkerContext& ctx, uv_stream_t* server) {
 void RedirectConnection::close() {
   if (closing_) return;
   closing_ = true;
+  writer_.flush_before_close();
   uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), &RedirectConnection::on_closed);
   uv_close(reinterpret_cast<uv_handle_t*>(&timer_), &RedirectConnection::on_closed);
 }

@@ -1,8 +1,34 @@
 #include "proxy/stream_writer.h"
 
+#include <array>
 #include <cstring>
 
 namespace portico {
+namespace {
+constexpr size_t kMaxFreeBlocks = 8;  // 128 KiB of gather blocks kept per loop at most
+constexpr unsigned kMaxGatherBufs = 7;
+
+size_t total_length(const uv_buf_t* bufs, unsigned count) {
+  size_t total = 0;
+  for (unsigned i = 0; i < count; ++i) total += bufs[i].len;
+  return total;
+}
+
+// The bytes of `bufs` from offset `skip` on, in one string.
+std::string concat_from(const uv_buf_t* bufs, unsigned count, size_t skip) {
+  std::string rest;
+  rest.reserve(total_length(bufs, count) - skip);
+  for (unsigned i = 0; i < count; ++i) {
+    if (skip >= bufs[i].len) {
+      skip -= bufs[i].len;
+      continue;
+    }
+    rest.append(bufs[i].base + skip, bufs[i].len - skip);
+    skip = 0;
+  }
+  return rest;
+}
+}  // namespace
 
 LoopBuffers& loop_buffers(uv_loop_t* loop) { return *static_cast<LoopBuffers*>(loop->data); }
 
@@ -11,11 +37,91 @@ void alloc_from_loop_buffer(uv_handle_t* handle, size_t, uv_buf_t* buf) {
   *buf = uv_buf_init(buffers.read, LoopBuffers::kReadSize);
 }
 
+// ---------------------------------------------------------------------------------------------
+// WriteBatch
+
+void WriteBatch::start(uv_loop_t* loop) {
+  uv_check_init(loop, &check_);
+  check_.data = this;
+  uv_check_start(&check_, &WriteBatch::on_check);
+  uv_unref(reinterpret_cast<uv_handle_t*>(&check_));
+  uv_prepare_init(loop, &prepare_);
+  prepare_.data = this;
+  uv_prepare_start(&prepare_, &WriteBatch::on_prepare);
+  uv_unref(reinterpret_cast<uv_handle_t*>(&prepare_));
+}
+
+void WriteBatch::on_check(uv_check_t* handle) {
+  static_cast<WriteBatch*>(handle->data)->flush_all();
+}
+
+void WriteBatch::on_prepare(uv_prepare_t* handle) {
+  static_cast<WriteBatch*>(handle->data)->flush_all();
+}
+
+void WriteBatch::add(StreamWriter* writer) {
+  // Gathered bytes keep the loop alive until they are out, as a queued write would.
+  if (!head_) uv_ref(reinterpret_cast<uv_handle_t*>(&check_));
+  writer->in_batch_ = true;
+  writer->batch_prev_ = nullptr;
+  writer->batch_next_ = head_;
+  if (head_) head_->batch_prev_ = writer;
+  head_ = writer;
+}
+
+void WriteBatch::remove(StreamWriter* writer) {
+  if (writer->batch_prev_) {
+    writer->batch_prev_->batch_next_ = writer->batch_next_;
+  } else {
+    head_ = writer->batch_next_;
+  }
+  if (writer->batch_next_) writer->batch_next_->batch_prev_ = writer->batch_prev_;
+  writer->batch_prev_ = writer->batch_next_ = nullptr;
+  writer->in_batch_ = false;
+  if (!head_) uv_unref(reinterpret_cast<uv_handle_t*>(&check_));
+}
+
+void WriteBatch::flush_all() {
+  // An owner told of a flush may write again (to this or another stream): the loop picks
+  // that up, so nothing waits for the next poll.
+  while (head_) {
+    StreamWriter* writer = head_;
+    remove(writer);
+    writer->flush();
+  }
+}
+
+char* WriteBatch::take_block() {
+  if (free_blocks_.empty()) return new char[kBlockSize];
+  char* block = free_blocks_.back().release();
+  free_blocks_.pop_back();
+  return block;
+}
+
+void WriteBatch::give_block(char* block) {
+  if (free_blocks_.size() < kMaxFreeBlocks) {
+    free_blocks_.emplace_back(block);
+  } else {
+    delete[] block;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// StreamWriter
+
 struct StreamWriter::QueuedWrite {
   uv_write_t req;
   std::string data;
   StreamWriter* writer;
 };
+
+StreamWriter::~StreamWriter() { drop_gathered(); }
+
+void StreamWriter::init(uv_stream_t* stream, Owner* owner) {
+  stream_ = stream;
+  owner_ = owner;
+  batch_ = &loop_buffers(stream->loop).batch;
+}
 
 int StreamWriter::queue(std::string&& data) {
   auto* w = new QueuedWrite{{}, std::move(data), this};
@@ -37,50 +143,100 @@ void StreamWriter::on_write(uv_write_t* req, int status) {
   writer->owner_->on_write_done(status);
 }
 
-int StreamWriter::write(const uv_buf_t* bufs, unsigned count) {
-  size_t total = 0;
-  for (unsigned i = 0; i < count; ++i) total += bufs[i].len;
-  if (total == 0) return 0;
-  size_t written = 0;
-  if (queued_ == 0) {
-    int n = uv_try_write(stream_, bufs, count);
-    if (n >= 0) {
-      written = static_cast<size_t>(n);
-    } else if (n != UV_EAGAIN) {
-      return n;
-    }
-    if (written == total) return 0;
-  }
-  // Copy the rest, skipping what the kernel took.
-  std::string rest;
-  rest.reserve(total - written);
-  size_t skip = written;
+void StreamWriter::gather(const uv_buf_t* bufs, unsigned count) {
+  if (!block_) block_ = batch_->take_block();
   for (unsigned i = 0; i < count; ++i) {
-    if (skip >= bufs[i].len) {
-      skip -= bufs[i].len;
-      continue;
-    }
-    rest.append(bufs[i].base + skip, bufs[i].len - skip);
-    skip = 0;
+    std::memcpy(block_ + gathered_, bufs[i].base, bufs[i].len);
+    gathered_ += bufs[i].len;
   }
-  return queue(std::move(rest));
+  if (!in_batch_) batch_->add(this);
+}
+
+void StreamWriter::drop_gathered() {
+  if (block_) {
+    batch_->give_block(block_);
+    block_ = nullptr;
+  }
+  gathered_ = 0;
+  if (in_batch_) batch_->remove(this);
+}
+
+int StreamWriter::send_now(const uv_buf_t* bufs, unsigned count, size_t total) {
+  std::array<uv_buf_t, kMaxGatherBufs + 1> all;
+  unsigned n = 0;
+  if (gathered_ > 0) all[n++] = uv_buf_init(block_, static_cast<unsigned>(gathered_));
+  for (unsigned i = 0; i < count; ++i) all[n++] = bufs[i];
+  const size_t sum = gathered_ + total;
+  size_t written = 0;
+  // uv_try_write refuses (EAGAIN) while earlier uv_writes are queued, so order is kept.
+  int rc = uv_try_write(stream_, all.data(), n);
+  if (rc >= 0) {
+    written = static_cast<size_t>(rc);
+  } else if (rc != UV_EAGAIN) {
+    drop_gathered();
+    return rc;
+  }
+  std::string rest;
+  if (written < sum) rest = concat_from(all.data(), n, written);
+  drop_gathered();
+  return rest.empty() ? 0 : queue(std::move(rest));
+}
+
+void StreamWriter::flush() {
+  if (gathered_ == 0) return;
+  if (uv_is_closing(reinterpret_cast<uv_handle_t*>(stream_))) {
+    drop_gathered();  // the connection is being torn down; its bytes have nowhere to go
+    return;
+  }
+  int rc = send_now(nullptr, 0, 0);
+  owner_->on_write_done(rc < 0 ? rc : 0);
+}
+
+void StreamWriter::flush_before_close() {
+  if (gathered_ > 0 && queued_ == 0 && !uv_is_closing(reinterpret_cast<uv_handle_t*>(stream_))) {
+    uv_buf_t buf = uv_buf_init(block_, static_cast<unsigned>(gathered_));
+    uv_try_write(stream_, &buf, 1);
+  }
+  drop_gathered();
+}
+
+int StreamWriter::write(const uv_buf_t* bufs, unsigned count) {
+  const size_t total = total_length(bufs, count);
+  if (total == 0) return 0;
+  // Invariant: bytes are gathered only while nothing is queued, so the queue is always behind.
+  if (queued_ > 0) return queue(concat_from(bufs, count, 0));
+  if (count <= kMaxGatherBufs && gathered_ + total <= WriteBatch::kBlockSize) {
+    gather(bufs, count);
+    return 0;
+  }
+  if (count > kMaxGatherBufs) {
+    std::string all = concat_from(bufs, count, 0);
+    uv_buf_t buf = uv_buf_init(all.data(), static_cast<unsigned>(all.size()));
+    return send_now(&buf, 1, all.size());
+  }
+  return send_now(bufs, count, total);
 }
 
 int StreamWriter::write_owned(std::string&& data) {
   if (data.empty()) return 0;
+  uv_buf_t buf = uv_buf_init(data.data(), static_cast<unsigned>(data.size()));
+  if (queued_ > 0) return queue(std::move(data));
+  if (gathered_ > 0 || data.size() <= WriteBatch::kBlockSize) {
+    int rc = write(&buf, 1);
+    data.clear();
+    return rc;
+  }
+  // Large and nothing gathered: straight to the socket, and the string itself is queued.
   size_t written = 0;
-  if (queued_ == 0) {
-    uv_buf_t buf = uv_buf_init(data.data(), static_cast<unsigned>(data.size()));
-    int n = uv_try_write(stream_, &buf, 1);
-    if (n >= 0) {
-      written = static_cast<size_t>(n);
-    } else if (n != UV_EAGAIN) {
-      return n;
-    }
-    if (written == data.size()) {
-      data.clear();
-      return 0;
-    }
+  int rc = uv_try_write(stream_, &buf, 1);
+  if (rc >= 0) {
+    written = static_cast<size_t>(rc);
+  } else if (rc != UV_EAGAIN) {
+    return rc;
+  }
+  if (written == data.size()) {
+    data.clear();
+    return 0;
   }
   if (written > 0) data.erase(0, written);
   return queue(std::move(data));

@@ -1,14 +1,55 @@
 #pragma once
 
-// Writes to a libuv stream: tries the socket first (uv_try_write), and only what the kernel did
-// not take is copied into a queued uv_write. queued() is what backpressure decisions read.
+// Writes to a libuv stream. Small writes made while the loop handles events are gathered per
+// stream and sent with one syscall when the loop has handled them all (WriteBatch), so a burst
+// of events costs each peer one write and one wake-up, not one per event. Large writes go to
+// the socket at once (uv_try_write); only what the kernel did not take is copied into a queued
+// uv_write. queued() counts both and is what backpressure decisions read.
 
 #include <uv.h>
 
 #include <cstddef>
+#include <memory>
 #include <string>
+#include <vector>
 
 namespace portico {
+
+class StreamWriter;
+
+// The writers of one loop that hold gathered bytes, and the handles that flush them: a check
+// handle (right after the loop polled for I/O, so everything one poll produced goes out
+// together) and a prepare handle (right before the loop blocks, for bytes written from timers
+// and close callbacks). They keep the loop alive only while some writer holds gathered bytes.
+// Gather blocks come from a small free list, so an idle connection holds no write buffer and a
+// busy one does not allocate per message.
+class WriteBatch {
+ public:
+  static constexpr size_t kBlockSize = 16 * 1024;
+
+  WriteBatch() = default;
+  WriteBatch(const WriteBatch&) = delete;
+  WriteBatch& operator=(const WriteBatch&) = delete;
+
+  // Starts the flush handles on `loop`; they are closed with the loop's other handles.
+  void start(uv_loop_t* loop);
+  void add(StreamWriter* writer);
+  void remove(StreamWriter* writer);
+  // Sends what every writer gathered; a write made while flushing is sent in the same pass.
+  void flush_all();
+
+  char* take_block();
+  void give_block(char* block);
+
+ private:
+  static void on_check(uv_check_t* handle);
+  static void on_prepare(uv_prepare_t* handle);
+
+  uv_check_t check_{};
+  uv_prepare_t prepare_{};
+  StreamWriter* head_ = nullptr;
+  std::vector<std::unique_ptr<char[]>> free_blocks_;
+};
 
 // One shared receive buffer per loop: every read callback consumes its bytes before returning,
 // so a single buffer serves all of the loop's connections (no per-connection read buffer).
@@ -16,6 +57,7 @@ struct LoopBuffers {
   static constexpr size_t kReadSize = 64 * 1024;
   char read[kReadSize];
   char plaintext[kReadSize];
+  WriteBatch batch;
 };
 LoopBuffers& loop_buffers(uv_loop_t* loop);  // loop->data must point at a LoopBuffers
 void alloc_from_loop_buffer(uv_handle_t* handle, size_t suggested, uv_buf_t* buf);
@@ -27,7 +69,8 @@ constexpr size_t kWriteLowWater = 64 * 1024;
 
 class StreamWriter {
  public:
-  // Notified when a queued write completes (status < 0: the write failed or was cancelled).
+  // Notified when queued or gathered bytes have been handed to the kernel (status 0) or could
+  // not be (status < 0: the write failed or was cancelled).
   class Owner {
    public:
     virtual void on_write_done(int status) = 0;
@@ -36,30 +79,51 @@ class StreamWriter {
     ~Owner() = default;
   };
 
-  void init(uv_stream_t* stream, Owner* owner) {
-    stream_ = stream;
-    owner_ = owner;
-  }
+  StreamWriter() = default;
+  StreamWriter(const StreamWriter&) = delete;
+  StreamWriter& operator=(const StreamWriter&) = delete;
+  ~StreamWriter();
 
-  // Writes the buffers in order. Returns 0, or a negative uv error when the socket is gone.
+  // The stream's loop must carry LoopBuffers in loop->data (its batch gathers the writes).
+  void init(uv_stream_t* stream, Owner* owner);
+
+  // Writes the buffers in order. Returns 0, or a negative uv error when the socket is gone;
+  // an error found while flushing gathered bytes is reported through Owner::on_write_done.
   int write(const uv_buf_t* bufs, unsigned count);
   int write(const char* data, size_t len) {
     uv_buf_t buf = uv_buf_init(const_cast<char*>(data), static_cast<unsigned>(len));
     return write(&buf, 1);
   }
-  // Writes `data`, taking its memory without a copy when it has to be queued.
+  // Writes `data`, taking its memory without a copy when it has to be queued. `data` is left
+  // empty (with its capacity, when the bytes were copied).
   int write_owned(std::string&& data);
 
-  size_t queued() const { return queued_; }
+  size_t queued() const { return queued_ + gathered_; }
+
+  // For the owner about to close the stream: offers the gathered bytes to the socket once (as
+  // a write made just before the close would have been) and drops what it does not take.
+  void flush_before_close();
 
  private:
+  friend class WriteBatch;
   struct QueuedWrite;
   static void on_write(uv_write_t* req, int status);
   int queue(std::string&& data);
+  // Tries the socket with the gathered bytes followed by `bufs`, and queues what it left.
+  int send_now(const uv_buf_t* bufs, unsigned count, size_t total);
+  void gather(const uv_buf_t* bufs, unsigned count);
+  void flush();
+  void drop_gathered();
 
   uv_stream_t* stream_ = nullptr;
   Owner* owner_ = nullptr;
+  WriteBatch* batch_ = nullptr;
   size_t queued_ = 0;
+  char* block_ = nullptr;  // gathered bytes, from batch_'s free list
+  size_t gathered_ = 0;
+  StreamWriter* batch_prev_ = nullptr;
+  StreamWriter* batch_next_ = nullptr;
+  bool in_batch_ = false;
 };
 
 }  // namespace portico

@@ -125,6 +125,7 @@ void UpstreamConnection::close() {
   closing_ = true;
   delegate_ = nullptr;
   if (pending_callbacks_ > 1) uv_cancel(reinterpret_cast<uv_req_t*>(&resolve_req_));
+  writer_.flush_before_close();
   uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), &UpstreamConnection::on_closed);
 }
 

@@ -16,6 +16,7 @@ constexpr auto kDrainTimeout = std::chrono::seconds(10);
 Worker::Worker(const Config& config, const AccessLog& access_log, const ConfigSnapshot& initial) {
   uv_loop_init(&loop_);
   loop_.data = &buffers_;
+  buffers_.batch.start(&loop_);
   ctx_ = std::make_unique<WorkerContext>(&loop_, config, access_log);
   apply_configuration(initial);
   uv_tcp_init(&loop_, &https_listener_);
