@@ -257,6 +257,7 @@ void ClientConnection::on_ciphertext(const char* data, size_t len) {
     TlsStream::Status status = tls_.read(plain, LoopBuffers::kReadSize, &n);
     if (status == TlsStream::Status::kOk) {
       on_plaintext(plain, n);
+      if (!tls_.has_buffered_input()) break;
       continue;
     }
     if (status == TlsStream::Status::kWantRead) break;

@@ -38,6 +38,10 @@ class TlsStream {
   // partial record internally, so after a call that returns kWantRead the input is used up.
   void set_input(const char* data, size_t len) { input_ = std::string_view(data, len); }
   size_t input_left() const { return input_.size(); }
+  // True while read() could still return plaintext without new input: ciphertext not yet
+  // consumed, or whole records OpenSSL holds. After a successful read() that leaves neither,
+  // the next read() can only say kWantRead, so callers skip it.
+  bool has_buffered_input() const { return !input_.empty() || SSL_has_pending(ssl_.get()) == 1; }
 
   Status handshake();
   bool handshake_done() const { return SSL_is_init_finished(ssl_.get()) == 1; }
