@@ -139,7 +139,8 @@ void check_hosts(const RouteTable& table, const std::vector<CertificateNames>& c
   }
 }
 
-void run_probes(const RouteTable& table, const Config& config, FILE* out, Tally* tally) {
+void run_probes(const ConfigSnapshot& snapshot, const Config& config, FILE* out, Tally* tally) {
+  const RouteTable& table = *snapshot.routes;
   struct Task {
     std::string route;
     std::string backend;
@@ -153,6 +154,10 @@ void run_probes(const RouteTable& table, const Config& config, FILE* out, Tally*
       task.route = route.host + route.prefix;
       task.backend = backend.scheme + "://" + backend.authority();
       task.request.backend = backend;
+      if (backend.scheme == "https") {
+        task.request.tls =
+            snapshot.upstream_tls[static_cast<size_t>(&route - table.routes().data())].get();
+      }
       task.request.host_header = probe_host_for(route.host);
       task.request.path = route.prefix;
       task.request.websocket = route.options.upgrade == UpgradePolicy::kOnly;
@@ -224,7 +229,7 @@ int run_check(const Config& config, FILE* out, FILE* err) {
     names.push_back(certificate_names(leaf.get()));
   }
   check_hosts(table, names, out, &tally);
-  if (config.probe) run_probes(table, config, out, &tally);
+  if (config.probe) run_probes(*loaded.snapshot, config, out, &tally);
 
   std::fprintf(out, "portico: check %s routes=%zu failures=%d warnings=%d\n",
                tally.failures == 0 ? "passed" : "failed", table.routes().size(), tally.failures,

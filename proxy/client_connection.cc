@@ -159,7 +159,7 @@ void ClientConnection::update_reading() {
       want = true;
       break;
     case Phase::kTunnel:
-      want = !(upstream_ && upstream_->writer().queued() > kWriteHighWater);
+      want = !(upstream_ && upstream_->queued() > kWriteHighWater);
       break;
     case Phase::kIdle:
     case Phase::kHead:
@@ -169,7 +169,7 @@ void ClientConnection::update_reading() {
       // every request costs two epoll_ctl calls); what arrives meanwhile is kept, up to one
       // read's worth, in pending_input_.
       want = !client_eof_ && pending_input_.size() < LoopBuffers::kReadSize &&
-             !(upstream_ && upstream_->writer().queued() > kWriteHighWater) &&
+             !(upstream_ && upstream_->queued() > kWriteHighWater) &&
              writer_.queued() <= kWriteHighWater;
       break;
     case Phase::kClosed:
@@ -494,10 +494,15 @@ void ClientConnection::connect_upstream() {
     }
   }
   const BackendAddress& backend = route_->backends[backend_index_];
-  upstream_key_ = backend.authority();
+  SSL_CTX* tls = backend.scheme == "https" ? routing_->upstream_tls_for(*route_) : nullptr;
+  upstream_key_ = tls ? str_cat("https://", backend.authority()) : backend.authority();
+  // Pooled connections are reused only under the same trust: the client context (its CA
+  // bundle, this configuration's) is part of the pool key for TLS backends.
+  std::string pool_key = upstream_key_;
+  if (tls) pool_key += str_cat("#", reinterpret_cast<uintptr_t>(tls));
   selector.connection_opened(backend_index_);
   if (!retried_) {
-    if (UpstreamConnection* idle = ctx_.pool.take_idle(upstream_key_)) {
+    if (UpstreamConnection* idle = ctx_.pool.take_idle(pool_key)) {
       upstream_ = idle;
       upstream_->set_delegate(this);
       on_upstream_ready();
@@ -506,16 +511,23 @@ void ClientConnection::connect_upstream() {
   }
   phase_ = Phase::kConnecting;
   arm_timer(route_->options.connect_timeout);
-  upstream_ = ctx_.pool.create(upstream_key_);
+  upstream_ = ctx_.pool.create(std::move(pool_key));
   upstream_->set_delegate(this);
-  upstream_->start(backend);
+  upstream_->start(backend, tls);
 }
 
-void ClientConnection::on_upstream_connected(UpstreamConnection&, int status) {
+void ClientConnection::on_upstream_connected(UpstreamConnection& conn, int status) {
   if (status < 0) {
     routing_->selector_for(*route_).mark_down(backend_index_, std::chrono::steady_clock::now());
-    log_warn("upstream", "connect failed backend=", upstream_key_, " error=", uv_err_name(status));
-    ctx_.metrics.count_backend_error(upstream_key_, BackendErrorKind::kConnect);
+    if (!conn.tls_failure().empty()) {
+      log_warn("upstream", "tls handshake failed backend=", upstream_key_, " reason=\"",
+               conn.tls_failure(), "\"");
+      ctx_.metrics.count_backend_error(upstream_key_, BackendErrorKind::kTls);
+    } else {
+      log_warn("upstream", "connect failed backend=", upstream_key_,
+               " error=", uv_err_name(status));
+      ctx_.metrics.count_backend_error(upstream_key_, BackendErrorKind::kConnect);
+    }
     drop_upstream(false);
     // Nothing was sent: trying another backend of the route is safe for any method.
     connect_upstream();
@@ -533,7 +545,7 @@ void ClientConnection::on_upstream_ready() {
   response_.clear();
   upstream_->count_request();
   upstream_->read_start();
-  if (upstream_->writer().write(upstream_head_.data(), upstream_head_.size()) != 0) {
+  if (upstream_->write(upstream_head_.data(), upstream_head_.size()) != 0) {
     ctx_.metrics.count_backend_error(upstream_key_, BackendErrorKind::kClosed);
     upstream_failed("write to backend failed");
     return;
@@ -560,9 +572,9 @@ void ClientConnection::send_request_body(const char* data, size_t len) {
     uv_buf_t bufs[3] = {uv_buf_init(size_line, static_cast<unsigned>(n)),
                         uv_buf_init(const_cast<char*>(data), static_cast<unsigned>(len)),
                         uv_buf_init(const_cast<char*>("\r\n"), 2)};
-    upstream_->writer().write(bufs, 3);
+    upstream_->write(bufs, 3);
   } else {
-    upstream_->writer().write(data, len);
+    upstream_->write(data, len);
   }
 }
 
@@ -1001,7 +1013,7 @@ int ClientConnection::on_request_message_complete(llhttp_t* p) {
   ClientConnection* c = from_parser(p);
   c->request_complete_ = true;
   if (c->request_framing_ == BodyFraming::kChunked && c->upstream_) {
-    c->upstream_->writer().write("0\r\n\r\n", 5);
+    c->upstream_->write("0\r\n\r\n", 5);
   }
   c->pause_reason_ = PauseReason::kMessageComplete;
   // An upgrade request makes llhttp pause by itself (HPE_PAUSED_UPGRADE).

@@ -83,7 +83,7 @@ void ClientConnection::tunnel_from_client(const char* data, size_t len) {
   size_t ok = t.from_client.feed(reinterpret_cast<const uint8_t*>(data), len);
   // Once portico has sent its own Close to the backend, the client's frames (its Close reply)
   // end here.
-  if (ok > 0 && upstream_ && t.close_to_backend == 0) upstream_->writer().write(data, ok);
+  if (ok > 0 && upstream_ && t.close_to_backend == 0) upstream_->write(data, ok);
   if (t.from_client.violation() != WsViolation::kNone) {
     log_info("websocket",
              "client broke the protocol violation=", ws_violation_name(t.from_client.violation()),
@@ -148,7 +148,7 @@ void ClientConnection::tunnel_send_close(uint16_t to_client, uint16_t to_backend
     if (t.from_client.at_frame_boundary() && !t.from_client.saw_close()) {
       // Frames towards a server must be masked: portico is the client on that side.
       size_t n = ws_build_close_frame(frame, to_backend, "", /*mask=*/true, random_mask());
-      upstream_->writer().write(reinterpret_cast<const char*>(frame), n);
+      upstream_->write(reinterpret_cast<const char*>(frame), n);
     }
     t.close_to_backend = to_backend;
   }

@@ -5,9 +5,11 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "tls/tls_context.h"
+#include "tls/upstream_tls.h"
 
 namespace portico {
 namespace {
@@ -91,6 +93,46 @@ ConfigInputs read_config_inputs(const Config& config) {
   return inputs;
 }
 
+namespace {
+
+// One client context per distinct CA bundle among the routes with https:// backends (null for
+// the other routes). A relative ca= path is taken from the route file's directory, so a route
+// file and its CA can move together.
+std::vector<std::shared_ptr<SSL_CTX>> upstream_tls_contexts(const std::string& routes_path,
+                                                            const RouteTable& table,
+                                                            std::vector<std::string>* errors) {
+  std::vector<std::shared_ptr<SSL_CTX>> contexts;
+  std::map<std::string, std::shared_ptr<SSL_CTX>> by_ca;
+  const std::filesystem::path routes_dir = std::filesystem::path(routes_path).parent_path();
+  for (const Route& route : table.routes()) {
+    const bool https = std::any_of(route.backends.begin(), route.backends.end(),
+                                   [](const BackendAddress& b) { return b.scheme == "https"; });
+    if (!https) {
+      contexts.emplace_back();
+      continue;
+    }
+    std::string ca = route.options.ca_file;
+    if (!ca.empty() && std::filesystem::path(ca).is_relative()) ca = (routes_dir / ca).string();
+    auto found = by_ca.find(ca);
+    if (found == by_ca.end()) {
+      std::string error;
+      SslCtxPtr ctx = make_upstream_tls_context(ca, &error);
+      if (!ctx) {
+        errors->push_back(routes_path + ":" + std::to_string(route.line) + ": " +
+                          (ca.empty() ? std::string("system CA certificates") : "ca " + ca) + ": " +
+                          error);
+        contexts.emplace_back();
+        continue;
+      }
+      found = by_ca.emplace(ca, std::shared_ptr<SSL_CTX>(ctx.release(), SSL_CTX_free)).first;
+    }
+    contexts.push_back(found->second);
+  }
+  return contexts;
+}
+
+}  // namespace
+
 ConfigLoadResult build_config_snapshot(const Config& config, const ConfigInputs& inputs,
                                        const ConfigSnapshot* current) {
   ConfigLoadResult result;
@@ -101,17 +143,8 @@ ConfigLoadResult build_config_snapshot(const Config& config, const ConfigInputs&
   RouteParseResult routes = RouteTable::parse(inputs.routes_text, config.routes_path);
   for (const RouteError& e : routes.errors) result.errors.push_back(e.to_string());
   if (routes.table) {
-    // The route file can name https:// backends, but this version does not re-encrypt to them
-    // yet: refuse rather than send their traffic in the clear.
-    for (const Route& route : routes.table->routes()) {
-      for (const BackendAddress& backend : route.backends) {
-        if (backend.scheme != "https") continue;
-        result.errors.push_back(config.routes_path + ":" + std::to_string(route.line) +
-                                ": https:// backend " + backend.authority() +
-                                " needs TLS to the backend, which this version does not do yet; "
-                                "use http://");
-      }
-    }
+    snapshot->upstream_tls =
+        upstream_tls_contexts(config.routes_path, *routes.table, &result.errors);
     if (!result.errors.empty()) routes.table = nullptr;
   }
   snapshot->routes = routes.table;

@@ -33,7 +33,10 @@ struct ConfigInputs {
 // Immutable once built; shared by every worker and by the requests that started under it.
 struct ConfigSnapshot {
   std::shared_ptr<const RouteTable> routes;
-  std::shared_ptr<SSL_CTX> ssl_ctx;           // SSL objects keep their own reference (SSL_new)
+  std::shared_ptr<SSL_CTX> ssl_ctx;  // SSL objects keep their own reference (SSL_new)
+  // Per route (same index as routes->routes()): the client context for its https:// backends,
+  // null for routes without any. Routes with the same CA bundle share one.
+  std::vector<std::shared_ptr<SSL_CTX>> upstream_tls;
   std::string certificate_bytes;              // what ssl_ctx was built from
   std::vector<CertificateInfo> certificates;  // what ssl_ctx holds, for --check and the log
   std::vector<std::string> warnings;          // e.g. an expired certificate (without --strict)

@@ -40,6 +40,8 @@ const char* backend_error_kind_name(BackendErrorKind kind) {
   switch (kind) {
     case BackendErrorKind::kConnect:
       return "connect";
+    case BackendErrorKind::kTls:
+      return "tls";
     case BackendErrorKind::kTimeout:
       return "timeout";
     case BackendErrorKind::kInvalidResponse:

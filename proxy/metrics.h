@@ -16,7 +16,7 @@
 
 namespace portico {
 
-enum class BackendErrorKind { kConnect, kTimeout, kInvalidResponse, kClosed };
+enum class BackendErrorKind { kConnect, kTls, kTimeout, kInvalidResponse, kClosed };
 const char* backend_error_kind_name(BackendErrorKind kind);
 
 struct Metrics {

@@ -5,6 +5,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <poll.h>
@@ -17,6 +18,7 @@
 #include <vector>
 
 #include "proxy/ws_frames.h"
+#include "tls/upstream_tls.h"
 
 namespace portico {
 namespace {
@@ -109,13 +111,87 @@ Socket connect_to(const BackendAddress& backend, Clock::time_point deadline, std
   return Socket();
 }
 
-bool send_all(int fd, std::string_view data, Clock::time_point deadline, std::string* error) {
+// A connected socket, optionally with TLS over it; send() and recv() return what send(2) and
+// recv(2) would (-1 with errno EAGAIN when the socket must become ready first), and *events
+// says which readiness to wait for.
+class Channel {
+ public:
+  Channel(Socket sock, SSL* ssl) : sock_(std::move(sock)), ssl_(ssl) {}
+  ~Channel() {
+    if (ssl_) SSL_free(ssl_);
+  }
+  Channel(const Channel&) = delete;
+  Channel& operator=(const Channel&) = delete;
+  int fd() const { return sock_.fd(); }
+
+  ssize_t send(std::string_view data, short* events) {
+    *events = POLLOUT;
+    if (!ssl_) return ::send(sock_.fd(), data.data(), data.size(), MSG_NOSIGNAL);
+    size_t n = 0;
+    if (SSL_write_ex(ssl_, data.data(), data.size(), &n) == 1) return static_cast<ssize_t>(n);
+    return tls_failure(-1, events);
+  }
+  ssize_t recv(char* buf, size_t cap, short* events) {
+    *events = POLLIN;
+    if (!ssl_) return ::recv(sock_.fd(), buf, cap, 0);
+    size_t n = 0;
+    if (SSL_read_ex(ssl_, buf, cap, &n) == 1) return static_cast<ssize_t>(n);
+    return tls_failure(-1, events);
+  }
+  // The TLS handshake, within the deadline; false with *error set when it fails.
+  bool handshake(Clock::time_point deadline, std::string* error) {
+    for (;;) {
+      ERR_clear_error();
+      int rc = SSL_connect(ssl_);
+      if (rc == 1) return true;
+      short events = 0;
+      if (tls_failure(rc, &events) == -1 && errno == EAGAIN) {
+        if (!wait_fd(sock_.fd(), events, deadline, error)) {
+          *error = "tls handshake: " + *error;
+          return false;
+        }
+        continue;
+      }
+      std::string why = upstream_verify_failure(ssl_);
+      *error = "tls handshake: " + (why.empty() ? openssl_error_text() : why);
+      return false;
+    }
+  }
+
+ private:
+  // Maps an SSL failure onto errno: EAGAIN (wait for *events), 0 for close_notify (returns 0),
+  // EPROTO otherwise.
+  ssize_t tls_failure(int rc, short* events) {
+    switch (SSL_get_error(ssl_, rc)) {
+      case SSL_ERROR_WANT_READ:
+        *events = POLLIN;
+        errno = EAGAIN;
+        return -1;
+      case SSL_ERROR_WANT_WRITE:
+        *events = POLLOUT;
+        errno = EAGAIN;
+        return -1;
+      case SSL_ERROR_ZERO_RETURN:
+        return 0;
+      default:
+        errno = EPROTO;
+        return -1;
+    }
+  }
+
+  Socket sock_;
+  SSL* ssl_;
+};
+
+bool send_all(Channel& channel, std::string_view data, Clock::time_point deadline,
+              std::string* error) {
   while (!data.empty()) {
-    ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
+    short events = 0;
+    ssize_t n = channel.send(data, &events);
     if (n > 0) {
       data.remove_prefix(static_cast<size_t>(n));
     } else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-      if (!wait_fd(fd, POLLOUT, deadline, error)) return false;
+      if (!wait_fd(channel.fd(), events, deadline, error)) return false;
     } else {
       *error = std::string("send: ") + std::strerror(errno);
       return false;
@@ -161,7 +237,8 @@ int on_headers_complete(llhttp_t* p) {
 }
 
 // Reads until a complete, well-formed response head arrived.
-bool read_head(int fd, ResponseHead* head, Clock::time_point deadline, std::string* error) {
+bool read_head(Channel& channel, ResponseHead* head, Clock::time_point deadline,
+               std::string* error) {
   llhttp_settings_t settings;
   llhttp_settings_init(&settings);
   settings.on_header_field = on_field;
@@ -174,9 +251,10 @@ bool read_head(int fd, ResponseHead* head, Clock::time_point deadline, std::stri
   size_t total = 0;
   char buf[4096];
   while (!head->complete) {
-    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    short events = 0;
+    ssize_t n = channel.recv(buf, sizeof buf, &events);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-      if (!wait_fd(fd, POLLIN, deadline, error)) {
+      if (!wait_fd(channel.fd(), events, deadline, error)) {
         *error = total == 0 ? "no response: " + *error : "incomplete response head: " + *error;
         return false;
       }
@@ -241,13 +319,28 @@ ProbeResult probe_backend(const ProbeRequest& request) {
   ProbeResult result;
   const auto start = Clock::now();
   const auto deadline = start + request.timeout;
-  if (request.backend.scheme != "http") {
-    result.detail = "only http:// backends are proxied by this version";
+  if (request.backend.scheme == "https" && !request.tls) {
+    result.detail = "no TLS context for an https:// backend";
     return result;
   }
   std::string error;
   Socket sock = connect_to(request.backend, deadline, &error);
   if (sock.fd() < 0) {
+    result.detail = error;
+    return result;
+  }
+  SSL* ssl = nullptr;
+  if (request.backend.scheme == "https") {
+    ssl = SSL_new(request.tls);
+    if (!ssl || !configure_upstream_ssl(ssl, request.backend.host, request.backend.host_is_ip) ||
+        SSL_set_fd(ssl, sock.fd()) != 1) {
+      if (ssl) SSL_free(ssl);
+      result.detail = "tls: " + openssl_error_text();
+      return result;
+    }
+  }
+  Channel channel(std::move(sock), ssl);
+  if (ssl && !channel.handshake(deadline, &error)) {
     result.detail = error;
     return result;
   }
@@ -264,8 +357,8 @@ ProbeResult probe_backend(const ProbeRequest& request) {
     head += "Connection: close\r\n\r\n";
   }
   ResponseHead response;
-  if (!send_all(sock.fd(), head, deadline, &error) ||
-      !read_head(sock.fd(), &response, deadline, &error)) {
+  if (!send_all(channel, head, deadline, &error) ||
+      !read_head(channel, &response, deadline, &error)) {
     result.detail = error;
     return result;
   }
@@ -298,7 +391,7 @@ ProbeResult probe_backend(const ProbeRequest& request) {
   std::string frame = {'\x88', '\x82'};
   frame.append(reinterpret_cast<char*>(mask), 4);
   for (int i = 0; i < 2; ++i) frame.push_back(static_cast<char>(code[i] ^ mask[i]));
-  send_all(sock.fd(), frame, deadline, &error);
+  send_all(channel, frame, deadline, &error);
   result.pass = true;
   result.detail = "status=101 websocket accepted" + timing;
   return result;

@@ -7,6 +7,8 @@
 // that serves nothing, so an event loop would buy nothing but code. Name resolution
 // (getaddrinfo) cannot be given a deadline; the resolver's own timeouts bound it.
 
+#include <openssl/ssl.h>
+
 #include <chrono>
 #include <string>
 
@@ -16,6 +18,7 @@ namespace portico {
 
 struct ProbeRequest {
   BackendAddress backend;
+  SSL_CTX* tls = nullptr;   // https:// backends: the route's client context (upstream_tls.h)
   std::string host_header;  // the route host, or "localhost" for host-less routes
   std::string path;         // the route prefix
   bool websocket = false;   // upgrade=only routes: an opening handshake instead of a GET
@@ -27,7 +30,9 @@ struct ProbeResult {
   std::string detail;  // one line: "status=200 ..." or what went wrong
 };
 
-// PASS: any well-formed HTTP response head; for `websocket`, a 101 with "Upgrade: websocket" and
+// An https:// backend must first pass the TLS handshake with the checks the proxy makes (the
+// certificate chains to the route's CA and is valid for the host). PASS: any well-formed HTTP
+// response head; for `websocket`, a 101 with "Upgrade: websocket" and
 // the Sec-WebSocket-Accept that matches the key sent (RFC 6455 section 4.1), after which the
 // probe closes with a Close frame (1001).
 ProbeResult probe_backend(const ProbeRequest& request);

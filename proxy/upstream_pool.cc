@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "proxy/log.h"
+#include "tls/upstream_tls.h"
 
 namespace portico {
 
@@ -14,7 +15,15 @@ UpstreamConnection::UpstreamConnection(uv_loop_t* loop, std::string key) : key_(
   writer_.init(reinterpret_cast<uv_stream_t*>(&tcp_), this);
 }
 
-void UpstreamConnection::start(const BackendAddress& address) {
+void UpstreamConnection::start(const BackendAddress& address, SSL_CTX* tls) {
+  if (tls) {
+    tls_ = std::make_unique<TlsStream>(tls, /*server=*/false);
+    if (!configure_upstream_ssl(tls_->ssl(), address.host, address.host_is_ip)) {
+      tls_failure_ = "cannot set the backend name for verification";
+      fail(UV_EINVAL);
+      return;
+    }
+  }
   if (address.host_is_ip) {
     sockaddr_storage addr{};
     int rc = address.host.find(':') != std::string::npos
@@ -81,7 +90,83 @@ void UpstreamConnection::connect_to(const sockaddr* addr) {
 void UpstreamConnection::on_connected(uv_connect_t* req, int status) {
   auto* conn = static_cast<UpstreamConnection*>(req->data);
   if (conn->closing_ || status == UV_ECANCELED) return;
+  if (status == 0 && conn->tls_) {
+    // The ClientHello; the delegate hears of the connection when the handshake is done.
+    TlsStream::Status handshake = conn->tls_->handshake();
+    if (!conn->send_tls_output()) return;
+    if (handshake == TlsStream::Status::kError) {
+      conn->tls_failed();
+      return;
+    }
+    conn->read_start();
+    return;
+  }
   if (conn->delegate_) conn->delegate_->on_upstream_connected(*conn, status);
+}
+
+// Ciphertext from a TLS backend: the handshake first, then records decrypted into the loop's
+// plaintext buffer and handed on. Records that carry no data (session tickets, key updates)
+// hand on nothing, so an idle pooled connection survives them.
+void UpstreamConnection::on_ciphertext(const char* data, size_t len) {
+  tls_->set_input(data, len);
+  if (!tls_->handshake_done()) {
+    TlsStream::Status status = tls_->handshake();
+    if (!send_tls_output()) return;
+    if (status == TlsStream::Status::kError) {
+      tls_failed();
+      return;
+    }
+    if (status != TlsStream::Status::kOk) return;
+    if (delegate_) delegate_->on_upstream_connected(*this, 0);
+    if (closing_) return;
+  }
+  char* plain = loop_buffers(tcp_.loop).plaintext;
+  for (;;) {
+    size_t n = 0;
+    TlsStream::Status status = tls_->read(plain, LoopBuffers::kReadSize, &n);
+    if (status == TlsStream::Status::kOk) {
+      if (delegate_) delegate_->on_upstream_data(*this, plain, n);
+      if (closing_) return;
+      if (!tls_->has_buffered_input()) break;
+      continue;
+    }
+    if (status == TlsStream::Status::kWantRead) break;
+    // close_notify reads as the end of the stream; a broken record as a failed connection.
+    read_stop();
+    if (delegate_) {
+      delegate_->on_upstream_closed(*this,
+                                    status == TlsStream::Status::kClosed ? UV_EOF : UV_EPROTO);
+    }
+    return;
+  }
+  send_tls_output();  // what reading produced (a key update answer)
+}
+
+bool UpstreamConnection::send_tls_output() {
+  if (tls_->output().empty()) return true;
+  int rc = writer_.write_owned(std::move(tls_->output()));
+  tls_->output().clear();
+  if (rc == 0) return true;
+  read_stop();
+  if (delegate_) delegate_->on_upstream_closed(*this, rc);
+  return false;
+}
+
+void UpstreamConnection::tls_failed() {
+  tls_failure_ = upstream_verify_failure(tls_->ssl());
+  if (tls_failure_.empty()) tls_failure_ = tls_->error_reason();
+  read_stop();
+  if (delegate_) delegate_->on_upstream_connected(*this, UV_EPROTO);
+}
+
+int UpstreamConnection::write(const uv_buf_t* bufs, unsigned count) {
+  if (!tls_) return writer_.write(bufs, count);
+  for (unsigned i = 0; i < count; ++i) {
+    if (tls_->write(bufs[i].base, bufs[i].len) != TlsStream::Status::kOk) return UV_EPROTO;
+  }
+  int rc = writer_.write_owned(std::move(tls_->output()));
+  tls_->output().clear();
+  return rc;
 }
 
 void UpstreamConnection::fail(int status) {
@@ -104,7 +189,11 @@ void UpstreamConnection::on_read(uv_stream_t* stream, ssize_t nread, const uv_bu
   auto* conn = static_cast<UpstreamConnection*>(stream->data);
   if (conn->closing_) return;
   if (nread > 0) {
-    if (conn->delegate_) conn->delegate_->on_upstream_data(*conn, buf->base, nread);
+    if (conn->tls_) {
+      conn->on_ciphertext(buf->base, static_cast<size_t>(nread));
+    } else if (conn->delegate_) {
+      conn->delegate_->on_upstream_data(*conn, buf->base, static_cast<size_t>(nread));
+    }
   } else if (nread < 0) {
     conn->read_stop();
     if (conn->delegate_) conn->delegate_->on_upstream_closed(*conn, static_cast<int>(nread));
@@ -125,6 +214,10 @@ void UpstreamConnection::close() {
   closing_ = true;
   delegate_ = nullptr;
   if (pending_callbacks_ > 1) uv_cancel(reinterpret_cast<uv_req_t*>(&resolve_req_));
+  if (tls_ && tls_->handshake_done()) {
+    tls_->shutdown();  // close_notify: the backend can tell our close from a cut connection
+    writer_.write_owned(std::move(tls_->output()));
+  }
   writer_.flush_before_close();
   uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), &UpstreamConnection::on_closed);
 }
@@ -166,7 +259,7 @@ UpstreamConnection* UpstreamPool::create(std::string key) {
 
 void UpstreamPool::release(UpstreamConnection* conn) {
   auto& list = idle_[conn->key()];
-  if (closed_ || list.size() >= max_idle_per_backend_ || conn->writer().queued() != 0) {
+  if (closed_ || list.size() >= max_idle_per_backend_ || conn->queued() != 0) {
     conn->close();
     return;
   }

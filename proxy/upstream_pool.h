@@ -1,18 +1,21 @@
 #pragma once
 
-// Connections to backends: connecting (with asynchronous name resolution), and a per-worker
-// pool of idle keep-alive connections keyed by backend authority, reused across clients.
+// Connections to backends: connecting (with asynchronous name resolution), TLS to https://
+// backends, and a per-worker pool of idle keep-alive connections keyed by backend, reused
+// across clients.
 
 #include <uv.h>
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "proxy/stream_writer.h"
 #include "routing/route_table.h"
+#include "tls/tls_stream.h"
 
 namespace portico {
 
@@ -37,9 +40,18 @@ class UpstreamConnection final : private StreamWriter::Owner {
   UpstreamConnection& operator=(const UpstreamConnection&) = delete;
 
   void set_delegate(Delegate* delegate) { delegate_ = delegate; }
-  // Resolves (when the host is a name) and connects.
-  void start(const BackendAddress& address);
-  StreamWriter& writer() { return writer_; }
+  // Resolves (when the host is a name) and connects. With `tls` (https:// backends) the
+  // connection then does a TLS handshake, verifying the backend's certificate for the host;
+  // on_upstream_connected comes after it, and data in and out is plaintext from then on.
+  void start(const BackendAddress& address, SSL_CTX* tls = nullptr);
+  // Sends plaintext (encrypted first on a TLS connection). 0, or a negative uv error.
+  int write(const uv_buf_t* bufs, unsigned count);
+  int write(const char* data, size_t len) {
+    uv_buf_t buf = uv_buf_init(const_cast<char*>(data), static_cast<unsigned>(len));
+    return write(&buf, 1);
+  }
+  // Bytes accepted by write() and not yet handed to the kernel: what backpressure reads.
+  size_t queued() const { return writer_.queued(); }
   void read_start();
   void read_stop();
   bool reading() const { return reading_; }
@@ -50,6 +62,9 @@ class UpstreamConnection final : private StreamWriter::Owner {
   bool reused() const { return requests_ > 0; }
   void count_request() { ++requests_; }
   uv_tcp_t* tcp() { return &tcp_; }
+  // Why the TLS handshake with the backend failed (the certificate check's reason when that
+  // was it); "" when it did not.
+  const std::string& tls_failure() const { return tls_failure_; }
 
  private:
   friend class UpstreamPool;
@@ -57,6 +72,9 @@ class UpstreamConnection final : private StreamWriter::Owner {
   ~UpstreamConnection() = default;
 
   void connect_to(const sockaddr* addr);
+  void on_ciphertext(const char* data, size_t len);
+  bool send_tls_output();
+  void tls_failed();
   void fail(int status);
   void release_callback();
   void on_write_done(int status) override;
@@ -70,6 +88,8 @@ class UpstreamConnection final : private StreamWriter::Owner {
   uv_connect_t connect_req_;
   uv_getaddrinfo_t resolve_req_;
   StreamWriter writer_;
+  std::unique_ptr<TlsStream> tls_;  // https:// backends only
+  std::string tls_failure_;
   Delegate* delegate_ = nullptr;
   std::string key_;
   uint64_t requests_ = 0;

@@ -172,7 +172,7 @@ void Worker::watch_configuration(std::shared_ptr<const ConfigSnapshot> initial,
 }
 
 void Worker::apply_configuration(const ConfigSnapshot& snapshot) {
-  ctx_->set_routes(snapshot.routes);
+  ctx_->set_routes(snapshot.routes, snapshot.upstream_tls);
   ctx_->ssl_ctx = snapshot.ssl_ctx;
 }
 

@@ -23,16 +23,24 @@ class ClientConnection;
 // A route table with this worker's balancing state for it. Requests hold the RoutingState they
 // started with, so a reload never pulls a table (or its selectors) from under them.
 struct RoutingState {
-  explicit RoutingState(std::shared_ptr<const RouteTable> t) : table(std::move(t)) {
+  RoutingState(std::shared_ptr<const RouteTable> t, std::vector<std::shared_ptr<SSL_CTX>> tls)
+      : table(std::move(t)), upstream_tls(std::move(tls)) {
     for (const Route& route : table->routes()) {
       selectors.emplace_back(route.options.balance, route.backends.size());
     }
+    upstream_tls.resize(table->routes().size());
   }
-  BackendSelector& selector_for(const Route& route) {
-    return selectors[static_cast<size_t>(&route - table->routes().data())];
+  size_t index_of(const Route& route) const {
+    return static_cast<size_t>(&route - table->routes().data());
+  }
+  BackendSelector& selector_for(const Route& route) { return selectors[index_of(route)]; }
+  // The client TLS context for the route's https:// backends (null when it has none).
+  SSL_CTX* upstream_tls_for(const Route& route) const {
+    return upstream_tls[index_of(route)].get();
   }
   std::shared_ptr<const RouteTable> table;
-  std::vector<BackendSelector> selectors;  // one per route
+  std::vector<BackendSelector> selectors;              // one per route
+  std::vector<std::shared_ptr<SSL_CTX>> upstream_tls;  // one per route (ConfigSnapshot's)
 };
 
 struct WorkerContext {
@@ -44,8 +52,9 @@ struct WorkerContext {
         response_headers(site_response_headers(config)) {}
 
   // Installs a new route table: requests already running keep the one they started with.
-  void set_routes(std::shared_ptr<const RouteTable> table) {
-    routing = std::make_shared<RoutingState>(std::move(table));
+  void set_routes(std::shared_ptr<const RouteTable> table,
+                  std::vector<std::shared_ptr<SSL_CTX>> upstream_tls) {
+    routing = std::make_shared<RoutingState>(std::move(table), std::move(upstream_tls));
   }
 
   uv_loop_t* loop;

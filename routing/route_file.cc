@@ -17,6 +17,7 @@
 //            / "origins=" ( "-" / origin *( "," origin ) )    ; "-" = none (what describe() prints)
 //            / "upgrade=" ( "allow" / "only" / "never" )
 //            / "balance=" ( "round_robin" / "least_conn" / "ip_hash" / "cookie" )
+//            / "ca=" path        ; PEM CA bundle for the route's https:// backends
 //   origin   = "*" / [ ( "http" / "https" ) "://" ] host-or-ip [ ":" port ]
 //   duration = 1*DIGIT ( "ms" / "s" / "m" / "h" )  ; > 0 and <= 24h
 //   size     = 1*DIGIT [ "k" / "m" / "g" ]         ; binary units, any case
@@ -291,9 +292,9 @@ struct Field {
   int column = 0;
 };
 
-constexpr std::array<std::string_view, 9> kOptionKeys = {
+constexpr std::array<std::string_view, 10> kOptionKeys = {
     "strip_prefix",   "connect_timeout", "read_timeout", "ws_idle", "max_body",
-    "max_ws_message", "origins",         "upgrade",      "balance"};
+    "max_ws_message", "origins",         "upgrade",      "balance", "ca"};
 
 std::string valid_option_list() {
   std::string out;
@@ -469,6 +470,14 @@ void parse_route_fields(const std::vector<Field>& fields, Route& route, ErrorFn&
         o.balance = BalancePolicy::kCookie;
       } else {
         error(f.column, bad + "must be round_robin, least_conn, ip_hash or cookie");
+      }
+    } else if (key == "ca") {
+      // Read (and checked) when the configuration is loaded; here only where it may appear.
+      if (std::none_of(route.backends.begin(), route.backends.end(),
+                       [](const BackendAddress& b) { return b.scheme == "https"; })) {
+        error(f.column, "ca= applies to https:// backends, and this route has none");
+      } else {
+        o.ca_file = std::string(value);
       }
     }
   }

@@ -230,6 +230,10 @@ std::string RouteTable::describe() const {
     out += upgrade_name(o.upgrade);
     out += " balance=";
     out += balance_name(o.balance);
+    if (!o.ca_file.empty()) {
+      out += " ca=";
+      out += o.ca_file;
+    }
     out += '\n';
   }
   return out;

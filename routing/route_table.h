@@ -14,7 +14,7 @@
 
 namespace portico {
 
-// A backend URL from the route file: http://host:port (https:// parsed for later use).
+// A backend URL from the route file: http://host:port, or https://host:port (TLS to the backend).
 struct BackendAddress {
   std::string scheme;  // "http" or "https"
   std::string host;    // IPv6 without brackets; a name is resolved asynchronously at connect time
@@ -38,6 +38,9 @@ struct RouteOptions {
   std::vector<std::string> origins;               // extra allowed WebSocket origins; "*" = any
   UpgradePolicy upgrade = UpgradePolicy::kAllow;
   BalancePolicy balance = BalancePolicy::kRoundRobin;
+  // CA bundle (PEM) that the route's https:// backends must chain to; "" = the system CAs.
+  // As written in the route file: a relative path is relative to the route file's directory.
+  std::string ca_file;
 };
 
 struct Route {

@@ -15,15 +15,6 @@
 #include "tls/ticket_keys.h"
 
 namespace portico {
-namespace {
-
-// TLS 1.2 sessions kept in the server-side cache (clients without ticket support), and how
-// long a session may be resumed: as long as a ticket key lives at most.
-constexpr long kSessionCacheSize = 20'000;
-constexpr long kSessionTimeoutSeconds = 12 * 3600;
-// The same on every context, so a session made under one SNI context resumes under another
-// (SSL_set_SSL_CTX copies the new context's id context onto the connection).
-constexpr unsigned char kSessionIdContext[] = "portico";
 
 std::string openssl_error_text() {
   unsigned long code = ERR_peek_last_error();
@@ -34,6 +25,16 @@ std::string openssl_error_text() {
   const char* reason = ERR_reason_error_string(code);
   return reason ? reason : buf;
 }
+
+namespace {
+
+// TLS 1.2 sessions kept in the server-side cache (clients without ticket support), and how
+// long a session may be resumed: as long as a ticket key lives at most.
+constexpr long kSessionCacheSize = 20'000;
+constexpr long kSessionTimeoutSeconds = 12 * 3600;
+// The same on every context, so a session made under one SNI context resumes under another
+// (SSL_set_SSL_CTX copies the new context's id context onto the connection).
+constexpr unsigned char kSessionIdContext[] = "portico";
 
 struct FileCloser {
   void operator()(FILE* f) const { std::fclose(f); }

@@ -78,6 +78,10 @@ class TlsContextSet {
 TlsContextResult make_server_tls_context(const std::vector<CertificateFiles>& certificates,
                                          const TlsOptions& options = {});
 
+// The reason of the last OpenSSL error in this thread's queue (which it clears), for one-line
+// messages.
+std::string openssl_error_text();
+
 // The subjectAltName entries of a certificate.
 struct CertificateNames {
   std::vector<std::string> dns;    // lower case

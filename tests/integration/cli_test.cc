@@ -93,12 +93,24 @@ TEST_CASE("an unreadable or invalid route file is reported with its line", "[cli
   CHECK(result.stderr.find("listening") == std::string::npos);
 }
 
-TEST_CASE("https:// backends are refused until TLS to backends exists", "[cli]") {
+TEST_CASE("a bad CA bundle for https:// backends is an error at start, naming the line", "[cli]") {
   Files files;
-  std::string routes = files.dir.write_file("tls-backend.conf", "/ https://127.0.0.1:9443\n");
+  std::string missing = files.dir.write_file(
+      "missing-ca.conf", "/ http://127.0.0.1:9\n/tls/ https://127.0.0.1:9443 ca=nowhere.pem\n");
   check_config_error(
-      run_portico({"--routes", routes, "--cert", files.cert.fullchain, "--key", files.cert.key}),
-      routes + ":1: https:// backend 127.0.0.1:9443 needs TLS to the backend");
+      run_portico({"--routes", missing, "--cert", files.cert.fullchain, "--key", files.cert.key}),
+      missing + ":2: ca " + files.dir.file("nowhere.pem") + ": No such file or directory");
+  files.dir.write_file("junk-ca.pem", "not a certificate\n");
+  std::string junk =
+      files.dir.write_file("junk-ca.conf", "/ https://127.0.0.1:9443 ca=junk-ca.pem\n");
+  check_config_error(
+      run_portico({"--routes", junk, "--cert", files.cert.fullchain, "--key", files.cert.key}),
+      junk + ":1: ca " + files.dir.file("junk-ca.pem") + ": no PEM certificate could be read");
+  // ca= where it cannot apply is a route-file error with its column.
+  std::string plain = files.dir.write_file("plain-ca.conf", "/ http://127.0.0.1:9 ca=x.pem\n");
+  check_config_error(
+      run_portico({"--routes", plain, "--cert", files.cert.fullchain, "--key", files.cert.key}),
+      plain + ":1:22: ca= applies to https:// backends, and this route has none");
 }
 
 TEST_CASE("certificate problems are reported naming the file", "[cli]") {

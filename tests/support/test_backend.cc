@@ -18,6 +18,7 @@ namespace portico::test {
 
 struct TestBackend::Connection {
   int fd = -1;
+  SSL* ssl = nullptr;  // BackendOptions::tls: every byte goes through it
   int id = 0;
   std::thread thread;
   bool done = false;
@@ -25,10 +26,31 @@ struct TestBackend::Connection {
 
 namespace {
 
-bool send_all(int fd, std::string_view data) {
+// A connection's socket, plain or through TLS: blocking I/O either way.
+struct Io {
+  int fd = -1;
+  SSL* ssl = nullptr;
+};
+
+ssize_t io_recv(const Io& io, char* buf, size_t cap) {
+  if (!io.ssl) return ::recv(io.fd, buf, cap, 0);
+  size_t n = 0;
+  if (SSL_read_ex(io.ssl, buf, cap, &n) == 1) return static_cast<ssize_t>(n);
+  return SSL_get_error(io.ssl, 0) == SSL_ERROR_ZERO_RETURN ? 0 : -1;
+}
+
+bool send_all(const Io& io, std::string_view data) {
   while (!data.empty()) {
-    ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
+    ssize_t n = 0;
+    if (io.ssl) {
+      size_t written = 0;
+      n = SSL_write_ex(io.ssl, data.data(), data.size(), &written) == 1
+              ? static_cast<ssize_t>(written)
+              : -1;
+    } else {
+      n = ::send(io.fd, data.data(), data.size(), MSG_NOSIGNAL);
+      if (n < 0 && errno == EINTR) continue;
+    }
     if (n <= 0) return false;
     data.remove_prefix(static_cast<size_t>(n));
   }
@@ -77,7 +99,7 @@ const char* reason_phrase(int status) {
 struct RequestParser {
   llhttp_t parser;
   llhttp_settings_t settings;
-  int fd = -1;
+  Io io;
   bool send_100_continue = true;
   ReceivedRequest current;
   BodyHash hash;
@@ -141,7 +163,7 @@ int on_headers_complete(llhttp_t* p) {
   r.version = "HTTP/" + std::to_string(p->http_major) + "." + std::to_string(p->http_minor);
   r.chunked = (p->flags & F_CHUNKED) != 0;
   if (s->send_100_continue && p->http_minor >= 1 && iequals(r.header("expect"), "100-continue")) {
-    send_all(s->fd, "HTTP/1.1 100 Continue\r\n\r\n");
+    send_all(s->io, "HTTP/1.1 100 Continue\r\n\r\n");
   }
   return 0;
 }
@@ -276,7 +298,7 @@ bool TestBackend::wait_stopping(std::chrono::milliseconds delay) {
 void TestBackend::hold(Connection* conn) {
   char buf[16384];
   for (;;) {
-    ssize_t n = ::recv(conn->fd, buf, sizeof buf, 0);
+    ssize_t n = io_recv(Io{conn->fd, conn->ssl}, buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return;  // the peer closed, or the destructor shut the socket down
     record_raw(conn->id, buf, static_cast<size_t>(n));
@@ -295,7 +317,27 @@ void TestBackend::serve(Connection* conn) {
   s.settings.on_message_complete = on_message_complete;
   llhttp_init(&s.parser, HTTP_REQUEST, &s.settings);
   s.parser.data = &s;
-  s.fd = conn->fd;
+  if (options_.tls) {
+    conn->ssl = SSL_new(options_.tls);
+    SSL_set_fd(conn->ssl, conn->fd);
+    const bool ok = SSL_accept(conn->ssl) == 1;
+    const char* sni = SSL_get_servername(conn->ssl, TLSEXT_NAMETYPE_host_name);
+    {
+      std::lock_guard lock(mutex_);
+      if (ok) {
+        tls_server_names_.push_back(sni ? sni : "");
+      } else {
+        ++tls_failures_;
+      }
+      changed_.notify_all();
+    }
+    if (!ok) {
+      finish(conn);
+      return;
+    }
+  }
+  const Io io{conn->fd, conn->ssl};
+  s.io = io;
   s.send_100_continue = options_.send_100_continue;
   s.current.connection_id = conn->id;
 
@@ -303,7 +345,7 @@ void TestBackend::serve(Connection* conn) {
   bool lingering_close = true;
   std::vector<char> buf(64 * 1024);
   while (open) {
-    ssize_t n = ::recv(conn->fd, buf.data(), buf.size(), 0);
+    ssize_t n = io_recv(io, buf.data(), buf.size());
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
       lingering_close = false;
@@ -323,8 +365,7 @@ void TestBackend::serve(Connection* conn) {
           parse_errors_.push_back(what);
           changed_.notify_all();
         }
-        send_all(conn->fd,
-                 "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        send_all(io, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
         open = false;
         break;
       }
@@ -352,6 +393,7 @@ void TestBackend::serve(Connection* conn) {
     }
   }
 
+  if (conn->ssl) SSL_shutdown(conn->ssl);  // close_notify
   if (lingering_close) {
     // Close gracefully: a close with unread input sends RST, which can destroy the response still
     // in flight to the peer. So send FIN, drain for a bounded time, then close.
@@ -369,7 +411,13 @@ void TestBackend::serve(Connection* conn) {
       if (::recv(conn->fd, drain, sizeof drain, 0) <= 0) break;
     }
   }
+  finish(conn);
+}
+
+void TestBackend::finish(Connection* conn) {
   std::lock_guard lock(mutex_);
+  if (conn->ssl) SSL_free(conn->ssl);
+  conn->ssl = nullptr;
   ::close(conn->fd);
   conn->fd = -1;
   --open_;
@@ -388,7 +436,7 @@ bool TestBackend::respond(Connection* conn, const ReceivedRequest& request, bool
   if (r.delay_before_headers.count() > 0 && wait_stopping(r.delay_before_headers)) return false;
   if (r.close_without_response) return false;
   if (!r.raw.empty()) {
-    if (!send_all(conn->fd, r.raw)) return false;
+    if (!send_all(Io{conn->fd, conn->ssl}, r.raw)) return false;
     return keep_alive && !r.close_after;
   }
 
@@ -413,7 +461,7 @@ bool TestBackend::respond(Connection* conn, const ReceivedRequest& request, bool
   }
   if (close && !has_header(r.headers, "connection")) head_text += "Connection: close\r\n";
   head_text += "\r\n";
-  if (!send_all(conn->fd, head_text)) return false;
+  if (!send_all(Io{conn->fd, conn->ssl}, head_text)) return false;
   if (head || bodiless) return !close;
 
   uint64_t to_send = r.close_mid_body ? body_size / 2 : body_size;
@@ -433,14 +481,16 @@ bool TestBackend::respond(Connection* conn, const ReceivedRequest& request, bool
       buf.insert(0, size_line);
       buf += "\r\n";
     }
-    if (!send_all(conn->fd, buf)) return false;
+    if (!send_all(Io{conn->fd, conn->ssl}, buf)) return false;
     off += n;
     if (off < to_send && r.delay_between_pieces.count() > 0 &&
         wait_stopping(r.delay_between_pieces)) {
       return false;
     }
   }
-  if (chunked && !r.close_mid_body && !send_all(conn->fd, "0\r\n\r\n")) return false;
+  if (chunked && !r.close_mid_body && !send_all(Io{conn->fd, conn->ssl}, "0\r\n\r\n")) {
+    return false;
+  }
   return !close;
 }
 
@@ -482,6 +532,16 @@ std::vector<std::string> TestBackend::raw_received() const {
 std::vector<std::string> TestBackend::parse_errors() const {
   std::lock_guard lock(mutex_);
   return parse_errors_;
+}
+
+std::vector<std::string> TestBackend::tls_server_names() const {
+  std::lock_guard lock(mutex_);
+  return tls_server_names_;
+}
+
+int TestBackend::tls_failures() const {
+  std::lock_guard lock(mutex_);
+  return tls_failures_;
 }
 
 }  // namespace portico::test

@@ -7,6 +7,8 @@
 //
 // Blocking sockets, one thread per connection: simple to read, and plenty for tests.
 
+#include <openssl/ssl.h>
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -80,6 +82,8 @@ struct BackendOptions {
   // Per connection; what arrives beyond it is counted but not kept.
   size_t max_raw_kept = 8 << 20;
   std::string host = "127.0.0.1";  // or "::1"
+  // If set: every connection is TLS (server side, this context; the caller keeps it alive).
+  SSL_CTX* tls = nullptr;
 };
 
 class TestBackend {
@@ -106,6 +110,10 @@ class TestBackend {
   std::vector<std::string> raw_received() const;
   // Requests that failed to parse (the backend answered 400 and closed).
   std::vector<std::string> parse_errors() const;
+  // With BackendOptions::tls: the SNI name of each completed handshake ("" without SNI), and
+  // how many handshakes failed (e.g. the client refused the certificate).
+  std::vector<std::string> tls_server_names() const;
+  int tls_failures() const;
 
  private:
   struct Connection;
@@ -115,6 +123,7 @@ class TestBackend {
   bool wait_stopping(std::chrono::milliseconds delay);  // true if stopping
   void hold(Connection* conn);
   void record_raw(int id, const char* data, size_t len);
+  void finish(Connection* conn);  // closes the socket (and TLS), counts the connection gone
 
   Handler handler_;
   BackendOptions options_;
@@ -128,6 +137,8 @@ class TestBackend {
   std::vector<ReceivedRequest> requests_;
   std::vector<std::string> raw_;
   std::vector<std::string> parse_errors_;
+  std::vector<std::string> tls_server_names_;
+  int tls_failures_ = 0;
   std::list<Connection> connections_;
   int accepted_ = 0;
   int open_ = 0;

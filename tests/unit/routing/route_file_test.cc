@@ -45,7 +45,7 @@ bool same_route(const Route& a, const Route& b) {
   return x.strip_prefix == y.strip_prefix && x.connect_timeout == y.connect_timeout &&
          x.read_timeout == y.read_timeout && x.ws_idle == y.ws_idle && x.max_body == y.max_body &&
          x.max_ws_message == y.max_ws_message && x.origins == y.origins && x.upgrade == y.upgrade &&
-         x.balance == y.balance;
+         x.balance == y.balance && x.ca_file == y.ca_file;
 }
 
 TEST_CASE("parse: a minimal route gets the documented defaults", "[routing][parse]") {
@@ -66,6 +66,7 @@ TEST_CASE("parse: a minimal route gets the documented defaults", "[routing][pars
   CHECK(o.origins.empty());
   CHECK(o.upgrade == UpgradePolicy::kAllow);
   CHECK(o.balance == BalancePolicy::kRoundRobin);
+  CHECK(o.ca_file.empty());
 }
 
 TEST_CASE("parse: comments, blank lines, tabs, CRLF, no final newline", "[routing][parse]") {
@@ -135,6 +136,28 @@ TEST_CASE("parse: route hosts", "[routing][parse]") {
     CHECK(route.host == c.host);
     CHECK(route.prefix == c.prefix);
   }
+}
+
+TEST_CASE("parse: https:// backends and their ca= bundle", "[routing][parse]") {
+  auto r = RouteTable::parse(
+      "/a https://api.internal ca=certs/internal-ca.pem\n"
+      "/b http://10.0.0.1:80 https://10.0.0.2:8443 ca=/etc/ssl/corp.pem\n"
+      "/c https://[::1]:9443\n",
+      "f");
+  INFO(errors_of(r));
+  REQUIRE(r.table != nullptr);
+  const auto& routes = r.table->routes();
+  CHECK(routes[0].backends[0].scheme == "https");
+  CHECK(routes[0].backends[0].port == 443);  // the https default
+  CHECK(routes[0].options.ca_file == "certs/internal-ca.pem");
+  CHECK(routes[1].options.ca_file == "/etc/ssl/corp.pem");
+  CHECK(routes[2].options.ca_file.empty());  // the system CAs
+  CHECK(r.table->describe().find("/a https://api.internal:443 ") != std::string::npos);
+  CHECK(r.table->describe().find(" ca=certs/internal-ca.pem\n") != std::string::npos);
+
+  auto bad = RouteTable::parse("/ http://b:1 ca=x.pem\n", "f");
+  CHECK(bad.table == nullptr);
+  CHECK(errors_of(bad) == "f:1:14: ca= applies to https:// backends, and this route has none\n");
 }
 
 TEST_CASE("parse: every option and its accepted values", "[routing][parse]") {
@@ -230,10 +253,10 @@ TEST_CASE("parse: error messages with line and column", "[routing][parse][errors
       // Options.
       {"/ http://b:1 retries=3",
        "r:1:14: unknown option \"retries\"; valid options: strip_prefix, connect_timeout, "
-       "read_timeout, ws_idle, max_body, max_ws_message, origins, upgrade, balance"},
+       "read_timeout, ws_idle, max_body, max_ws_message, origins, upgrade, balance, ca"},
       {"/ http://b:1 Balance=cookie",
        "r:1:14: unknown option \"Balance\"; valid options: strip_prefix, connect_timeout, "
-       "read_timeout, ws_idle, max_body, max_ws_message, origins, upgrade, balance"},
+       "read_timeout, ws_idle, max_body, max_ws_message, origins, upgrade, balance, ca"},
       {"/ http://b:1 balance=cookie balance=ip_hash", "r:1:29: duplicate option \"balance\""},
       {"/ http://b:1 strip_prefix strip_prefix=off", "r:1:27: duplicate option \"strip_prefix\""},
       {"/ http://b:1 balance", "r:1:14: option \"balance\" needs a value (balance=...)"},
