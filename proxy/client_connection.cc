@@ -1,5 +1,7 @@
 #include "proxy/client_connection.h"
 
+#include <unistd.h>
+
 #include <cstring>
 
 #include "proxy/log.h"
@@ -12,6 +14,9 @@ constexpr size_t kMaxResponseHeadBytes = 64 * 1024;
 constexpr size_t kMaxResponseHeaders = 200;
 constexpr size_t kPlaintextFlushBytes = 16 * 1024;  // one full TLS record
 constexpr auto kLingerTime = std::chrono::seconds(2);
+// While portico stops, how long a connection that has not had its first answer may take to
+// finish its handshake and send its request (see begin_shutdown).
+constexpr std::chrono::milliseconds kFirstRequestGrace{2000};
 constexpr std::string_view kStickyCookie = "portico_backend";
 
 ClientConnection* from_parser(llhttp_t* p) { return static_cast<ClientConnection*>(p->data); }
@@ -99,13 +104,27 @@ void ClientConnection::accept_from(WorkerContext& ctx, uv_stream_t* server) {
     conn->close_now();
     return;
   }
-  int len = sizeof conn->peer_;
-  uv_tcp_getpeername(&conn->tcp_, reinterpret_cast<sockaddr*>(&conn->peer_), &len);
-  conn->peer_address_ = address_text(conn->peer_);
-  uv_tcp_nodelay(&conn->tcp_, 1);
-  if (ctx.config.proxy_protocol) conn->proxy_header_ = std::make_unique<ProxyProtocolParser>();
-  conn->arm_timer(ctx.config.handshake_timeout);
-  conn->update_reading();
+  conn->begin();
+}
+
+void ClientConnection::adopt(WorkerContext& ctx, int fd) {
+  auto* conn = new ClientConnection(ctx);
+  if (uv_tcp_open(&conn->tcp_, fd) != 0) {
+    ::close(fd);
+    conn->close_now();
+    return;
+  }
+  conn->begin();  // Worker::begin_shutdown then tells it, like every other connection
+}
+
+void ClientConnection::begin() {
+  int len = sizeof peer_;
+  uv_tcp_getpeername(&tcp_, reinterpret_cast<sockaddr*>(&peer_), &len);
+  peer_address_ = address_text(peer_);
+  uv_tcp_nodelay(&tcp_, 1);
+  if (ctx_.config.proxy_protocol) proxy_header_ = std::make_unique<ProxyProtocolParser>();
+  arm_timer(ctx_.config.handshake_timeout);
+  update_reading();
 }
 
 void ClientConnection::begin_shutdown() {
@@ -114,7 +133,15 @@ void ClientConnection::begin_shutdown() {
     tunnel_send_close(1001, 1001, "portico is shutting down");
     return;
   }
-  if (phase_ == Phase::kHandshake || phase_ == Phase::kIdle) close_gracefully();
+  // A connection that has not had an answer yet may be one that arrived while a new portico
+  // took over the port (a restart): it gets its first answer, with Connection: close. The
+  // handshake and header timeouts and the drain timeout bound how long it may take. A
+  // keep-alive connection between requests is closed now; its client opens a new one.
+  if (phase_ == Phase::kIdle && answered_) {
+    close_gracefully();
+  } else if (phase_ == Phase::kHandshake || phase_ == Phase::kIdle) {
+    arm_timer(std::min(kFirstRequestGrace, ctx_.config.handshake_timeout));
+  }
 }
 
 void ClientConnection::close_now() {
@@ -248,7 +275,7 @@ void ClientConnection::on_ciphertext(const char* data, size_t len) {
     if (status != TlsStream::Status::kOk) return;
     ++ctx_.metrics.tls_handshakes;
     phase_ = Phase::kIdle;
-    arm_timer(ctx_.config.keepalive_timeout);
+    arm_timer(shutting_down_ ? kFirstRequestGrace : ctx_.config.keepalive_timeout);
     release_idle_buffers();
   }
   char* plain = loop_buffers(ctx_.loop).plaintext;
@@ -689,6 +716,7 @@ void ClientConnection::finish_exchange() {
 }
 
 void ClientConnection::next_request() {
+  answered_ = true;
   reset_exchange();
   phase_ = Phase::kIdle;
   arm_timer(ctx_.config.keepalive_timeout);

@@ -30,6 +30,8 @@ class ClientConnection final : private StreamWriter::Owner, private UpstreamConn
  public:
   // Accepts one pending connection from `server` (a listening TCP handle).
   static void accept_from(WorkerContext& ctx, uv_stream_t* server);
+  // A connection accepted outside libuv (the listener's queue drained at shutdown).
+  static void adopt(WorkerContext& ctx, int fd);
 
   // Graceful shutdown: an idle connection closes now; a busy one after its current response.
   void begin_shutdown();
@@ -53,6 +55,7 @@ class ClientConnection final : private StreamWriter::Owner, private UpstreamConn
 
   explicit ClientConnection(WorkerContext& ctx);
   ~ClientConnection();
+  void begin();  // a new connection's socket options, timer and first read
 
   // Reading and the plaintext path.
   static void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
@@ -144,6 +147,7 @@ class ClientConnection final : private StreamWriter::Owner, private UpstreamConn
   bool processing_input_ = false;
   bool client_eof_ = false;  // the client half-closed after a complete request
   bool shutdown_sent_ = false;
+  bool answered_ = false;  // at least one exchange finished (see begin_shutdown)
   ClientConnection* prev_ = nullptr;
   ClientConnection* next_ = nullptr;
   // --proxy-protocol: the parser until the balancer's header is read, then null.

@@ -1,12 +1,18 @@
 #include "proxy/tcp_listener.h"
 
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+
 #include "proxy/cidr.h"
 #include "proxy/log.h"
 
 namespace portico {
 
 bool listen_tcp(uv_tcp_t* handle, const std::string& address, uint16_t port, int backlog,
-                uv_connection_cb on_connection, std::string_view flag, std::string* error) {
+                uv_connection_cb on_connection, std::string_view flag, std::string* error,
+                bool reuse_port) {
   sockaddr_storage addr{};
   bool v6 = address.find(':') != std::string::npos;
   int rc = v6 ? uv_ip6_addr(address.c_str(), port, reinterpret_cast<sockaddr_in6*>(&addr))
@@ -15,9 +21,25 @@ bool listen_tcp(uv_tcp_t* handle, const std::string& address, uint16_t port, int
     *error = std::string(flag) + ": not an IP address: \"" + address + "\"";
     return false;
   }
-  // libuv binds lazily: uv_tcp_bind may defer EADDRINUSE to uv_listen, so both happen here.
-  rc = uv_tcp_bind(handle, reinterpret_cast<const sockaddr*>(&addr), 0);
-  if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t*>(handle), backlog, on_connection);
+  // The socket is made here rather than by uv_tcp_bind, for SO_REUSEPORT (libuv 1.44 has no
+  // flag for it): a new portico can bind the same port while the old one still serves, which is
+  // how a restart refuses nothing (docs/operations.md).
+  int fd = ::socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    rc = -errno;
+  } else {
+    int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (reuse_port) ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    const socklen_t len = v6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+    rc = ::bind(fd, reinterpret_cast<const sockaddr*>(&addr), len) == 0 ? 0 : -errno;
+    if (rc == 0) rc = uv_tcp_open(handle, fd);
+    if (rc == 0) {
+      fd = -1;  // the handle owns it now
+      rc = uv_listen(reinterpret_cast<uv_stream_t*>(handle), backlog, on_connection);
+    }
+    if (fd >= 0) ::close(fd);
+  }
   if (rc != 0) {
     *error = "cannot listen on " + (v6 ? "[" + address + "]" : address) + ":" +
              std::to_string(port) + " (" + std::string(flag) + "): " + uv_strerror(rc);

@@ -13,8 +13,11 @@ namespace portico {
 
 // Binds `address`:`port` (an IPv4 or IPv6 literal; port 0 picks one) and listens. On failure
 // returns false and sets *error to one line; `flag` names the option the address came from.
+// With `reuse_port`, SO_REUSEPORT: other sockets with it (a second portico, during a restart)
+// may listen on the same port, and the kernel spreads new connections among them.
 bool listen_tcp(uv_tcp_t* handle, const std::string& address, uint16_t port, int backlog,
-                uv_connection_cb on_connection, std::string_view flag, std::string* error);
+                uv_connection_cb on_connection, std::string_view flag, std::string* error,
+                bool reuse_port = false);
 
 // Logs "listening kind=KIND addr=ADDR:PORT" with the bound address; returns the bound port.
 uint16_t log_listening(uv_tcp_t* handle, std::string_view kind);

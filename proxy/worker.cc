@@ -1,5 +1,7 @@
 #include "proxy/worker.h"
 
+#include <sys/socket.h>
+
 #include <cstdlib>
 
 #include "proxy/client_connection.h"
@@ -53,7 +55,7 @@ bool Worker::bind_listener(uv_tcp_t* handle, uint16_t port, uv_connection_cb on_
                            std::string* error) {
   const bool https = handle == &https_listener_;
   return listen_tcp(handle, ctx_->config.listen_address, port, 1024, on_connection,
-                    https ? "--https-port" : "--http-port", error);
+                    https ? "--https-port" : "--http-port", error, /*reuse_port=*/true);
 }
 
 void Worker::log_listening(uv_tcp_t* handle, const char* kind) {
@@ -135,6 +137,19 @@ void Worker::on_signal(uv_signal_t* handle, int signum) {
 
 void Worker::begin_shutdown() {
   ctx_->shutting_down = true;
+  // Connections the kernel has already queued on the TLS listener would be reset when it
+  // closes. During a restart (a new portico on the same port, SO_REUSEPORT) those are clients
+  // that did nothing wrong: take them first and answer them (ClientConnection::begin_shutdown).
+  // What arrives between this and the close is the kernel's to move to the new listener
+  // (net.ipv4.tcp_migrate_req=1) or reset; docs/operations.md says so.
+  int listen_fd = -1;
+  if (uv_fileno(reinterpret_cast<uv_handle_t*>(&https_listener_), &listen_fd) == 0) {
+    for (;;) {
+      int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd < 0) break;
+      ClientConnection::adopt(*ctx_, fd);
+    }
+  }
   uv_close(reinterpret_cast<uv_handle_t*>(&https_listener_), nullptr);
   if (http_listening_) uv_close(reinterpret_cast<uv_handle_t*>(&http_listener_), nullptr);
   ctx_->pool.close_all();
