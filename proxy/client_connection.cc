@@ -96,6 +96,13 @@ ClientConnection::~ClientConnection() {
   --ctx_.connection_count;
   --ctx_.metrics.open_connections;
   if (entered_tunnel_) --ctx_.metrics.open_tunnels;
+  if (ctx_.accept_paused && !ctx_.shutting_down &&
+      ctx_.connection_count < ctx_.config.connection_limit()) {
+    uv_stream_t* listener = ctx_.accept_paused;
+    ctx_.accept_paused = nullptr;
+    log_info("listener", "accepting again connections=", ctx_.connection_count);
+    accept_from(ctx_, listener);  // the socket libuv held; polling the listener resumes
+  }
 }
 
 void ClientConnection::accept_from(WorkerContext& ctx, uv_stream_t* server) {
@@ -186,7 +193,7 @@ void ClientConnection::update_reading() {
       want = true;
       break;
     case Phase::kTunnel:
-      want = !(upstream_ && upstream_->queued() > kWriteHighWater);
+      want = !(upstream_ && upstream_->above_high_water());
       break;
     case Phase::kIdle:
     case Phase::kHead:
@@ -196,8 +203,8 @@ void ClientConnection::update_reading() {
       // every request costs two epoll_ctl calls); what arrives meanwhile is kept, up to one
       // read's worth, in pending_input_.
       want = !client_eof_ && pending_input_.size() < LoopBuffers::kReadSize &&
-             !(upstream_ && upstream_->queued() > kWriteHighWater) &&
-             writer_.queued() <= kWriteHighWater;
+             !(upstream_ && upstream_->above_high_water()) &&
+             !writer_.above_high_water();
       break;
     case Phase::kClosed:
       return;
@@ -642,7 +649,7 @@ void ClientConnection::on_upstream_data(UpstreamConnection&, const char* data, s
     return;
   }
   flush_to_client();
-  if (writer_.queued() > kWriteHighWater && upstream_) {
+  if (writer_.above_high_water() && upstream_) {
     upstream_->read_stop();
     upstream_paused_ = true;
   }
@@ -888,7 +895,7 @@ void ClientConnection::on_write_done(int status) {
     }
     return;
   }
-  if (upstream_paused_ && upstream_ && writer_.queued() <= kWriteLowWater) {
+  if (upstream_paused_ && upstream_ && writer_.below_low_water()) {
     upstream_paused_ = false;
     upstream_->read_start();
   }

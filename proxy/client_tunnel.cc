@@ -118,7 +118,7 @@ void ClientConnection::tunnel_from_backend(const char* data, size_t len) {
                       ws_violation_name(t.from_backend.violation()));
     return;
   }
-  if (writer_.queued() > kWriteHighWater && upstream_) {
+  if (writer_.above_high_water() && upstream_) {
     upstream_->read_stop();
     upstream_paused_ = true;
   }

@@ -39,6 +39,11 @@ streams by host and path prefix to the backends named in the route file.
   --keepalive-timeout DUR  idle client connection time limit (default 75s)
   --max-header-bytes SIZE  request line plus headers limit, 431 above (default 32k)
   --max-headers N          header count limit, 431 above (default 100)
+  --max-buffer SIZE        bytes held per connection and direction before the sending
+                           side is paused (default 256k; reads resume below a quarter)
+  --max-connections N      client connections served at once; above it new connections
+                           wait in the listen queue (default 10000, or fewer when the
+                           open files limit cannot carry that many tunnels)
   --proxy-protocol         expect a PROXY protocol v1/v2 header before each TLS
                            handshake (behind an L4 load balancer)
   --log-format FORMAT      access log format: kv, combined or json (default kv)
@@ -245,6 +250,23 @@ ConfigResult parse_command_line(int argc, const char* const* argv) {
                     std::string(value) + "\"");
       }
       config.max_header_count = n;
+    } else if (arg == "--max-buffer") {
+      if (!take_value()) return needs("a size");
+      auto size = parse_size(value);
+      if (!size || *size < 16 * 1024 || *size > 64 * 1024 * 1024) {
+        return fail("--max-buffer: expected a size from 16k to 64m, got \"" + std::string(value) +
+                    "\"");
+      }
+      config.max_buffer = *size;
+    } else if (arg == "--max-connections") {
+      if (!take_value()) return needs("a number");
+      unsigned n = 0;
+      auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+      if (ec != std::errc() || ptr != value.data() + value.size() || n < 1 || n > 1000000) {
+        return fail("--max-connections: expected a number from 1 to 1000000, got \"" +
+                    std::string(value) + "\"");
+      }
+      config.max_connections = n;
     } else {
       return fail("unknown option \"" + std::string(arg) + "\" (see --help)");
     }

@@ -20,6 +20,9 @@ struct CertKeyFiles {
   std::string key;
 };
 
+// 10,000 idle connections take about 200 MiB (docs/operations.md).
+inline constexpr size_t kDefaultMaxConnections = 10'000;
+
 struct Config {
   std::string routes_path;
   std::vector<CertKeyFiles> certificates;
@@ -47,6 +50,17 @@ struct Config {
   std::chrono::milliseconds keepalive_timeout{75'000};  // idle client between requests
   size_t max_header_bytes = 32 * 1024;                  // request line + headers (431 above)
   size_t max_header_count = 100;
+  // Bytes a connection may hold for one direction before the other side's reads stop (the
+  // backpressure high mark; reads resume below a quarter of it).
+  size_t max_buffer = 256 * 1024;
+  // TLS client connections served at once (each tunnel holds a second socket to its backend).
+  // At the limit portico stops accepting; the kernel's listen queue holds newcomers until a
+  // connection ends. 0 = kDefaultMaxConnections, or fewer if the open files limit cannot carry
+  // that many tunnels (main.cc).
+  size_t max_connections = 0;
+  size_t connection_limit() const {
+    return max_connections != 0 ? max_connections : kDefaultMaxConnections;
+  }
 
   // Operations (see docs/operations.md).
   bool proxy_protocol = false;  // the TLS listener expects a PROXY v1/v2 header first

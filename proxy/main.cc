@@ -2,8 +2,10 @@
 
 #include <openssl/crypto.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <string>
 
@@ -18,6 +20,33 @@
 namespace {
 
 constexpr int kExitConfigError = 2;
+
+// Every client connection is a file descriptor and a tunnel two; the soft limit (often 1024) is
+// raised to the hard one, as NGINX's worker_rlimit_nofile would be set. Without
+// --max-connections the limit is 10,000 or what the open files allow with every connection a
+// tunnel; a --max-connections the open files cannot carry is said once at start rather than
+// found as EMFILE under load.
+void fit_connections_to_open_files(portico::Config* config) {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
+  if (limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &limit);
+  }
+  constexpr rlim_t kReserved = 64;  // listeners, logs, admin, reload watches
+  const rlim_t fits = limit.rlim_cur == RLIM_INFINITY || limit.rlim_cur < 2 * kReserved
+                          ? portico::kDefaultMaxConnections
+                          : (limit.rlim_cur - kReserved) / 2;
+  if (config->max_connections == 0) {
+    config->max_connections =
+        std::max<size_t>(1, std::min<size_t>(portico::kDefaultMaxConnections, fits));
+  } else if (config->max_connections > fits) {
+    portico::log_warn("portico", "open files limit ", static_cast<uint64_t>(limit.rlim_cur),
+                      " carries ", static_cast<uint64_t>(fits), " tunnels, fewer than",
+                      " --max-connections ", config->max_connections,
+                      "; raise it (ulimit -n, LimitNOFILE=) or lower --max-connections");
+  }
+}
 
 int fail(const std::string& message) {
   std::fprintf(stderr, "portico: %s\n", message.c_str());
@@ -55,6 +84,7 @@ int main(int argc, char** argv) {
              dev.cert_path, " generated=", dev.generated ? "yes" : "no");
     parsed.config.certificates.push_back({dev.cert_path, dev.key_path});
   }
+  fit_connections_to_open_files(&parsed.config);
   const Config& config = parsed.config;
   if (config.check_only) return run_check(config, stdout, stderr);
 

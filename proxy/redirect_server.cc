@@ -136,7 +136,7 @@ void RedirectConnection::on_read(uv_stream_t* stream, ssize_t nread, const uv_bu
     return;
   }
   // Never let a client park bytes here: a slow reader stops being read.
-  if (conn->writer_.queued() > kWriteHighWater) uv_read_stop(stream);
+  if (conn->writer_.above_high_water()) uv_read_stop(stream);
 }
 
 bool RedirectConnection::answer_acme(std::string* response, int* status) {

@@ -120,7 +120,9 @@ StreamWriter::~StreamWriter() { drop_gathered(); }
 void StreamWriter::init(uv_stream_t* stream, Owner* owner) {
   stream_ = stream;
   owner_ = owner;
-  batch_ = &loop_buffers(stream->loop).batch;
+  LoopBuffers& buffers = loop_buffers(stream->loop);
+  batch_ = &buffers.batch;
+  high_water_ = buffers.write_high_water;
 }
 
 int StreamWriter::queue(std::string&& data) {

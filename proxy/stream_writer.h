@@ -17,6 +17,11 @@ namespace portico {
 
 class StreamWriter;
 
+// Backpressure marks for every per-direction buffer: above the high mark the other side's reads
+// stop; they resume once the queue drains below the low mark (a quarter of the high one).
+// --max-buffer sets the high mark per worker (LoopBuffers::write_high_water).
+constexpr size_t kDefaultWriteHighWater = 256 * 1024;
+
 // The writers of one loop that hold gathered bytes, and the handles that flush them: a check
 // handle (right after the loop polled for I/O, so everything one poll produced goes out
 // together) and a prepare handle (right before the loop blocks, for bytes written from timers
@@ -58,14 +63,11 @@ struct LoopBuffers {
   char read[kReadSize];
   char plaintext[kReadSize];
   WriteBatch batch;
+  size_t write_high_water = kDefaultWriteHighWater;  // set before any stream is written
 };
 LoopBuffers& loop_buffers(uv_loop_t* loop);  // loop->data must point at a LoopBuffers
 void alloc_from_loop_buffer(uv_handle_t* handle, size_t suggested, uv_buf_t* buf);
 
-// Backpressure marks for every per-direction buffer: above the high mark the other side's reads
-// stop; they resume once the queue drains below the low mark.
-constexpr size_t kWriteHighWater = 256 * 1024;
-constexpr size_t kWriteLowWater = 64 * 1024;
 
 class StreamWriter {
  public:
@@ -99,6 +101,10 @@ class StreamWriter {
   int write_owned(std::string&& data);
 
   size_t queued() const { return queued_ + gathered_; }
+  // Backpressure: above the high mark the other side's reads stop; below the low mark they
+  // may start again.
+  bool above_high_water() const { return queued() > high_water_; }
+  bool below_low_water() const { return queued() <= high_water_ / 4; }
 
   // For the owner about to close the stream: offers the gathered bytes to the socket once (as
   // a write made just before the close would have been) and drops what it does not take.
@@ -119,6 +125,7 @@ class StreamWriter {
   Owner* owner_ = nullptr;
   WriteBatch* batch_ = nullptr;
   size_t queued_ = 0;
+  size_t high_water_ = kDefaultWriteHighWater;
   char* block_ = nullptr;  // gathered bytes, from batch_'s free list
   size_t gathered_ = 0;
   StreamWriter* batch_prev_ = nullptr;

@@ -204,7 +204,7 @@ void UpstreamConnection::on_write_done(int status) {
   if (closing_ || !delegate_) return;
   if (status < 0) {
     delegate_->on_upstream_closed(*this, status);
-  } else if (writer_.queued() <= kWriteLowWater) {
+  } else if (writer_.below_low_water()) {
     delegate_->on_upstream_drained(*this);
   }
 }

@@ -52,6 +52,7 @@ class UpstreamConnection final : private StreamWriter::Owner {
   }
   // Bytes accepted by write() and not yet handed to the kernel: what backpressure reads.
   size_t queued() const { return writer_.queued(); }
+  bool above_high_water() const { return writer_.above_high_water(); }
   void read_start();
   void read_stop();
   bool reading() const { return reading_; }

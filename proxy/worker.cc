@@ -19,6 +19,7 @@ Worker::Worker(const Config& config, const AccessLog& access_log, const ConfigSn
   uv_loop_init(&loop_);
   loop_.data = &buffers_;
   buffers_.batch.start(&loop_);
+  buffers_.write_high_water = config.max_buffer;
   ctx_ = std::make_unique<WorkerContext>(&loop_, config, access_log);
   apply_configuration(initial);
   uv_tcp_init(&loop_, &https_listener_);
@@ -97,7 +98,17 @@ void Worker::on_https_connection(uv_stream_t* server, int status) {
     log_warn("listener", "accept failed error=", uv_err_name(status));
     return;
   }
-  ClientConnection::accept_from(*worker->ctx_, server);
+  WorkerContext& ctx = *worker->ctx_;
+  if (ctx.connection_count >= ctx.config.connection_limit()) {
+    // Not accepting pauses the listener (worker_context.h); a connection's end resumes it.
+    if (!ctx.accept_paused) {
+      log_warn("listener", "connection limit reached, new connections wait max_connections=",
+               ctx.config.connection_limit());
+    }
+    ctx.accept_paused = server;
+    return;
+  }
+  ClientConnection::accept_from(ctx, server);
 }
 
 void Worker::on_http_connection(uv_stream_t* server, int status) {
@@ -142,6 +153,10 @@ void Worker::begin_shutdown() {
   // that did nothing wrong: take them first and answer them (ClientConnection::begin_shutdown).
   // What arrives between this and the close is the kernel's to move to the new listener
   // (net.ipv4.tcp_migrate_req=1) or reset; docs/operations.md says so.
+  if (uv_stream_t* paused = ctx_->accept_paused) {
+    ctx_->accept_paused = nullptr;
+    ClientConnection::accept_from(*ctx_, paused);  // the socket libuv held back at the limit
+  }
   int listen_fd = -1;
   if (uv_fileno(reinterpret_cast<uv_handle_t*>(&https_listener_), &listen_fd) == 0) {
     for (;;) {

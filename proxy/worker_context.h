@@ -75,6 +75,10 @@ struct WorkerContext {
   // Every open client connection, for graceful shutdown.
   ClientConnection* connections = nullptr;
   size_t connection_count = 0;
+  // At --max-connections the TLS listener's connection callback does not accept: libuv then
+  // keeps the one socket it accepted and stops polling the listener, so newcomers wait in the
+  // kernel's listen queue. This is that listener until a connection ends and accepting resumes.
+  uv_stream_t* accept_paused = nullptr;
 };
 
 }  // namespace portico

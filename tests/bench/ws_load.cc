@@ -18,9 +18,10 @@
 //   result mode=handshake connections=C seconds=S requests=N per_s=R p50_us=A p99_us=B errors=E
 // (latency = TCP connect to the end of the response; errors = attempts that failed).
 //
-// hold: opens N connections (at most --concurrency handshakes at a time), prints "ready OPEN
-// failed=F" when every attempt has finished, then holds them idle until S seconds pass or stdin
-// closes, and closes them. Used to measure the proxy's memory per idle connection.
+// hold: opens N connections (at most --concurrency handshakes at a time; with --http each sends
+// one keep-alive GET PATH instead of a WebSocket upgrade and is held once answered 200), prints
+// "ready OPEN failed=F" when every attempt has finished, then holds them idle until S seconds pass
+// or stdin closes, and closes them. Used to measure the proxy's memory per idle connection.
 //
 // One thread, one libuv loop. TLS runs through memory BIOs (no session reuse: every connection
 // is a full handshake). Frames are built and parsed by wslay in client mode (masked frames).
@@ -63,7 +64,8 @@ struct Options {
   size_t size = 64;
   double duration = 5;
   double hold_seconds = 60;
-  int concurrency = 128;        // connection attempts in progress at once
+  bool http = false;      // hold: one keep-alive GET per connection instead of a WebSocket upgrade
+  int concurrency = 128;  // connection attempts in progress at once
   double connect_timeout = 60;  // seconds for the whole opening phase
 };
 
@@ -276,6 +278,10 @@ void feed_ws(Connection* c, const char* data, size_t len) {
 
 void send_upgrade(Connection* c) {
   c->state = Connection::State::kUpgrade;
+  if (g_opts.http) {
+    c->plain_out += "GET " + g_opts.path + " HTTP/1.1\r\nHost: " + g_opts.sni + "\r\n\r\n";
+    return;
+  }
   if (g_opts.mode == Mode::kHandshake) {
     c->plain_out +=
         "GET " + g_opts.path + " HTTP/1.1\r\nHost: " + g_opts.sni + "\r\nConnection: close\r\n\r\n";
@@ -289,7 +295,7 @@ void send_upgrade(Connection* c) {
 // Plaintext from the peer: the upgrade response first, then WebSocket frames.
 void on_plaintext(Connection* c, const char* data, size_t len) {
   if (c->state == Connection::State::kOpen) {
-    feed_ws(c, data, len);
+    if (!g_opts.http) feed_ws(c, data, len);  // --http: the rest of the body, not kept
     return;
   }
   if (c->state != Connection::State::kUpgrade) return;
@@ -306,6 +312,19 @@ void on_plaintext(Connection* c, const char* data, size_t len) {
     return;
   }
   std::string_view head(c->head.data(), end);
+  if (g_opts.http) {
+    // A kept-alive HTTPS connection after one answered request: held from here on.
+    if (!head.starts_with("HTTP/1.1 200")) {
+      close_connection(c, true, "request", std::string(head.substr(0, head.find('\r'))));
+      return;
+    }
+    c->head = std::string();
+    c->state = Connection::State::kOpen;
+    --g_in_progress;
+    ++g_open;
+    on_phase_done();
+    return;
+  }
   if (!head.starts_with("HTTP/1.1 101") || head.find(kWsAccept) == std::string_view::npos) {
     close_connection(c, true, "upgrade refused", std::string(head.substr(0, head.find('\r'))));
     return;
@@ -572,7 +591,7 @@ void finish() {
       "usage: ws_load echo --port N [--host H] [--tls] [--sni NAME] [--path P]\n"
       "                    --connections C --size BYTES --duration SECONDS\n"
       "       ws_load hold --port N [--host H] [--tls] [--sni NAME] [--path P]\n"
-      "                    --connections N --hold-seconds S [--concurrency K]\n"
+      "                    --connections N --hold-seconds S [--concurrency K] [--http]\n"
       "       ws_load handshake --port N --tls [--host H] [--sni NAME] [--path P]\n"
       "                    --connections C --duration SECONDS\n",
       stderr);
@@ -625,6 +644,8 @@ Options parse(int argc, char** argv) {
       o.size = static_cast<size_t>(number("--size", value(), 1, 64 << 20));
     } else if (a == "--duration") {
       o.duration = number("--duration", value(), 0.1, 86400);
+    } else if (a == "--http") {
+      o.http = true;
     } else if (a == "--hold-seconds") {
       o.hold_seconds = number("--hold-seconds", value(), 0, 86400);
     } else if (a == "--concurrency") {

@@ -45,15 +45,6 @@ struct ApiServer {
   }
 };
 
-long rss_kib(pid_t pid) {
-  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(status, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
-  }
-  return -1;
-}
-
 TEST_CASE("api_server answers its endpoints", "[examples]") {
   ApiServer server;
 

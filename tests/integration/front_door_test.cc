@@ -61,15 +61,6 @@ long peak_rss_kib(pid_t pid) {
   return -1;
 }
 
-long rss_kib(pid_t pid) {
-  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(status, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
-  }
-  return -1;
-}
-
 }  // namespace
 
 TEST_CASE("a GET reaches the backend with forwarding headers set", "[front-door]") {

@@ -463,16 +463,6 @@ TEST_CASE("idle tunnels are pinged, kept open, and dead clients closed", "[webso
   CHECK(front.portico.process().try_wait_for_output("client did not answer ping", 5s));
 }
 
-namespace {
-long rss_kib(pid_t pid) {
-  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(status, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
-  }
-  return -1;
-}
-}  // namespace
 
 TEST_CASE("tunnel backpressure: a side that stops reading stops the other side", "[websocket]") {
   constexpr uint64_t kFlood = uint64_t{256} << 20;

@@ -11,6 +11,7 @@
 
 #include <catch2/catch.hpp>
 #include <cerrno>
+#include <fstream>
 #include <map>
 #include <stdexcept>
 
@@ -351,6 +352,15 @@ CommandResult curl(std::vector<std::string> args) {
   std::vector<std::string> argv = {"curl", "-sS", "--max-time", "20"};
   argv.insert(argv.end(), args.begin(), args.end());
   return run_command(std::move(argv));
+}
+
+long rss_kib(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+  }
+  return -1;
 }
 
 }  // namespace portico::test

@@ -48,6 +48,9 @@ struct OutputMatch {
 
 enum class Stream { kStdout, kStderr };
 
+// The resident set size of a process in KiB (VmRSS), or -1 if it cannot be read.
+long rss_kib(pid_t pid);
+
 class Process {
  public:
   // Starts argv[0] (looked up in PATH if it has no '/'). Throws std::runtime_error if it cannot be

@@ -60,6 +60,9 @@ TEST_CASE("config: defaults", "[config]") {
   CHECK(c.keepalive_timeout == 75s);
   CHECK(c.max_header_bytes == 32 * 1024);
   CHECK(c.max_header_count == 100);
+  CHECK(c.max_buffer == 256 * 1024);
+  CHECK(c.max_connections == 0);  // main.cc: 10,000 or what the open files limit carries
+  CHECK(c.connection_limit() == 10'000);
 }
 
 TEST_CASE("config: --help, -h and --version win over everything else", "[config]") {
@@ -128,6 +131,22 @@ TEST_CASE("config: ports 0 and the limits of each range", "[config]") {
   REQUIRE(r.action == ConfigResult::Action::kRun);
   CHECK(r.config.max_header_bytes == 1024 * 1024);
   CHECK(r.config.max_header_count == 1);
+  r = parse_with_required({"--max-buffer", "16k", "--max-connections", "1"});
+  REQUIRE(r.action == ConfigResult::Action::kRun);
+  CHECK(r.config.max_buffer == 16 * 1024);
+  CHECK(r.config.connection_limit() == 1);
+  r = parse_with_required({"--max-buffer", "64m", "--max-connections", "1000000"});
+  REQUIRE(r.action == ConfigResult::Action::kRun);
+  CHECK(r.config.max_buffer == 64 * 1024 * 1024);
+  CHECK(r.config.max_connections == 1'000'000);
+  CHECK(error_with_required({"--max-buffer", "8k"}) ==
+        "--max-buffer: expected a size from 16k to 64m, got \"8k\"");
+  CHECK(error_with_required({"--max-buffer", "65m"}) ==
+        "--max-buffer: expected a size from 16k to 64m, got \"65m\"");
+  CHECK(error_with_required({"--max-connections", "1000001"}) ==
+        "--max-connections: expected a number from 1 to 1000000, got \"1000001\"");
+  CHECK(error_with_required({"--max-buffer"}) == "--max-buffer needs a size");
+  CHECK(error_with_required({"--max-connections"}) == "--max-connections needs a number");
 }
 
 TEST_CASE("config: several --cert/--key pairs are kept in order", "[config]") {
