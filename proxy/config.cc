@@ -41,6 +41,9 @@ streams by host and path prefix to the backends named in the route file.
   --max-headers N          header count limit, 431 above (default 100)
   --max-buffer SIZE        bytes held per connection and direction before the sending
                            side is paused (default 256k; reads resume below a quarter)
+  --user NAME              after binding the ports and reading the certificates, run as
+                           this user and its group (needs root; without it, a root
+                           portico warns that it keeps root)
   --max-connections N      client connections served at once; above it new connections
                            wait in the listen queue (default 10000, or fewer when the
                            open files limit cannot carry that many tunnels)
@@ -250,6 +253,9 @@ ConfigResult parse_command_line(int argc, const char* const* argv) {
                     std::string(value) + "\"");
       }
       config.max_header_count = n;
+    } else if (arg == "--user") {
+      if (!take_value()) return needs("a user name");
+      config.user = std::string(value);
     } else if (arg == "--max-buffer") {
       if (!take_value()) return needs("a size");
       auto size = parse_size(value);

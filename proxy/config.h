@@ -58,6 +58,8 @@ struct Config {
   // connection ends. 0 = kDefaultMaxConnections, or fewer if the open files limit cannot carry
   // that many tunnels (main.cc).
   size_t max_connections = 0;
+  // --user: the user portico runs as once its ports are bound (privileges.h); "" = unchanged.
+  std::string user;
   size_t connection_limit() const {
     return max_connections != 0 ? max_connections : kDefaultMaxConnections;
   }

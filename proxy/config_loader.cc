@@ -1,5 +1,7 @@
 #include "proxy/config_loader.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -14,10 +16,17 @@
 namespace portico {
 namespace {
 
-bool read_file(const std::string& path, std::string* out, std::string* error) {
+// `run_as`: the --user portico switched to; a permission error then says whose permission.
+bool read_file(const std::string& path, std::string* out, std::string* error,
+               const std::string& run_as) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
-    *error = path + ": cannot read: " + std::strerror(errno);
+    const int err = errno;
+    *error = path + ": cannot read: " + std::strerror(err);
+    if (err == EACCES && !run_as.empty() && geteuid() != 0) {
+      *error += " (portico runs as user " + run_as +
+                " after --user: the file must be readable by " + run_as + ")";
+    }
     return false;
   }
   std::stringstream text;
@@ -71,7 +80,7 @@ std::vector<CertKeyFiles> certificate_files(const Config& config,
 ConfigInputs read_config_inputs(const Config& config) {
   ConfigInputs inputs;
   std::string error;
-  if (!read_file(config.routes_path, &inputs.routes_text, &error)) {
+  if (!read_file(config.routes_path, &inputs.routes_text, &error, config.user)) {
     inputs.errors.push_back(error);
   }
   for (const CertKeyFiles& pair : certificate_files(config, &inputs.errors)) {
@@ -80,7 +89,7 @@ ConfigInputs read_config_inputs(const Config& config) {
       inputs.certificate_bytes += *path;
       inputs.certificate_bytes += '\n';
       std::string bytes;
-      if (!read_file(*path, &bytes, &error)) {
+      if (!read_file(*path, &bytes, &error, config.user)) {
         inputs.errors.push_back(error);
         continue;
       }

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <optional>
 #include <string>
 
 #include "proxy/access_log.h"
@@ -14,6 +15,7 @@
 #include "proxy/config.h"
 #include "proxy/config_loader.h"
 #include "proxy/log.h"
+#include "proxy/privileges.h"
 #include "proxy/worker.h"
 #include "tls/dev_certificate.h"
 
@@ -88,6 +90,14 @@ int main(int argc, char** argv) {
   const Config& config = parsed.config;
   if (config.check_only) return run_check(config, stdout, stderr);
 
+  // The user is looked up before anything is bound: a typo must not leave a root proxy behind.
+  std::string error;
+  std::optional<RunAs> run_as;
+  if (!config.user.empty()) {
+    run_as = resolve_run_as(config.user, &error);
+    if (!run_as) return fail(error);
+  }
+
   ConfigInputs inputs = read_config_inputs(config);
   ConfigLoadResult loaded = build_config_snapshot(config, inputs);
   if (!loaded.snapshot) {
@@ -101,7 +111,6 @@ int main(int argc, char** argv) {
   }
 
   AccessLog access_log;
-  std::string error;
   if (!access_log.open(config.access_log, &error)) return fail(error);
   access_log.set_format(config.log_format);
 
@@ -114,7 +123,17 @@ int main(int argc, char** argv) {
   worker.handle_signals();
   const size_t route_count = loaded.snapshot->routes->routes().size();
   worker.watch_configuration(std::move(loaded.snapshot), std::move(inputs));
+  if (!run_as && geteuid() == 0) {
+    log_warn("portico",
+             "running as root and staying root: give --user NAME to drop to an unprivileged "
+             "user once the ports are bound");
+  }
   if (!worker.listen(&error)) return fail(error);
+  if (run_as) {
+    if (!drop_privileges(*run_as, &error)) return fail(error);
+    log_info("portico", "running as user=", run_as->name, " uid=", run_as->uid,
+             " gid=", run_as->gid);
+  }
   log_info("portico", "ready version=", PORTICO_VERSION, " routes=", route_count);
   worker.run();
   log_info("portico", "stopped");
