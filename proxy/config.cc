@@ -1,11 +1,18 @@
 #include "proxy/config.h"
 
+#include <uv.h>
+
+#include <algorithm>
 #include <charconv>
 #include <string_view>
 
 #include "routing/route_table.h"
 
 namespace portico {
+
+unsigned Config::worker_count() const {
+  return workers != 0 ? workers : std::max(1u, uv_available_parallelism());
+}
 
 const char* usage_text() {
   return R"(usage: portico --routes FILE --cert PEM --key PEM [options]
@@ -44,7 +51,9 @@ streams by host and path prefix to the backends named in the route file.
   --user NAME              after binding the ports and reading the certificates, run as
                            this user and its group (needs root; without it, a root
                            portico warns that it keeps root)
-  --max-connections N      client connections served at once; above it new connections
+  --workers N              event loops, one thread each, sharing the ports (default: one
+                           per core)
+  --max-connections N      client connections served at once per worker; above it new connections
                            wait in the listen queue (default 10000, or fewer when the
                            open files limit cannot carry that many tunnels)
   --proxy-protocol         expect a PROXY protocol v1/v2 header before each TLS
@@ -253,6 +262,15 @@ ConfigResult parse_command_line(int argc, const char* const* argv) {
                     std::string(value) + "\"");
       }
       config.max_header_count = n;
+    } else if (arg == "--workers") {
+      if (!take_value()) return needs("a number");
+      unsigned n = 0;
+      auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+      if (ec != std::errc() || ptr != value.data() + value.size() || n < 1 || n > 256) {
+        return fail("--workers: expected a number from 1 to 256, got \"" + std::string(value) +
+                    "\"");
+      }
+      config.workers = n;
     } else if (arg == "--user") {
       if (!take_value()) return needs("a user name");
       config.user = std::string(value);

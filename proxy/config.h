@@ -58,6 +58,9 @@ struct Config {
   // connection ends. 0 = kDefaultMaxConnections, or fewer if the open files limit cannot carry
   // that many tunnels (main.cc).
   size_t max_connections = 0;
+  // --workers: event loops, one thread each; 0 = one per core (uv_available_parallelism).
+  unsigned workers = 0;
+  unsigned worker_count() const;
   // --user: the user portico runs as once its ports are bound (privileges.h); "" = unchanged.
   std::string user;
   size_t connection_limit() const {

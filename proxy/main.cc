@@ -9,6 +9,8 @@
 #include <cstdio>
 #include <optional>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "proxy/access_log.h"
 #include "proxy/check.h"
@@ -24,10 +26,10 @@ namespace {
 constexpr int kExitConfigError = 2;
 
 // Every client connection is a file descriptor and a tunnel two; the soft limit (often 1024) is
-// raised to the hard one, as NGINX's worker_rlimit_nofile would be set. Without
-// --max-connections the limit is 10,000 or what the open files allow with every connection a
-// tunnel; a --max-connections the open files cannot carry is said once at start rather than
-// found as EMFILE under load.
+// raised to the hard one, as NGINX's worker_rlimit_nofile would be set. --max-connections is
+// per worker; without it the limit is 10,000 or what the open files allow with every
+// connection of every worker a tunnel; a --max-connections the open files cannot carry is said
+// once at start rather than found as EMFILE under load.
 void fit_connections_to_open_files(portico::Config* config) {
   rlimit limit{};
   if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
@@ -36,15 +38,16 @@ void fit_connections_to_open_files(portico::Config* config) {
     setrlimit(RLIMIT_NOFILE, &limit);
   }
   constexpr rlim_t kReserved = 64;  // listeners, logs, admin, reload watches
+  const rlim_t workers = config->worker_count();
   const rlim_t fits = limit.rlim_cur == RLIM_INFINITY || limit.rlim_cur < 2 * kReserved
                           ? portico::kDefaultMaxConnections
-                          : (limit.rlim_cur - kReserved) / 2;
+                          : (limit.rlim_cur - kReserved) / 2 / workers;
   if (config->max_connections == 0) {
     config->max_connections =
         std::max<size_t>(1, std::min<size_t>(portico::kDefaultMaxConnections, fits));
   } else if (config->max_connections > fits) {
     portico::log_warn("portico", "open files limit ", static_cast<uint64_t>(limit.rlim_cur),
-                      " carries ", static_cast<uint64_t>(fits), " tunnels, fewer than",
+                      " carries ", static_cast<uint64_t>(fits), " tunnels per worker, fewer than",
                       " --max-connections ", config->max_connections,
                       "; raise it (ulimit -n, LimitNOFILE=) or lower --max-connections");
   }
@@ -117,25 +120,42 @@ int main(int argc, char** argv) {
   // A peer that goes away mid-write must be an error code, not a signal that kills the proxy.
   signal(SIGPIPE, SIG_IGN);
 
-  Worker worker(config, access_log, *loaded.snapshot);
+  // The lead worker runs on this thread; the others each on their own (worker.h).
+  const unsigned worker_count = config.worker_count();
+  std::vector<std::unique_ptr<Worker>> workers;
+  for (unsigned i = 0; i < worker_count; ++i) {
+    workers.push_back(std::make_unique<Worker>(config, access_log, *loaded.snapshot));
+  }
+  Worker& lead = *workers.front();
+  std::vector<Worker*> peers;
+  for (size_t i = 1; i < workers.size(); ++i) peers.push_back(workers[i].get());
+  lead.set_peers(peers);
   // Signals and watches first: once the "listening" lines are out, a SIGHUP must reload, not
   // kill the process with the default action.
-  worker.handle_signals();
+  lead.handle_signals();
   const size_t route_count = loaded.snapshot->routes->routes().size();
-  worker.watch_configuration(std::move(loaded.snapshot), std::move(inputs));
+  lead.watch_configuration(std::move(loaded.snapshot), std::move(inputs));
   if (!run_as && geteuid() == 0) {
     log_warn("portico",
              "running as root and staying root: give --user NAME to drop to an unprivileged "
              "user once the ports are bound");
   }
-  if (!worker.listen(&error)) return fail(error);
+  if (!lead.listen(&error)) return fail(error);
+  for (Worker* peer : peers) {
+    if (!peer->listen_like(lead, &error)) return fail(error);
+    peer->publish_metrics_every_second();
+  }
   if (run_as) {
     if (!drop_privileges(*run_as, &error)) return fail(error);
     log_info("portico", "running as user=", run_as->name, " uid=", run_as->uid,
              " gid=", run_as->gid);
   }
-  log_info("portico", "ready version=", PORTICO_VERSION, " routes=", route_count);
-  worker.run();
+  log_info("portico", "ready version=", PORTICO_VERSION, " routes=", route_count,
+           " workers=", worker_count);
+  std::vector<std::thread> threads;
+  for (Worker* peer : peers) threads.emplace_back([peer] { peer->run(); });
+  lead.run();
+  for (std::thread& thread : threads) thread.join();
   log_info("portico", "stopped");
   return 0;
 }

@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 
+#include "proxy/cidr.h"
 #include "proxy/client_connection.h"
 #include "proxy/log.h"
 #include "proxy/redirect_server.h"
@@ -28,9 +29,17 @@ Worker::Worker(const Config& config, const AccessLog& access_log, const ConfigSn
   http_listener_.data = this;
   uv_timer_init(&loop_, &drain_timer_);
   drain_timer_.data = this;
+  uv_async_init(&loop_, &posted_, &Worker::on_posted);
+  posted_.data = this;
+  uv_timer_init(&loop_, &publish_timer_);
+  publish_timer_.data = this;
 }
 
 Worker::~Worker() {
+  {
+    std::lock_guard lock(posted_mutex_);
+    posted_open_ = false;
+  }
   // Connections first (they reference the context), then every other handle; the loop then
   // runs their close callbacks, and only after that does the context go.
   for (ClientConnection* conn = ctx_->connections; conn;) {
@@ -79,7 +88,7 @@ bool Worker::listen(std::string* error) {
   if (!ctx_->config.admin_address.empty()) {
     auto started = std::chrono::steady_clock::now();
     admin_ = std::make_unique<AdminServer>(
-        &loop_, ctx_->config.admin_allow, [this] { return render_prometheus(ctx_->metrics); },
+        &loop_, ctx_->config.admin_allow, [this] { return render_metrics(); },
         [this, started] {
           std::chrono::duration<double> uptime = std::chrono::steady_clock::now() - started;
           return render_status_json(make_status_snapshot(*ctx_, uptime.count()));
@@ -90,6 +99,76 @@ bool Worker::listen(std::string* error) {
   log_listening(&https_listener_, "https");
   if (http_listening_) log_listening(&http_listener_, "http");
   return true;
+}
+
+bool Worker::listen_like(const Worker& lead, std::string* error) {
+  const uint16_t https_port = lead.ctx_->public_https_port;
+  if (!bind_listener(&https_listener_, https_port, &Worker::on_https_connection, error)) {
+    return false;
+  }
+  ctx_->public_https_port = https_port;
+  if (lead.http_listening_) {
+    sockaddr_storage bound{};
+    int len = sizeof bound;
+    uv_tcp_getsockname(&lead.http_listener_, reinterpret_cast<sockaddr*>(&bound), &len);
+    if (!bind_listener(&http_listener_, address_port(bound), &Worker::on_http_connection, error)) {
+      return false;
+    }
+    http_listening_ = true;
+  }
+  return true;
+}
+
+// The lead's /metrics: its own counters live, the others' as they published them (at most a
+// second old): reading another loop's counters directly would race with it.
+std::string Worker::render_metrics() const {
+  if (peers_.empty()) return render_prometheus(ctx_->metrics);
+  Metrics total = ctx_->metrics;
+  for (const Worker* peer : peers_) total.add(peer->published_metrics());
+  return render_prometheus(total);
+}
+
+void Worker::publish_metrics_every_second() {
+  uv_timer_start(&publish_timer_, &Worker::on_publish, 1000, 1000);
+  uv_unref(reinterpret_cast<uv_handle_t*>(&publish_timer_));
+}
+
+void Worker::on_publish(uv_timer_t* timer) {
+  auto* worker = static_cast<Worker*>(timer->data);
+  std::lock_guard lock(worker->published_mutex_);
+  worker->published_ = worker->ctx_->metrics;
+}
+
+Metrics Worker::published_metrics() const {
+  std::lock_guard lock(published_mutex_);
+  return published_;
+}
+
+void Worker::post_configuration(std::shared_ptr<const ConfigSnapshot> snapshot) {
+  std::lock_guard lock(posted_mutex_);
+  if (!posted_open_) return;
+  posted_snapshot_ = std::move(snapshot);
+  uv_async_send(&posted_);
+}
+
+void Worker::post_shutdown() {
+  std::lock_guard lock(posted_mutex_);
+  if (!posted_open_) return;
+  posted_stop_ = true;
+  uv_async_send(&posted_);
+}
+
+void Worker::on_posted(uv_async_t* handle) {
+  auto* worker = static_cast<Worker*>(handle->data);
+  std::shared_ptr<const ConfigSnapshot> snapshot;
+  bool stop = false;
+  {
+    std::lock_guard lock(worker->posted_mutex_);
+    snapshot = std::move(worker->posted_snapshot_);
+    stop = worker->posted_stop_;
+  }
+  if (snapshot && !worker->ctx_->shutting_down) worker->apply_configuration(*snapshot);
+  if (stop && !worker->ctx_->shutting_down) worker->begin_shutdown();
 }
 
 void Worker::on_https_connection(uv_stream_t* server, int status) {
@@ -144,10 +223,18 @@ void Worker::on_signal(uv_signal_t* handle, int signum) {
   }
   log_info("portico", "stopping signal=", signum == SIGTERM ? "SIGTERM" : "SIGINT");
   worker->begin_shutdown();
+  for (Worker* peer : worker->peers_) peer->post_shutdown();
 }
 
 void Worker::begin_shutdown() {
   ctx_->shutting_down = true;
+  {
+    // Nothing more can be handed over; the open async handle would keep the loop alive.
+    std::lock_guard lock(posted_mutex_);
+    posted_open_ = false;
+  }
+  uv_close(reinterpret_cast<uv_handle_t*>(&posted_), nullptr);
+  uv_timer_stop(&publish_timer_);
   // Connections the kernel has already queued on the TLS listener would be reset when it
   // closes. During a restart (a new portico on the same port, SO_REUSEPORT) those are clients
   // that did nothing wrong: take them first and answer them (ClientConnection::begin_shutdown).
@@ -195,9 +282,12 @@ void Worker::on_drain_timeout(uv_timer_t* timer) {
 void Worker::watch_configuration(std::shared_ptr<const ConfigSnapshot> initial,
                                  ConfigInputs inputs) {
   if (reloader_) return;
-  reloader_ = std::make_unique<Reloader>(
-      &loop_, ctx_->config, std::move(initial), std::move(inputs),
-      [this](std::shared_ptr<const ConfigSnapshot> snapshot) { apply_configuration(*snapshot); });
+  reloader_ =
+      std::make_unique<Reloader>(&loop_, ctx_->config, std::move(initial), std::move(inputs),
+                                 [this](std::shared_ptr<const ConfigSnapshot> snapshot) {
+                                   apply_configuration(*snapshot);
+                                   for (Worker* peer : peers_) peer->post_configuration(snapshot);
+                                 });
   reloader_->start();
 }
 

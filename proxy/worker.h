@@ -1,12 +1,18 @@
 #pragma once
 
-// A worker: one libuv loop, its listeners, and the connections they accept. Everything a
-// connection touches lives on this loop, so workers share nothing mutable.
+// A worker: one libuv loop on its own thread, its listeners, and the connections they accept.
+// Everything a connection touches lives on this loop, so workers share nothing mutable. With
+// --workers N, each worker has its own SO_REUSEPORT listening sockets on the same ports (the
+// kernel spreads connections among them); the first, the lead, also handles signals, watches
+// the configuration and serves --admin, and hands reloads and the stop to the others through
+// post_configuration and post_shutdown, the only calls made from another thread.
 
 #include <uv.h>
 
 #include <memory>
+#include <mutex>
 #include <string>
+#include <vector>
 
 #include "proxy/admin_server.h"
 #include "proxy/config_loader.h"
@@ -23,9 +29,20 @@ class Worker {
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
 
-  // Binds the TLS listener and, unless --http-port 0, the redirect listener. On failure returns
-  // false with a one-line reason.
+  // Binds the TLS listener and, unless --http-port 0, the redirect listener, and --admin; logs
+  // the "listening" lines. On failure returns false with a one-line reason.
   bool listen(std::string* error);
+  // A further worker: the same ports as the lead's (bound, so --https-port 0 works), no admin,
+  // nothing logged.
+  bool listen_like(const Worker& lead, std::string* error);
+  // The lead's fan-out: the other workers, for reloads, the stop and /metrics.
+  void set_peers(std::vector<Worker*> peers) { peers_ = std::move(peers); }
+  // Thread-safe, from any thread: runs apply_configuration / begin_shutdown on this loop.
+  void post_configuration(std::shared_ptr<const ConfigSnapshot> snapshot);
+  void post_shutdown();
+  // A further worker copies its counters here every second for the lead's /metrics.
+  void publish_metrics_every_second();
+  Metrics published_metrics() const;
   // Handles SIGTERM/SIGINT (graceful stop; a second one exits at once) and SIGHUP (reload now,
   // once watch_configuration has been called) on this loop.
   void handle_signals();
@@ -50,6 +67,9 @@ class Worker {
   static void on_http_connection(uv_stream_t* server, int status);
   static void on_signal(uv_signal_t* handle, int signum);
   static void on_drain_timeout(uv_timer_t* timer);
+  static void on_posted(uv_async_t* handle);
+  static void on_publish(uv_timer_t* timer);
+  std::string render_metrics() const;
 
   uv_loop_t loop_;
   LoopBuffers buffers_;
@@ -64,6 +84,18 @@ class Worker {
   // thread and apply_configuration is posted to each worker (see reloader.h).
   std::unique_ptr<Reloader> reloader_;
   std::unique_ptr<AdminServer> admin_;  // --admin
+  std::vector<Worker*> peers_;          // the lead's: every other worker
+
+  // Work handed over from another thread, run by on_posted on this loop.
+  uv_async_t posted_;
+  std::mutex posted_mutex_;
+  bool posted_open_ = true;  // false once begin_shutdown closed posted_ (under posted_mutex_)
+  std::shared_ptr<const ConfigSnapshot> posted_snapshot_;
+  bool posted_stop_ = false;
+
+  uv_timer_t publish_timer_;
+  mutable std::mutex published_mutex_;
+  Metrics published_;
 };
 
 }  // namespace portico

@@ -9,10 +9,15 @@
 namespace portico {
 namespace {
 
-int ticket_key_callback(SSL*, unsigned char key_name[16], unsigned char iv[EVP_MAX_IV_LENGTH],
+int ticket_key_callback(SSL* ssl, unsigned char key_name[16], unsigned char iv[EVP_MAX_IV_LENGTH],
                         EVP_CIPHER_CTX* cipher, EVP_MAC_CTX* mac, int enc) {
-  return TicketKeyStore::process().handle(key_name, iv, cipher, mac, enc,
-                                          TicketKeyStore::Clock::now());
+  int rc = TicketKeyStore::process().handle(key_name, iv, cipher, mac, enc,
+                                            TicketKeyStore::Clock::now());
+  // TLS 1.3 tickets are meant for one use (RFC 8446, section 8.1), and OpenSSL sends a new one
+  // after a resumption only when told to renew: without it a client that reconnects in a loop
+  // resumes every other time, and pays a full handshake in between.
+  if (enc == 0 && rc == 1 && SSL_version(ssl) == TLS1_3_VERSION) rc = 2;
+  return rc;
 }
 
 bool init_mac(EVP_MAC_CTX* mac, unsigned char* key, size_t len) {

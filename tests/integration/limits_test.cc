@@ -69,17 +69,24 @@ TEST_CASE("max connections: at the limit newcomers wait, and are served when one
   CHECK(get_ok(*held[2]));
 }
 
-TEST_CASE("max connections: the flag rejects a value that is not a positive number",
-          "[limits][cli]") {
+TEST_CASE("limits: a bad limit flag stops the start with exit 2", "[limits][cli]") {
   TempDir dir;
   TestCert cert = make_test_cert(dir);
   std::string routes = dir.write_file("routes.conf", "/ http://127.0.0.1:9\n");
-  CommandResult r = run_command({PORTICO_BINARY, "--routes", routes, "--cert", cert.fullchain,
-                                 "--key", cert.key, "--max-connections", "0"},
-                                "", 30s);
-  CHECK(r.exit_code == 2);
-  CHECK(r.stderr.find("--max-connections: expected a number from 1 to 1000000, got \"0\"") !=
-        std::string::npos);
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"--max-connections", "0"}, "--max-connections: expected a number from 1 to 1000000"},
+      {{"--workers", "0"}, "--workers: expected a number from 1 to 256, got \"0\""},
+      {{"--max-buffer", "1k"}, "--max-buffer: expected a size from 16k to 64m, got \"1k\""},
+  };
+  for (const auto& [flag, message] : cases) {
+    std::vector<std::string> argv = {PORTICO_BINARY, "--routes", routes,  "--cert",
+                                     cert.fullchain, "--key",    cert.key};
+    argv.insert(argv.end(), flag.begin(), flag.end());
+    CommandResult r = run_command(argv, "", 30s);
+    INFO(r.describe());
+    CHECK(r.exit_code == 2);
+    CHECK(r.stderr.find(message) != std::string::npos);
+  }
 }
 
 TEST_CASE("10,000 idle keep-alive TLS connections fit in well under 1 GiB", "[limits][memory]") {

@@ -25,8 +25,9 @@ TEST_CASE("restart: start the new portico on the same port, SIGTERM the old, not
   TestBackend backend;
   const uint16_t port = free_port();
   const std::string routes = "/ http://" + backend.address() + "\n";
-  const std::vector<std::string> same_port = {"--https-port", std::to_string(port), "--http-port",
-                                              "0"};
+  // Two workers each: every socket of both processes shares the port.
+  const std::vector<std::string> same_port = {
+      "--https-port", std::to_string(port), "--http-port", "0", "--workers", "2"};
   auto old_proxy = std::make_unique<PorticoProcess>(dir, routes, cert, same_port);
 
   std::atomic<bool> stop{false};

@@ -28,7 +28,11 @@ void PorticoProcess::start(const TempDir& dir, std::string routes_text,
   std::vector<std::string> argv = {PORTICO_BINARY, "--routes"};
   argv.push_back(routes_path_);
   argv.insert(argv.end(), tls_args.begin(), tls_args.end());
-  for (const char* arg : {"--https-port", "0", "--listen", "127.0.0.1"}) argv.push_back(arg);
+  // One worker unless the test asks for more: the assertions about pooled backend connections,
+  // connection limits and exact metrics are about one loop (workers_test.cc covers several).
+  for (const char* arg : {"--https-port", "0", "--listen", "127.0.0.1", "--workers", "1"}) {
+    argv.push_back(arg);
+  }
   auto http_flag = std::find(extra_args.begin(), extra_args.end(), "--http-port");
   bool expect_http = true;
   if (http_flag == extra_args.end()) {

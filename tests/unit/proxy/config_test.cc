@@ -146,6 +146,10 @@ TEST_CASE("config: ports 0 and the limits of each range", "[config]") {
   CHECK(error_with_required({"--max-connections", "1000001"}) ==
         "--max-connections: expected a number from 1 to 1000000, got \"1000001\"");
   CHECK(error_with_required({"--max-buffer"}) == "--max-buffer needs a size");
+  CHECK(parse_with_required({"--workers", "3"}).config.worker_count() == 3);
+  CHECK(parse_with_required({}).config.worker_count() >= 1);  // one per core
+  CHECK(error_with_required({"--workers", "257"}) ==
+        "--workers: expected a number from 1 to 256, got \"257\"");
   CHECK(error_with_required({"--max-connections"}) == "--max-connections needs a number");
 }
 
