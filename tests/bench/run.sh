@@ -244,7 +244,7 @@ start_target() {  # start_target NAME: starts it, waits until it answers; sets T
     portico)
       "$PORTICO" --routes "$WORK/routes.txt" --cert "$WORK/cert.pem" --key "$WORK/key.pem" \
         --https-port "${HTTPS_PORT[portico]}" --http-port "${HTTP_PORT[portico]}" \
-        --listen 127.0.0.1 --access-log off --log-level warn >>"$WORK/portico.log" 2>&1 &
+        --listen 127.0.0.1 --access-log off --log-level warn --workers 1 >>"$WORK/portico.log" 2>&1 &
       ;;
     nginx)
       nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -g 'daemon off;' \
