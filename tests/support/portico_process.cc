@@ -77,6 +77,7 @@ void PorticoProcess::check_clean_exit() {
   INFO("portico stderr:\n" << err);
   CHECK(err.find("AddressSanitizer") == std::string::npos);
   CHECK(err.find("LeakSanitizer") == std::string::npos);
+  CHECK(err.find("ThreadSanitizer") == std::string::npos);
   CHECK(err.find("runtime error:") == std::string::npos);
   auto status = process_->exit_status();
   if (status && !expect_nonzero_exit_) {
