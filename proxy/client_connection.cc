@@ -203,8 +203,7 @@ void ClientConnection::update_reading() {
       // every request costs two epoll_ctl calls); what arrives meanwhile is kept, up to one
       // read's worth, in pending_input_.
       want = !client_eof_ && pending_input_.size() < LoopBuffers::kReadSize &&
-             !(upstream_ && upstream_->above_high_water()) &&
-             !writer_.above_high_water();
+             !(upstream_ && upstream_->above_high_water()) && !writer_.above_high_water();
       break;
     case Phase::kClosed:
       return;

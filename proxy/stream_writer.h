@@ -68,7 +68,6 @@ struct LoopBuffers {
 LoopBuffers& loop_buffers(uv_loop_t* loop);  // loop->data must point at a LoopBuffers
 void alloc_from_loop_buffer(uv_handle_t* handle, size_t suggested, uv_buf_t* buf);
 
-
 class StreamWriter {
  public:
   // Notified when queued or gathered bytes have been handed to the kernel (status 0) or could

@@ -463,7 +463,6 @@ TEST_CASE("idle tunnels are pinged, kept open, and dead clients closed", "[webso
   CHECK(front.portico.process().try_wait_for_output("client did not answer ping", 5s));
 }
 
-
 TEST_CASE("tunnel backpressure: a side that stops reading stops the other side", "[websocket]") {
   constexpr uint64_t kFlood = uint64_t{256} << 20;
   SECTION("the backend stops reading") {
