@@ -736,9 +736,9 @@ void ClientConnection::next_request() {
 // gives back everything, so that thousands of idle connections cost little. While a tunnel is
 // busy only large buffers are given back (`keep`), so small messages do not allocate.
 void ClientConnection::release_idle_buffers(size_t keep) {
-  if (plain_out_.empty() && plain_out_.capacity() > keep) plain_out_ = std::string();
-  if (tls_.output().empty() && tls_.output().capacity() > keep) tls_.output() = std::string();
-  if (pending_input_.empty() && pending_input_.capacity() > keep) pending_input_ = std::string();
+  if (plain_out_.empty() && plain_out_.capacity() > keep) release_memory(plain_out_);
+  if (tls_.output().empty() && tls_.output().capacity() > keep) release_memory(tls_.output());
+  if (pending_input_.empty() && pending_input_.capacity() > keep) release_memory(pending_input_);
 }
 
 void ClientConnection::resume_parser() {

@@ -18,6 +18,7 @@
 #include "proxy/header_rewrite.h"
 #include "proxy/http_head.h"
 #include "proxy/proxy_protocol.h"
+#include "proxy/release_memory.h"
 #include "proxy/stream_writer.h"
 #include "proxy/upstream_pool.h"
 #include "proxy/worker_context.h"

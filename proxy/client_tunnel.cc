@@ -55,8 +55,10 @@ void ClientConnection::enter_tunnel(const char* backend_bytes, size_t len) {
   flush_to_client();  // the 101
   // The handshake heads are no longer needed: an idle tunnel should cost as little as possible.
   // Of the request, only what the tunnel's access-log line names is kept.
-  upstream_head_ = std::string();
-  response_ = HttpHead();
+  release_memory(upstream_head_);
+  release_memory(response_);
+  release_memory(ws_accept_);
+  release_memory(tried_backends_);
   if (const HeaderField* host = request_.find("host")) {
     HeaderField kept{"Host", host->value};
     request_.headers = std::vector<HeaderField>{std::move(kept)};
@@ -70,7 +72,7 @@ void ClientConnection::enter_tunnel(const char* backend_bytes, size_t len) {
     tunnel_from_client(early.data(), early.size());
     if (phase_ != Phase::kTunnel) return;
   }
-  pending_input_ = std::string();
+  release_memory(pending_input_);
   parser_paused_ = false;
   arm_timer(route_->options.ws_idle);
   update_reading();

@@ -7,6 +7,8 @@
 #include <cstring>
 #include <vector>
 
+#include "proxy/release_memory.h"
+
 namespace portico {
 namespace {
 
@@ -52,7 +54,7 @@ uint16_t read_be16(const char* p) {
 ProxyProtocolParser::Result ProxyProtocolParser::fail(std::string_view reason) {
   status_ = Status::kError;
   reason_ = reason;
-  buf_ = std::string();
+  release_memory(buf_);
   return {Status::kError, 0, reason};
 }
 

@@ -42,18 +42,26 @@ void UpstreamConnection::start(const BackendAddress& address, SSL_CTX* tls) {
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   std::string port = std::to_string(address.port);
-  resolve_req_.data = this;
+  // The request lives on the heap until its callback: a connection's memory should not carry
+  // what only its first moments need.
+  auto* req = new uv_getaddrinfo_t;
+  req->data = this;
   ++pending_callbacks_;
-  int rc = uv_getaddrinfo(tcp_.loop, &resolve_req_, &UpstreamConnection::on_resolved,
-                          address.host.c_str(), port.c_str(), &hints);
+  int rc = uv_getaddrinfo(tcp_.loop, req, &UpstreamConnection::on_resolved, address.host.c_str(),
+                          port.c_str(), &hints);
   if (rc != 0) {
+    delete req;
     --pending_callbacks_;
     fail(rc);
+    return;
   }
+  resolving_ = req;
 }
 
 void UpstreamConnection::on_resolved(uv_getaddrinfo_t* req, int status, addrinfo* res) {
   auto* conn = static_cast<UpstreamConnection*>(req->data);
+  delete req;
+  conn->resolving_ = nullptr;
   if (conn->closing_) {
     if (res) uv_freeaddrinfo(res);
     conn->release_callback();
@@ -82,13 +90,20 @@ void UpstreamConnection::on_resolved(uv_getaddrinfo_t* req, int status, addrinfo
 
 void UpstreamConnection::connect_to(const sockaddr* addr) {
   uv_tcp_nodelay(&tcp_, 1);
-  connect_req_.data = this;
-  int rc = uv_tcp_connect(&connect_req_, &tcp_, addr, &UpstreamConnection::on_connected);
-  if (rc != 0) fail(rc);
+  // On the heap like the resolve request. libuv calls on_connected for it (UV_ECANCELED when
+  // the handle closes first) before the handle's close callback, so it never outlives `this`.
+  auto* req = new uv_connect_t;
+  req->data = this;
+  int rc = uv_tcp_connect(req, &tcp_, addr, &UpstreamConnection::on_connected);
+  if (rc != 0) {
+    delete req;
+    fail(rc);
+  }
 }
 
 void UpstreamConnection::on_connected(uv_connect_t* req, int status) {
   auto* conn = static_cast<UpstreamConnection*>(req->data);
+  delete req;
   if (conn->closing_ || status == UV_ECANCELED) return;
   if (status == 0 && conn->tls_) {
     // The ClientHello; the delegate hears of the connection when the handshake is done.
@@ -213,7 +228,7 @@ void UpstreamConnection::close() {
   if (closing_) return;
   closing_ = true;
   delegate_ = nullptr;
-  if (pending_callbacks_ > 1) uv_cancel(reinterpret_cast<uv_req_t*>(&resolve_req_));
+  if (resolving_) uv_cancel(reinterpret_cast<uv_req_t*>(resolving_));
   if (tls_ && tls_->handshake_done()) {
     tls_->shutdown();  // close_notify: the backend can tell our close from a cut connection
     writer_.write_owned(std::move(tls_->output()));

@@ -86,8 +86,7 @@ class UpstreamConnection final : private StreamWriter::Owner {
   static void on_closed(uv_handle_t* handle);
 
   uv_tcp_t tcp_;
-  uv_connect_t connect_req_;
-  uv_getaddrinfo_t resolve_req_;
+  uv_getaddrinfo_t* resolving_ = nullptr;  // the name resolution in progress (heap), if any
   StreamWriter writer_;
   std::unique_ptr<TlsStream> tls_;  // https:// backends only
   std::string tls_failure_;
