@@ -26,11 +26,14 @@ constexpr size_t kDefaultWriteHighWater = 256 * 1024;
 // handle (right after the loop polled for I/O, so everything one poll produced goes out
 // together) and a prepare handle (right before the loop blocks, for bytes written from timers
 // and close callbacks). They keep the loop alive only while some writer holds gathered bytes.
-// Gather blocks come from a small free list, so an idle connection holds no write buffer and a
-// busy one does not allocate per message.
+// Gather blocks come from free lists, so an idle connection holds no write buffer and a busy
+// one does not allocate per message. Most gathers are small (a redirect, a WebSocket message,
+// a response head), so a writer starts with a small block and moves to a large one only when
+// its bytes outgrow it.
 class WriteBatch {
  public:
-  static constexpr size_t kBlockSize = 16 * 1024;
+  static constexpr size_t kBlockSize = 16 * 1024;  // the most one writer gathers
+  static constexpr size_t kSmallBlockSize = 2 * 1024;
 
   WriteBatch() = default;
   WriteBatch(const WriteBatch&) = delete;
@@ -43,8 +46,9 @@ class WriteBatch {
   // Sends what every writer gathered; a write made while flushing is sent in the same pass.
   void flush_all();
 
-  char* take_block();
-  void give_block(char* block);
+  // A block of `size` bytes: kSmallBlockSize or kBlockSize.
+  char* take_block(size_t size);
+  void give_block(char* block, size_t size);
 
  private:
   static void on_check(uv_check_t* handle);
@@ -53,7 +57,8 @@ class WriteBatch {
   uv_check_t check_{};
   uv_prepare_t prepare_{};
   StreamWriter* head_ = nullptr;
-  std::vector<std::unique_ptr<char[]>> free_blocks_;
+  std::vector<std::unique_ptr<char[]>> free_small_;
+  std::vector<std::unique_ptr<char[]>> free_large_;
 };
 
 // One shared receive buffer per loop: every read callback consumes its bytes before returning,
@@ -116,7 +121,7 @@ class StreamWriter {
   int queue(std::string&& data);
   // Tries the socket with the gathered bytes followed by `bufs`, and queues what it left.
   int send_now(const uv_buf_t* bufs, unsigned count, size_t total);
-  void gather(const uv_buf_t* bufs, unsigned count);
+  void gather(const uv_buf_t* bufs, unsigned count, size_t total);
   void flush();
   void drop_gathered();
 
@@ -125,7 +130,8 @@ class StreamWriter {
   WriteBatch* batch_ = nullptr;
   size_t queued_ = 0;
   size_t high_water_ = kDefaultWriteHighWater;
-  char* block_ = nullptr;  // gathered bytes, from batch_'s free list
+  char* block_ = nullptr;  // gathered bytes, from batch_'s free lists
+  size_t block_size_ = 0;
   size_t gathered_ = 0;
   StreamWriter* batch_prev_ = nullptr;
   StreamWriter* batch_next_ = nullptr;
