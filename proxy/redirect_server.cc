@@ -184,11 +184,14 @@ void RedirectConnection::answer() {
     keep_alive = false;
   } else {
     status = (request_.method == "GET" || request_.method == "HEAD") ? 301 : 308;
-    std::string extra = "Location: " + location + "\r\n";
-    std::string body =
-        std::to_string(status) + " " + std::string(reason_phrase(status)) + ": " + location + "\n";
-    if (request_.method == "HEAD") body.clear();
-    build_simple_response(status, body, keep_alive, extra, &response);
+    // No body: the Location header is the whole answer, as HAProxy, Caddy and Envoy send it.
+    // Browsers and `curl -L` follow it; `curl -i` shows it.
+    response.reserve(96 + location.size());
+    response.append(status == 301 ? "HTTP/1.1 301 Moved Permanently\r\nLocation: "
+                                  : "HTTP/1.1 308 Permanent Redirect\r\nLocation: ");
+    response.append(location).append("\r\nContent-Length: 0\r\n");
+    if (!keep_alive) response.append("Connection: close\r\n");
+    response.append("\r\n");
   }
   if (ctx_.access_log.enabled()) {
     AccessLogEntry entry;

@@ -295,6 +295,10 @@ TEST_CASE("the redirect listener sends every request to https", "[front-door][re
   auto response = only_response(get);
   CHECK(response.status == 301);
   CHECK(response.header("Location") == "https://127.0.0.1:" + https_port + "/x?y=1");
+  // The Location is the whole answer: no body, an explicit empty length, the connection kept.
+  CHECK(response.header("Content-Length") == "0");
+  CHECK(response.body.empty());
+  CHECK_FALSE(response.has_header("Connection"));
 
   CommandResult encoded =
       curl({"-i", "--path-as-is", "-H", "Host: Example.COM:80", http + "/a%2Fb/../c?q=%41&r"});
