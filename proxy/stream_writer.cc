@@ -157,8 +157,8 @@ void StreamWriter::on_write(uv_write_t* req, int status) {
 void StreamWriter::gather(const uv_buf_t* bufs, unsigned count, size_t total) {
   const size_t needed = gathered_ + total;  // at most kBlockSize (write() checks)
   if (needed > block_size_) {
-    const size_t size =
-        needed <= WriteBatch::kSmallBlockSize ? WriteBatch::kSmallBlockSize : WriteBatch::kBlockSize;
+    const size_t size = needed <= WriteBatch::kSmallBlockSize ? WriteBatch::kSmallBlockSize
+                                                              : WriteBatch::kBlockSize;
     char* block = batch_->take_block(size);
     if (gathered_ > 0) std::memcpy(block, block_, gathered_);
     if (block_) batch_->give_block(block_, block_size_);
