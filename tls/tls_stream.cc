@@ -62,6 +62,16 @@ TlsStream::TlsStream(SSL_CTX* ctx, bool server) : ssl_(SSL_new(ctx)) {
   }
 }
 
+namespace {
+// SSL_get_error needs the thread's error queue empty before each SSL call. ERR_clear_error
+// walks all 16 slots of the queue every time (about 400 instructions, twice per relayed
+// WebSocket message); the queue is nearly always empty already, which ERR_peek_error tells
+// for a fraction of that.
+void clear_error_queue() {
+  if (ERR_peek_error() != 0) ERR_clear_error();
+}
+}  // namespace
+
 TlsStream::Status TlsStream::map_error(int ret) {
   int err = SSL_get_error(ssl_.get(), ret);
   switch (err) {
@@ -95,14 +105,14 @@ TlsStream::Status TlsStream::map_error(int ret) {
 }
 
 TlsStream::Status TlsStream::handshake() {
-  ERR_clear_error();
+  clear_error_queue();
   int ret = SSL_do_handshake(ssl_.get());
   if (ret == 1) return Status::kOk;
   return map_error(ret);
 }
 
 TlsStream::Status TlsStream::read(char* buf, size_t cap, size_t* n) {
-  ERR_clear_error();
+  clear_error_queue();
   size_t got = 0;
   int ret = SSL_read_ex(ssl_.get(), buf, cap, &got);
   if (ret == 1) {
@@ -114,7 +124,7 @@ TlsStream::Status TlsStream::read(char* buf, size_t cap, size_t* n) {
 
 TlsStream::Status TlsStream::write(const char* data, size_t len) {
   while (len > 0) {
-    ERR_clear_error();
+    clear_error_queue();
     size_t written = 0;
     int ret = SSL_write_ex(ssl_.get(), data, len, &written);
     if (ret != 1) return map_error(ret);
