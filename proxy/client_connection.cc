@@ -904,12 +904,28 @@ void ClientConnection::on_write_done(int status) {
 // ---------------------------------------------------------------------------------------------
 // Timers
 
+// A connection sets its deadline several times per request (head, backend answer, keep-alive),
+// nearly always to a later time, and moving a uv timer costs a removal from and an insertion
+// into the loop's timer heap. So the uv timer is moved only when the new deadline is sooner
+// than the time it is set for; firing early, on_timer sets it again for what is left.
 void ClientConnection::arm_timer(std::chrono::milliseconds timeout) {
-  uv_timer_start(&timer_, &ClientConnection::on_timer, static_cast<uint64_t>(timeout.count()), 0);
+  const uint64_t now = uv_now(ctx_.loop);
+  deadline_ms_ = now + static_cast<uint64_t>(timeout.count());
+  if (uv_is_active(reinterpret_cast<uv_handle_t*>(&timer_)) && timer_due_ms_ <= deadline_ms_) {
+    return;
+  }
+  uv_timer_start(&timer_, &ClientConnection::on_timer, deadline_ms_ - now, 0);
+  timer_due_ms_ = deadline_ms_;
 }
 
 void ClientConnection::on_timer(uv_timer_t* timer) {
   auto* conn = static_cast<ClientConnection*>(timer->data);
+  const uint64_t now = uv_now(conn->ctx_.loop);
+  if (now < conn->deadline_ms_) {
+    uv_timer_start(timer, &ClientConnection::on_timer, conn->deadline_ms_ - now, 0);
+    conn->timer_due_ms_ = conn->deadline_ms_;
+    return;
+  }
   switch (conn->phase_) {
     case Phase::kHandshake:
       if (conn->proxy_header_) {
