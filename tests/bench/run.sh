@@ -2,6 +2,7 @@
 # Side-by-side benchmark: portico, NGINX and HAProxy in front of the same backends, on loopback.
 #
 #   bash tests/bench/run.sh [--quick]
+#   bash tests/bench/run.sh --instructions
 #
 # Installs what it lacks (Debian packages), builds portico, the example backends and ws_load in
 # build-bench/ (Release), makes one ECDSA P-256 certificate, starts api_server and ws_server, then
@@ -9,14 +10,20 @@
 # and runs the scenarios of docs/performance.md against it. Prints the machine and a Markdown
 # table of medians and ratios, also written to build-bench/bench-results.md. Every load is bounded
 # in time; every process started here is ended on exit.
+#
+# --instructions counts instead of timing: each proxy runs under callgrind, and the table gives
+# the instructions it executes (user space: its own code, OpenSSL, libc) per request, handshake
+# or message. Unlike requests/s on a shared 2-core VM, these do not move between runs.
 set -euo pipefail
 
 QUICK=0
+INSTR=0
 for arg in "$@"; do
   case "$arg" in
     --quick) QUICK=1 ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
-    *) echo "run.sh: unknown argument $arg (want --quick)" >&2; exit 2 ;;
+    --instructions) INSTR=1 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    *) echo "run.sh: unknown argument $arg (want --quick or --instructions)" >&2; exit 2 ;;
   esac
 done
 
@@ -47,6 +54,7 @@ command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
 command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3)
 command -v cmake >/dev/null 2>&1 || need_pkgs+=(cmake)
 command -v ninja >/dev/null 2>&1 || need_pkgs+=(ninja-build)
+((INSTR)) && { command -v valgrind >/dev/null 2>&1 || need_pkgs+=(valgrind); }
 if ((${#need_pkgs[@]})); then
   log "installing ${need_pkgs[*]}"
   apt-get update -qq
@@ -238,26 +246,28 @@ haproxy -c -f "$WORK/haproxy.cfg" >"$WORK/haproxy-test.log" 2>&1 ||
   { cat "$WORK/haproxy-test.log" >&2; exit 1; }
 
 TARGET_PID=""
+VALGRIND=()  # set by --instructions: the proxy runs under callgrind
 start_target() {  # start_target NAME: starts it, waits until it answers; sets TARGET_PID
   local t=$1 i
   case "$t" in
     portico)
-      "$PORTICO" --routes "$WORK/routes.txt" --cert "$WORK/cert.pem" --key "$WORK/key.pem" \
+      "${VALGRIND[@]}" "$PORTICO" --routes "$WORK/routes.txt" --cert "$WORK/cert.pem" --key "$WORK/key.pem" \
         --https-port "${HTTPS_PORT[portico]}" --http-port "${HTTP_PORT[portico]}" \
         --listen 127.0.0.1 --access-log off --log-level warn --workers 1 >>"$WORK/portico.log" 2>&1 &
       ;;
     nginx)
-      nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -g 'daemon off;' \
-        >>"$WORK/nginx.log" 2>&1 &
+      # Under callgrind the worker must be the process valgrind runs: no master.
+      "${VALGRIND[@]}" nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" \
+        -g "daemon off;${VALGRIND:+ master_process off;}" >>"$WORK/nginx.log" 2>&1 &
       ;;
     haproxy)
-      haproxy -f "$WORK/haproxy.cfg" -db >>"$WORK/haproxy.log" 2>&1 &
+      "${VALGRIND[@]}" haproxy -f "$WORK/haproxy.cfg" -db >>"$WORK/haproxy.log" 2>&1 &
       ;;
   esac
   TARGET_PID=$!
   PIDS+=("$TARGET_PID")
-  for i in $(seq 100); do
-    if curl -sk -o /dev/null --max-time 1 "https://127.0.0.1:${HTTPS_PORT[$t]}/small"; then
+  for i in $(seq 300); do
+    if curl -sk -o /dev/null --max-time 2 "https://127.0.0.1:${HTTPS_PORT[$t]}/small"; then
       return 0
     fi
     kill -0 "$TARGET_PID" 2>/dev/null || break
@@ -483,6 +493,104 @@ run_direct() {  # the ceiling: S1, S3, S5 straight to the backends, no proxy, no
   ws_echo direct s5 "$WS_PORT" 0 50 64 "$D_SHORT"
 }
 
+# --instructions: one scenario against a fresh proxy under callgrind. The load runs twice, short
+# then long, with the counters dumped after each; the difference divided by the difference in
+# units leaves out what both runs share (starting, the load client's connection setup), so a
+# keep-alive scenario counts requests, not the 50 handshakes before them.
+instr_load() {  # instr_load KEY PORT HTTP_PORT SECONDS: runs the load, prints the units done
+  local key=$1 port=$2 http_port=$3 secs=$4 url="https://127.0.0.1:$2"
+  case "$key" in
+    s1) wrk -t1 -c50 -d"${secs}s" "$url/small" | awk '/requests in/ {print $1}' ;;
+    s2) wrk -t1 -c10 -d"${secs}s" -H 'Connection: close' "$url/small" |
+      awk '/requests in/ {print $1}' ;;
+    s2b) "$WS_LOAD" handshake --host 127.0.0.1 --port "$port" --tls --sni localhost --path /small \
+      --connections 10 --duration "$secs" | sed -nE 's/^result .* requests=([0-9]+).*/\1/p' ;;
+    s5) "$WS_LOAD" echo --tls --host 127.0.0.1 --port "$port" --sni localhost --path /ws \
+      --connections 50 --size 64 --duration "$secs" | sed -nE 's/^result .* messages=([0-9]+).*/\1/p' ;;
+    s8) wrk -t1 -c50 -d"${secs}s" "http://127.0.0.1:$http_port/small" | awk '/requests in/ {print $1}' ;;
+  esac
+}
+
+instr_scenario() {  # instr_scenario TARGET KEY
+  local t=$1 key=$2 out="$WORK/callgrind.$1.$2"
+  VALGRIND=(valgrind --tool=callgrind --instr-atstart=no "--callgrind-out-file=$out")
+  if ! start_target "$t"; then
+    record "$t" "ir_$key" fail
+    return
+  fi
+  local pid=$TARGET_PID units=() secs
+  for secs in 2 8; do
+    callgrind_control -i on "$pid" >/dev/null 2>&1
+    units+=("$(instr_load "$key" "${HTTPS_PORT[$t]}" "${HTTP_PORT[$t]}" "$secs")")
+    callgrind_control -i off "$pid" >/dev/null 2>&1
+    callgrind_control -d "$pid" >/dev/null 2>&1
+  done
+  stop_pid "$pid"
+  local ir1 ir2
+  ir1=$(sed -nE 's/^totals: ([0-9]+).*/\1/p' "$out.1" 2>/dev/null)
+  ir2=$(sed -nE 's/^totals: ([0-9]+).*/\1/p' "$out.2" 2>/dev/null)
+  if [[ -z "$ir1" || -z "$ir2" || -z "${units[0]}" || -z "${units[1]}" ]] ||
+    ((units[1] <= units[0])); then
+    note "$t $key: no count (units ${units[*]:-none}, totals ${ir1:-none} ${ir2:-none})"
+    record "$t" "ir_$key" fail
+    return
+  fi
+  record "$t" "ir_$key" "$(((ir2 - ir1) / (units[1] - units[0])))"
+}
+
+run_instructions() {
+  ROUND=1
+  local t key
+  for key in s1 s2 s2b s5 s8; do
+    for t in "${TARGETS[@]}"; do
+      log "instructions: $t $key"
+      instr_scenario "$t" "$key"
+    done
+  done
+  {
+    echo "## Instruction counts $(date -u +%Y-%m-%dT%H:%MZ)"
+    echo
+    echo "- machine: $(nproc) cores, $CPU_MODEL, Linux $(uname -r)"
+    echo "- versions: $PORTICO_VERSION; nginx $NGINX_VERSION; HAProxy $HAPROXY_VERSION; $OPENSSL_VERSION; $(valgrind --version)"
+    echo "- command: \`bash tests/bench/run.sh --instructions\`, $(($(date +%s) - START)) s"
+    echo
+    "$PY" - "$RESULTS" "$NOTES" <<'PYEOF'
+import sys
+results, notes = sys.argv[1:]
+vals = {}
+for line in open(results):
+    _, target, key, value = line.rstrip("\n").split("\t")
+    vals[(target, key)] = value
+rows = [("S1 keep-alive GET /small", "per request", "ir_s1"),
+        ("S2 new TLS connection per request (wrk: resumed)", "per request", "ir_s2"),
+        ("S2b new TLS connection per request (full)", "per request", "ir_s2b"),
+        ("S5 WebSocket echo 64 B, 50 conns", "per message (both ways)", "ir_s5"),
+        ("S8 port-80 redirect, keep-alive", "per redirect", "ir_s8")]
+def num(x):
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return None
+def fmt(x):
+    return "–" if x is None else "{:,.0f}".format(x)
+def ratio(a, b):
+    return "–" if a is None or b is None or b == 0 else "{:.2f}".format(a / b)
+print("| scenario | instructions | portico | NGINX | HAProxy | portico/NGINX | portico/HAProxy |")
+print("|---|---|--:|--:|--:|--:|--:|")
+for name, unit, key in rows:
+    p, n, h = (num(vals.get((t, key))) for t in ("portico", "nginx", "haproxy"))
+    print("| %s | %s | %s | %s | %s | %s | %s |" % (name, unit, fmt(p), fmt(n), fmt(h), ratio(p, n), ratio(p, h)))
+print()
+print("User-space instructions executed by the proxy process (callgrind), lower is better; the kernel's"
+      " share of each unit (socket reads and writes, scheduling) is not counted.")
+text = open(notes).read().strip()
+if text:
+    print()
+    print(text)
+PYEOF
+  } | tee "$BUILD/bench-instructions.md"
+}
+
 # ---------------------------------------------------------------------------------------------
 START=$(date +%s)
 NGINX_VERSION=$(nginx -v 2>&1 | sed 's/^nginx version: //')
@@ -491,6 +599,11 @@ OPENSSL_VERSION=$(openssl version)
 PORTICO_VERSION=$("$PORTICO" --version 2>&1 | sed -n 1p)
 CPU_MODEL=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 log "machine: $(nproc) cores, $CPU_MODEL, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+
+if ((INSTR)); then
+  run_instructions
+  exit 0
+fi
 
 for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
   for t in "${TARGETS[@]}"; do run_target "$t"; done
