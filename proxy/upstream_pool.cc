@@ -42,25 +42,24 @@ void UpstreamConnection::start(const BackendAddress& address, SSL_CTX* tls) {
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   std::string port = std::to_string(address.port);
-  // The request lives on the heap until its callback: a connection's memory should not carry
-  // what only its first moments need.
-  auto* req = new uv_getaddrinfo_t;
+  // The request lives on the heap until its callback, which takes it back: a connection's
+  // memory should not carry what only its first moments need.
+  auto req = std::make_unique<uv_getaddrinfo_t>();
   req->data = this;
   ++pending_callbacks_;
-  int rc = uv_getaddrinfo(tcp_.loop, req, &UpstreamConnection::on_resolved, address.host.c_str(),
-                          port.c_str(), &hints);
+  int rc = uv_getaddrinfo(tcp_.loop, req.get(), &UpstreamConnection::on_resolved,
+                          address.host.c_str(), port.c_str(), &hints);
   if (rc != 0) {
-    delete req;
     --pending_callbacks_;
     fail(rc);
     return;
   }
-  resolving_ = req;
+  resolving_ = req.release();
 }
 
 void UpstreamConnection::on_resolved(uv_getaddrinfo_t* req, int status, addrinfo* res) {
+  std::unique_ptr<uv_getaddrinfo_t> owned(req);
   auto* conn = static_cast<UpstreamConnection*>(req->data);
-  delete req;
   conn->resolving_ = nullptr;
   if (conn->closing_) {
     if (res) uv_freeaddrinfo(res);
@@ -92,18 +91,19 @@ void UpstreamConnection::connect_to(const sockaddr* addr) {
   uv_tcp_nodelay(&tcp_, 1);
   // On the heap like the resolve request. libuv calls on_connected for it (UV_ECANCELED when
   // the handle closes first) before the handle's close callback, so it never outlives `this`.
-  auto* req = new uv_connect_t;
+  auto req = std::make_unique<uv_connect_t>();
   req->data = this;
-  int rc = uv_tcp_connect(req, &tcp_, addr, &UpstreamConnection::on_connected);
+  int rc = uv_tcp_connect(req.get(), &tcp_, addr, &UpstreamConnection::on_connected);
   if (rc != 0) {
-    delete req;
     fail(rc);
+    return;
   }
+  req.release();  // on_connected takes it back
 }
 
 void UpstreamConnection::on_connected(uv_connect_t* req, int status) {
+  std::unique_ptr<uv_connect_t> owned(req);
   auto* conn = static_cast<UpstreamConnection*>(req->data);
-  delete req;
   if (conn->closing_ || status == UV_ECANCELED) return;
   if (status == 0 && conn->tls_) {
     // The ClientHello; the delegate hears of the connection when the handshake is done.
