@@ -113,6 +113,28 @@ TEST_CASE("stream writer: small writes of one loop turn leave together, after th
   CHECK(f.peer_read_once() == "GET / HTTP/1.1\r\n\r\n");
 }
 
+TEST_CASE("stream writer: gathered bytes that outgrow the small block move to a large one",
+          "[stream_writer]") {
+  WriterFixture f;
+  // 1,500 bytes fit the 2 KiB block; 3,000 more do not, and the first must survive the move.
+  const std::string first(1500, 'a');
+  const std::string second(3000, 'b');
+  const std::string third(WriteBatch::kBlockSize - first.size() - second.size(), 'c');
+  REQUIRE(first.size() < WriteBatch::kSmallBlockSize);
+  REQUIRE(f.writer().write(first.data(), first.size()) == 0);
+  REQUIRE(f.writer().write(second.data(), second.size()) == 0);
+  REQUIRE(f.writer().write(third.data(), third.size()) == 0);  // exactly fills the large block
+  CHECK(f.writer().queued() == WriteBatch::kBlockSize);
+  CHECK(f.peer_read_now().empty());
+  f.turn();
+  CHECK(f.writer().queued() == 0);
+  CHECK(f.peer_read_now() == first + second + third);
+  // The blocks went back to the loop's free lists; the next turn starts small again.
+  REQUIRE(f.writer().write("next", 4) == 0);
+  f.turn();
+  CHECK(f.peer_read_now() == "next");
+}
+
 TEST_CASE("stream writer: a large write goes to the socket at once, after what was gathered",
           "[stream_writer]") {
   WriterFixture f;
