@@ -31,6 +31,7 @@ uint16_t admin_port(PorticoProcess& portico) {
 // One plain-HTTP request to the admin listener; the whole response.
 std::string admin_get(uint16_t port, const std::string& path, const std::string& method = "GET") {
   RawTcpClient client(port);
+  INFO(client.error());
   REQUIRE(client.ok());
   client.send(method + " " + path + " HTTP/1.1\r\nHost: localhost\r\n\r\n");
   return client.read_all_until_close(5s).data;
@@ -38,6 +39,7 @@ std::string admin_get(uint16_t port, const std::string& path, const std::string&
 
 std::string tls_get(uint16_t port, const std::string& ca, const std::string& path) {
   RawTlsClient client(port, ca);
+  INFO(client.error());  // a rare CI failure here left no reason behind
   REQUIRE(client.ok());
   client.send("GET " + path + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
   return client.read_all_until_close().data;
