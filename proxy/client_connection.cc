@@ -801,7 +801,7 @@ void ClientConnection::respond_error(int status, std::string_view why) {
                     llhttp_should_keep_alive(&parser_) && !shutting_down_;
   std::string body = str_cat(status, " ", reason_phrase(status), ": ", why, "\n");
   size_t before = plain_out_.size();
-  build_simple_response(status, body, keep_alive, ctx_.response_headers, &plain_out_);
+  build_simple_response(status, body, keep_alive, {ctx_.response_headers}, &plain_out_);
   bytes_to_client_ += plain_out_.size() - before;
   status_sent_ = status;
   response_head_sent_ = true;
@@ -911,11 +911,11 @@ void ClientConnection::on_write_done(int status) {
 void ClientConnection::arm_timer(std::chrono::milliseconds timeout) {
   const uint64_t now = uv_now(ctx_.loop);
   deadline_ms_ = now + static_cast<uint64_t>(timeout.count());
-  if (uv_is_active(reinterpret_cast<uv_handle_t*>(&timer_)) && timer_due_ms_ <= deadline_ms_) {
+  if (uv_is_active(reinterpret_cast<uv_handle_t*>(&timer_)) &&
+      now + uv_timer_get_due_in(&timer_) <= deadline_ms_) {
     return;
   }
   uv_timer_start(&timer_, &ClientConnection::on_timer, deadline_ms_ - now, 0);
-  timer_due_ms_ = deadline_ms_;
 }
 
 void ClientConnection::on_timer(uv_timer_t* timer) {
@@ -923,7 +923,6 @@ void ClientConnection::on_timer(uv_timer_t* timer) {
   const uint64_t now = uv_now(conn->ctx_.loop);
   if (now < conn->deadline_ms_) {
     uv_timer_start(timer, &ClientConnection::on_timer, conn->deadline_ms_ - now, 0);
-    conn->timer_due_ms_ = conn->deadline_ms_;
     return;
   }
   switch (conn->phase_) {

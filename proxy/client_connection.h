@@ -137,8 +137,7 @@ class ClientConnection final : private StreamWriter::Owner, private UpstreamConn
   WorkerContext& ctx_;
   uv_tcp_t tcp_;
   uv_timer_t timer_;
-  uint64_t deadline_ms_ = 0;   // when the current phase times out (loop time, see arm_timer)
-  uint64_t timer_due_ms_ = 0;  // when timer_ is set to fire; at most deadline_ms_
+  uint64_t deadline_ms_ = 0;  // when the current phase times out (loop time, see arm_timer)
   int open_handles_ = 0;
   StreamWriter writer_;
   TlsStream tls_;

@@ -1,7 +1,16 @@
 #include "proxy/header_rewrite.h"
 
+#include <charconv>
+
 namespace portico {
 namespace {
+
+// Decimal digits straight into the head being built (std::to_string makes a string first).
+void append_decimal(std::string* out, uint64_t value) {
+  char digits[20];
+  char* end = std::to_chars(digits, digits + sizeof digits, value).ptr;  // 20 digits always fit
+  out->append(digits, static_cast<size_t>(end - digits));
+}
 
 // Headers that describe one hop, or that portico re-emits itself.
 bool is_hop_by_hop(std::string_view name) {
@@ -54,7 +63,9 @@ void append_forwarded_node(std::string* out, std::string_view address) {
 }
 
 void append_content_length(std::string* out, uint64_t length) {
-  out->append("Content-Length: ").append(std::to_string(length)).append("\r\n");
+  out->append("Content-Length: ");
+  append_decimal(out, length);
+  out->append("\r\n");
 }
 
 }  // namespace
@@ -108,7 +119,9 @@ void build_upstream_request_head(const UpstreamRequest& request, std::string* ou
 BodyFraming build_client_response_head(const ClientResponse& response, std::string* out) {
   const HttpHead& head = *response.head;
   const bool switching = head.status == 101;
-  out->append("HTTP/1.1 ").append(std::to_string(head.status)).append(" ");
+  out->append("HTTP/1.1 ");
+  append_decimal(out, static_cast<uint64_t>(head.status));
+  out->append(" ");
   out->append(head.reason.empty() ? reason_phrase(head.status) : std::string_view(head.reason));
   out->append("\r\n");
   for (const HeaderField& h : head.headers) {
@@ -164,12 +177,17 @@ BodyFraming build_client_response_head(const ClientResponse& response, std::stri
 }
 
 void build_simple_response(int status, std::string_view body, bool keep_alive,
-                           std::string_view extra_headers, std::string* out) {
-  out->append("HTTP/1.1 ").append(std::to_string(status)).append(" ");
-  out->append(reason_phrase(status)).append("\r\n");
-  out->append("Content-Type: text/plain; charset=utf-8\r\n");
+                           std::initializer_list<std::string_view> extra_headers,
+                           std::string* out) {
+  size_t extra_size = 0;
+  for (std::string_view part : extra_headers) extra_size += part.size();
+  out->reserve(out->size() + 96 + extra_size + body.size());
+  out->append("HTTP/1.1 ");
+  append_decimal(out, static_cast<uint64_t>(status));
+  out->append(" ").append(reason_phrase(status)).append("\r\n");
+  if (!body.empty()) out->append("Content-Type: text/plain; charset=utf-8\r\n");
   append_content_length(out, body.size());
-  out->append(extra_headers);
+  for (std::string_view part : extra_headers) out->append(part);
   if (!keep_alive) out->append("Connection: close\r\n");
   out->append("\r\n").append(body);
 }

@@ -5,6 +5,7 @@
 // portico, and message framing is always re-emitted by portico, never copied from the peer.
 
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <string_view>
 
@@ -48,9 +49,11 @@ struct ClientResponse {
 // body towards the client (chunked re-encoding of a close-delimited body for HTTP/1.1 clients).
 BodyFraming build_client_response_head(const ClientResponse& response, std::string* out);
 
-// A complete small plain-text answer written by portico itself (errors, redirects).
+// A complete small plain-text answer written by portico itself (errors, redirects). An empty
+// body gets no Content-Type, only Content-Length: 0. `extra_headers` are pieces of
+// "Name: value\r\n" lines, appended in order (pieces, so a caller need not join them first).
 void build_simple_response(int status, std::string_view body, bool keep_alive,
-                           std::string_view extra_headers, std::string* out);
+                           std::initializer_list<std::string_view> extra_headers, std::string* out);
 
 // Chunked coding: the chunk-size line for `size` bytes ("1a2b\r\n").
 size_t chunk_header(uint64_t size, char* out /* >= 20 bytes */);

@@ -129,7 +129,7 @@ void RedirectConnection::on_read(uv_stream_t* stream, ssize_t nread, const uv_bu
   llhttp_errno_t err = llhttp_execute(&conn->parser_, buf->base, static_cast<size_t>(nread));
   if (err != HPE_OK && err != HPE_PAUSED && err != HPE_PAUSED_UPGRADE) {
     std::string response;
-    build_simple_response(400, "400 Bad Request: malformed request\n", false, "", &response);
+    build_simple_response(400, "400 Bad Request: malformed request\n", false, {}, &response);
     conn->close_after_write_ = true;
     conn->writer_.write(response.data(), response.size());
     if (conn->writer_.queued() == 0) conn->close();
@@ -154,7 +154,7 @@ bool RedirectConnection::answer_acme(std::string* response, int* status) {
     body = "404 Not Found: no such challenge\n";
   }
   log_info("acme", "challenge request status=", *status, " target=", request_.target);
-  build_simple_response(*status, body, false, "", response);
+  build_simple_response(*status, body, false, {}, response);
   // HEAD: the same head, no body.
   if (request_.method == "HEAD") response->resize(response->size() - body.size());
   return true;
@@ -179,19 +179,14 @@ void RedirectConnection::answer() {
   bool keep_alive = llhttp_should_keep_alive(&parser_) && !ctx_.shutting_down;
   int status = 400;
   if (location.empty()) {
-    build_simple_response(400, "400 Bad Request: invalid Host header or target\n", false, "",
+    build_simple_response(400, "400 Bad Request: invalid Host header or target\n", false, {},
                           &response);
     keep_alive = false;
   } else {
     status = (request_.method == "GET" || request_.method == "HEAD") ? 301 : 308;
     // No body: the Location header is the whole answer, as HAProxy, Caddy and Envoy send it.
     // Browsers and `curl -L` follow it; `curl -i` shows it.
-    response.reserve(96 + location.size());
-    response.append(status == 301 ? "HTTP/1.1 301 Moved Permanently\r\nLocation: "
-                                  : "HTTP/1.1 308 Permanent Redirect\r\nLocation: ");
-    response.append(location).append("\r\nContent-Length: 0\r\n");
-    if (!keep_alive) response.append("Connection: close\r\n");
-    response.append("\r\n");
+    build_simple_response(status, "", keep_alive, {"Location: ", location, "\r\n"}, &response);
   }
   if (ctx_.access_log.enabled()) {
     AccessLogEntry entry;

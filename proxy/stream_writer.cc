@@ -98,8 +98,12 @@ void WriteBatch::flush_all() {
   }
 }
 
+std::vector<std::unique_ptr<char[]>>& WriteBatch::free_list(size_t size) {
+  return size == kSmallBlockSize ? free_small_ : free_large_;
+}
+
 char* WriteBatch::take_block(size_t size) {
-  auto& free = size == kSmallBlockSize ? free_small_ : free_large_;
+  auto& free = free_list(size);
   if (free.empty()) return new char[size];
   char* block = free.back().release();
   free.pop_back();
@@ -107,7 +111,7 @@ char* WriteBatch::take_block(size_t size) {
 }
 
 void WriteBatch::give_block(char* block, size_t size) {
-  auto& free = size == kSmallBlockSize ? free_small_ : free_large_;
+  auto& free = free_list(size);
   if (free.size() < (size == kSmallBlockSize ? kMaxFreeSmallBlocks : kMaxFreeLargeBlocks)) {
     free.emplace_back(block);
   } else {

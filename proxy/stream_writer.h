@@ -51,6 +51,7 @@ class WriteBatch {
   void give_block(char* block, size_t size);
 
  private:
+  std::vector<std::unique_ptr<char[]>>& free_list(size_t size);
   static void on_check(uv_check_t* handle);
   static void on_prepare(uv_prepare_t* handle);
 

@@ -71,6 +71,33 @@ TEST_CASE("slowloris: dribbling clients are cut off while others are served", "[
   for (const ReceivedRequest& r : backend.requests()) CHECK(r.target == "/normal");
 }
 
+// The connection's one timer is moved only when a deadline comes sooner; a later one (keep-alive
+// after a short head timeout) is picked up when the timer fires early. Both halves are checked:
+// the early firing must not end the connection, and the later deadline must.
+TEST_CASE("keep-alive: an idle connection outlives the head timeout and closes after its own",
+          "[hardening][timeouts]") {
+  TempDir dir;
+  TestCert cert = make_test_cert(dir);
+  TestBackend backend;
+  PorticoProcess portico(dir, "/ http://" + backend.address() + "\n", cert,
+                         {"--header-timeout", "300ms", "--keepalive-timeout", "1500ms"});
+  RawTlsClient client(portico.https_port(), cert.ca_cert);
+  INFO(client.error());
+  REQUIRE(client.ok());
+  REQUIRE(client.send("GET /one HTTP/1.1\r\nHost: localhost\r\n\r\n"));
+  CHECK(client.read_until("ok GET /one").matched);
+  // Idle for longer than the head timeout the request armed, shorter than the keep-alive one.
+  std::this_thread::sleep_for(800ms);
+  REQUIRE(client.send("GET /two HTTP/1.1\r\nHost: localhost\r\n\r\n"));
+  CHECK(client.read_until("ok GET /two").matched);
+  // Idle again: portico ends the connection once the keep-alive timeout passes, answering
+  // nothing (no 408: there is no request to answer).
+  ReadResult rest = client.read_all_until_close(10s);
+  CHECK(rest.closed != CloseKind::kOpen);
+  CHECK(rest.data.empty());
+  CHECK(backend.request_count() == 2);
+}
+
 TEST_CASE("1,000 connections dropped mid-handshake leave nothing behind", "[hardening]") {
   TempDir dir;
   TestCert cert = make_test_cert(dir);

@@ -189,10 +189,16 @@ TEST_CASE("client head: framing per client version and response kind", "[header-
 
 TEST_CASE("simple responses and chunk headers", "[header-rewrite]") {
   std::string out;
-  build_simple_response(404, "404 Not Found: no route\n", true, "", &out);
+  build_simple_response(404, "404 Not Found: no route\n", true, {}, &out);
   CHECK(out ==
         "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain; charset=utf-8\r\n"
         "Content-Length: 24\r\n\r\n404 Not Found: no route\n");
+  // No body (a redirect): no Content-Type, an explicit empty length, the extra headers.
+  out.clear();
+  build_simple_response(301, "", true, {"Location: ", "https://example.com/", "\r\n"}, &out);
+  CHECK(out ==
+        "HTTP/1.1 301 Moved Permanently\r\nContent-Length: 0\r\n"
+        "Location: https://example.com/\r\n\r\n");
   char buf[20];
   CHECK(std::string(buf, chunk_header(0, buf)) == "0\r\n");
   CHECK(std::string(buf, chunk_header(255, buf)) == "ff\r\n");
