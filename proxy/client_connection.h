@@ -76,6 +76,7 @@ class ClientConnection final : private StreamWriter::Owner, private UpstreamConn
   void finish_exchange();
   void next_request();
   void release_idle_buffers(size_t keep = 0);
+  void release_when_quiet();
   void reset_exchange();
   void respond_error(int status, std::string_view why);
   void log_access(std::string_view error);
@@ -137,7 +138,8 @@ class ClientConnection final : private StreamWriter::Owner, private UpstreamConn
   WorkerContext& ctx_;
   uv_tcp_t tcp_;
   uv_timer_t timer_;
-  uint64_t deadline_ms_ = 0;  // when the current phase times out (loop time, see arm_timer)
+  uint64_t deadline_ms_ = 0;       // when the current phase times out (loop time, see arm_timer)
+  uint64_t quiet_release_ms_ = 0;  // when buffers are given back if nothing moves; 0: not due
   int open_handles_ = 0;
   StreamWriter writer_;
   TlsStream tls_;

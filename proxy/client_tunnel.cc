@@ -82,6 +82,7 @@ void ClientConnection::tunnel_from_client(const char* data, size_t len) {
   Tunnel& t = *tunnel_;
   t.last_client_activity_ms = uv_now(ctx_.loop);
   t.ping_outstanding = false;
+  release_when_quiet();
   size_t ok = t.from_client.feed(reinterpret_cast<const uint8_t*>(data), len);
   // Once portico has sent its own Close to the backend, the client's frames (its Close reply)
   // end here.
@@ -111,6 +112,7 @@ void ClientConnection::tunnel_from_backend(const char* data, size_t len) {
     flush_to_client();
     if (phase_ == Phase::kClosed) return;
     release_idle_buffers(kBusyTunnelBufferKeep);
+    release_when_quiet();
   }
   if (t.from_backend.violation() != WsViolation::kNone) {
     log_warn("websocket",

@@ -153,6 +153,9 @@ std::string render_prometheus(const Metrics& m) {
   out.append("portico_open_connections ").append(std::to_string(m.open_connections)).append("\n");
   append_header(out, "portico_open_tunnels", "gauge", "WebSocket tunnels open now.");
   out.append("portico_open_tunnels ").append(std::to_string(m.open_tunnels)).append("\n");
+  append_header(out, "portico_heap_bytes", "gauge",
+                "Memory the process has allocated and not freed (all workers, OpenSSL included).");
+  out.append("portico_heap_bytes ").append(std::to_string(m.heap_bytes)).append("\n");
 
   append_header(out, "portico_tls_handshakes_total", "counter", "TLS handshakes completed.");
   out.append("portico_tls_handshakes_total ").append(std::to_string(m.tls_handshakes));

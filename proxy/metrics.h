@@ -34,6 +34,8 @@ struct Metrics {
   // Gauges.
   int64_t open_connections = 0;
   int64_t open_tunnels = 0;
+  // Process-wide, not per worker: set by whoever renders (heap_bytes_in_use()); add() leaves it.
+  uint64_t heap_bytes = 0;
   // Counters.
   uint64_t tls_handshakes = 0;                                          // completed
   std::map<std::string, uint64_t, std::less<>> tls_handshake_failures;  // by reason

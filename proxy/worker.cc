@@ -6,6 +6,7 @@
 
 #include "proxy/cidr.h"
 #include "proxy/client_connection.h"
+#include "proxy/heap_usage.h"
 #include "proxy/log.h"
 #include "proxy/redirect_server.h"
 #include "proxy/status_page.h"
@@ -122,9 +123,9 @@ bool Worker::listen_like(const Worker& lead, std::string* error) {
 // The lead's /metrics: its own counters live, the others' as they published them (at most a
 // second old): reading another loop's counters directly would race with it.
 std::string Worker::render_metrics() const {
-  if (peers_.empty()) return render_prometheus(ctx_->metrics);
   Metrics total = ctx_->metrics;
   for (const Worker* peer : peers_) total.add(peer->published_metrics());
+  total.heap_bytes = heap_bytes_in_use();
   return render_prometheus(total);
 }
 

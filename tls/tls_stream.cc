@@ -134,6 +134,11 @@ TlsStream::Status TlsStream::write(const char* data, size_t len) {
   return Status::kOk;
 }
 
+bool TlsStream::release_buffers() {
+  // OpenSSL refuses (0) while a record is partly read or written; those buffers must stay.
+  return !has_buffered_input() && SSL_free_buffers(ssl_.get()) == 1;
+}
+
 void TlsStream::shutdown() {
   ERR_clear_error();
   if (SSL_is_init_finished(ssl_.get())) SSL_shutdown(ssl_.get());

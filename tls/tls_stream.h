@@ -52,6 +52,11 @@ class TlsStream {
   Status write(const char* data, size_t len);
   // Queues close_notify into output().
   void shutdown();
+  // Gives OpenSSL's record buffers (up to 33 KiB) back when they hold nothing unread; OpenSSL
+  // allocates them again on the next read or write. Portico calls this when a connection has
+  // gone quiet, instead of SSL_MODE_RELEASE_BUFFERS, which frees and reallocates them around
+  // every record. False when something is still in them (they stay).
+  bool release_buffers();
 
   // Ciphertext waiting to be sent; the caller takes it (swap or clear) after sending.
   std::string& output() { return output_; }

@@ -22,21 +22,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-uint16_t admin_port(PorticoProcess& portico) {
-  auto match = portico.process().wait_for_output(
-      std::regex(R"(listening kind=admin addr=127\.0\.0\.1:(\d+))"), 10s);
-  return static_cast<uint16_t>(std::stoi(match[1]));
-}
-
-// One plain-HTTP request to the admin listener; the whole response.
-std::string admin_get(uint16_t port, const std::string& path, const std::string& method = "GET") {
-  RawTcpClient client(port);
-  INFO(client.error());
-  REQUIRE(client.ok());
-  client.send(method + " " + path + " HTTP/1.1\r\nHost: localhost\r\n\r\n");
-  return client.read_all_until_close(5s).data;
-}
-
 std::string tls_get(uint16_t port, const std::string& ca, const std::string& path) {
   RawTlsClient client(port, ca);
   INFO(client.error());  // a rare CI failure here left no reason behind
@@ -59,7 +44,6 @@ TEST_CASE("admin: /metrics counts a known sequence exactly", "[admin]") {
                          "/api/ http://" + backend.address() + "\n/down/ http://" + down +
                              "\n/ws http://" + ws.address() + "\n",
                          cert, {"--admin", "127.0.0.1:0"});
-  const uint16_t admin = admin_port(portico);
 
   for (int i = 0; i < 3; ++i) {
     CHECK(tls_get(portico.https_port(), cert.ca_cert, "/api/x").starts_with("HTTP/1.1 200"));
@@ -84,7 +68,7 @@ TEST_CASE("admin: /metrics counts a known sequence exactly", "[admin]") {
   // gauge to settle (the tunnel's is the one left), then check everything at once.
   std::string metrics;
   for (int i = 0; i < 100; ++i) {
-    metrics = admin_get(admin, "/metrics");
+    metrics = portico.admin_get("/metrics");
     if (metrics.find("\nportico_open_connections 1\n") != std::string::npos) break;
     std::this_thread::sleep_for(50ms);
   }
@@ -111,7 +95,7 @@ TEST_CASE("admin: /metrics counts a known sequence exactly", "[admin]") {
   CHECK(tunnel->close(1000));
   tunnel.reset();
   for (int i = 0; i < 100; ++i) {
-    metrics = admin_get(admin, "/metrics");
+    metrics = portico.admin_get("/metrics");
     if (metrics.find("\nportico_open_tunnels 0\n") != std::string::npos) break;
     std::this_thread::sleep_for(50ms);
   }
@@ -126,13 +110,12 @@ TEST_CASE("admin: /healthz, unknown paths and methods", "[admin]") {
   TestCert cert = make_test_cert(dir);
   PorticoProcess portico(dir, "/ http://" + backend.address() + "\n", cert,
                          {"--admin", "127.0.0.1:0"});
-  const uint16_t admin = admin_port(portico);
-  std::string health = admin_get(admin, "/healthz");
+  std::string health = portico.admin_get("/healthz");
   CHECK(health.starts_with("HTTP/1.1 200 OK\r\n"));
   CHECK(health.ends_with("\r\n\r\nok\n"));
-  CHECK(admin_get(admin, "/nope").starts_with("HTTP/1.1 404"));
-  CHECK(admin_get(admin, "/metrics", "POST").starts_with("HTTP/1.1 405"));
-  CHECK(admin_get(admin, "/metrics HTTP/1.1\r\nX: \x01", "GET").starts_with("HTTP/1.1 400"));
+  CHECK(portico.admin_get("/nope").starts_with("HTTP/1.1 404"));
+  CHECK(portico.admin_get("/metrics", "POST").starts_with("HTTP/1.1 405"));
+  CHECK(portico.admin_get("/metrics HTTP/1.1\r\nX: \x01", "GET").starts_with("HTTP/1.1 400"));
   // The admin listener serves nothing of the proxy's.
   CHECK(backend.request_count() == 0);
 }
@@ -146,16 +129,15 @@ TEST_CASE("admin: the status page and its JSON", "[admin]") {
   PorticoProcess portico(
       dir, "/ http://" + backend.address() + " http://127.0.0.1:" + std::to_string(dead) + "\n",
       cert, {"--admin", "127.0.0.1:0"});
-  const uint16_t admin = admin_port(portico);
   // Two requests: one of them meets the dead backend first, which is then marked down.
   for (int i = 0; i < 2; ++i) {
     CHECK(tls_get(portico.https_port(), cert.ca_cert, "/x").starts_with("HTTP/1.1 200"));
   }
-  std::string page = admin_get(admin, "/");
+  std::string page = portico.admin_get("/");
   CHECK(page.starts_with("HTTP/1.1 200 OK\r\n"));
   CHECK(page.find("Content-Type: text/html") != std::string::npos);
   CHECK(page.find("fetch('status.json'") != std::string::npos);
-  std::string json = admin_get(admin, "/status.json");
+  std::string json = portico.admin_get("/status.json");
   INFO(json);
   CHECK(json.find("Content-Type: application/json") != std::string::npos);
   CHECK(json.find("\"requests\":2,") != std::string::npos);

@@ -1,5 +1,6 @@
 // Connection limits: --max-connections pauses accepting (newcomers wait in the listen queue,
-// they are not refused or reset) and resumes when a connection ends.
+// they are not refused or reset) and resumes when a connection ends. And what connections
+// cost: 10,000 idle ones, and the buffers a busy one keeps until it is quiet.
 
 #include <sys/resource.h>
 
@@ -11,12 +12,14 @@
 #include <thread>
 #include <vector>
 
+#include "tests/support/example_server.h"
 #include "tests/support/portico_process.h"
 #include "tests/support/process.h"
 #include "tests/support/raw_client.h"
 #include "tests/support/temp_dir.h"
 #include "tests/support/test_backend.h"
 #include "tests/support/test_cert.h"
+#include "tests/support/ws_client.h"
 
 using namespace portico::test;
 using namespace std::chrono_literals;
@@ -26,6 +29,14 @@ namespace {
 bool get_ok(RawTlsClient& tls) {
   if (!tls.send("GET /limit HTTP/1.1\r\nHost: localhost\r\n\r\n")) return false;
   return tls.read_until("ok GET /limit", 10s).matched;
+}
+
+// portico_heap_bytes from /metrics.
+uint64_t heap_bytes(PorticoProcess& portico) {
+  const std::string metrics = portico.admin_get("/metrics");
+  std::smatch m;
+  REQUIRE(std::regex_search(metrics, m, std::regex(R"(\nportico_heap_bytes (\d+)\n)")));
+  return std::stoull(m[1]);
 }
 
 }  // namespace
@@ -128,4 +139,74 @@ TEST_CASE("10,000 idle keep-alive TLS connections fit in well under 1 GiB", "[li
   CHECK(backend.request_count() == static_cast<size_t>(kConnections));
   load.close_stdin();
   CHECK(load.wait_exit(60s).has_value());
+}
+
+// A connection that comes back for a second request keeps OpenSSL's record buffers and its own
+// (about 15 KiB) between requests, so that a busy one allocates nothing per request; once nothing
+// has moved for a second it gives them back. After the first request they go at once.
+TEST_CASE("memory: a connection that keeps coming back keeps its buffers until it is quiet",
+          "[limits][memory]") {
+  TempDir dir;
+  TestCert cert = make_test_cert(dir);
+  TestBackend backend;
+  PorticoProcess portico(dir, "/ http://" + backend.address() + "\n", cert,
+                         {"--admin", "127.0.0.1:0", "--access-log", "off"});
+  constexpr uint64_t kConnections = 50;
+  constexpr uint64_t kBuffersAtLeast = 8 * 1024;  // per busy connection; about 15 KiB in fact
+  std::vector<std::unique_ptr<RawTlsClient>> clients;
+  for (uint64_t i = 0; i < kConnections; ++i) {
+    clients.push_back(std::make_unique<RawTlsClient>(portico.https_port(), cert.ca_cert));
+    INFO(clients.back()->error());
+    REQUIRE(clients.back()->ok());
+    REQUIRE(get_ok(*clients.back()));
+  }
+  const uint64_t after_first = heap_bytes(portico);
+  for (auto& client : clients) REQUIRE(get_ok(*client));
+  const uint64_t busy = heap_bytes(portico);
+  std::this_thread::sleep_for(1500ms);  // quiet for longer than the second portico waits
+  const uint64_t quiet = heap_bytes(portico);
+  INFO("heap after one request each " << after_first << ", after two " << busy << ", quiet "
+                                      << quiet);
+  CHECK(busy >= after_first + kConnections * kBuffersAtLeast);
+  CHECK(quiet + kConnections * kBuffersAtLeast <= busy);
+  CHECK(quiet < after_first + kConnections * 4096);     // back to what an idle connection costs
+  for (auto& client : clients) CHECK(get_ok(*client));  // still served after giving them back
+}
+
+// The same for WebSocket tunnels: a tunnel gives everything back when it opens, keeps its
+// buffers while it relays messages, and gives them back after a quiet second.
+TEST_CASE("memory: a tunnel keeps its buffers while messages flow and gives them back when quiet",
+          "[limits][memory][websocket]") {
+  TempDir dir;
+  TestCert cert = make_test_cert(dir);
+  WsServer ws;
+  PorticoProcess portico(dir, "/ws http://" + ws.address() + "\n", cert,
+                         {"--admin", "127.0.0.1:0", "--access-log", "off"});
+  constexpr uint64_t kTunnels = 30;
+  constexpr uint64_t kBuffersAtLeast = 8 * 1024;
+  WsClientOptions options;
+  options.port = portico.https_port();
+  options.ca_file = cert.ca_cert;
+  options.path = "/ws";
+  std::vector<std::unique_ptr<WsClient>> tunnels;
+  for (uint64_t i = 0; i < kTunnels; ++i) {
+    tunnels.push_back(WsClient::connect(options));
+    REQUIRE(tunnels.back()->ok());
+  }
+  const uint64_t opened = heap_bytes(portico);
+  for (auto& tunnel : tunnels) {
+    REQUIRE(tunnel->send_text("ping"));
+    REQUIRE(tunnel->receive(5s));
+  }
+  const uint64_t busy = heap_bytes(portico);
+  std::this_thread::sleep_for(1500ms);
+  const uint64_t quiet = heap_bytes(portico);
+  INFO("heap with tunnels open " << opened << ", after a message each " << busy << ", quiet "
+                                 << quiet);
+  CHECK(busy >= opened + kTunnels * kBuffersAtLeast);
+  CHECK(quiet + kTunnels * kBuffersAtLeast <= busy);
+  for (auto& tunnel : tunnels) {  // still relaying after giving them back
+    CHECK(tunnel->send_text("again"));
+    CHECK(tunnel->receive(5s));
+  }
 }

@@ -37,13 +37,6 @@ std::string tls_get(uint16_t port, const std::string& ca, const std::string& pat
   return client.read_all_until_close().data;
 }
 
-std::string admin_get(uint16_t port, const std::string& path) {
-  RawTcpClient client(port);
-  REQUIRE(client.ok());
-  client.send("GET " + path + " HTTP/1.1\r\nHost: localhost\r\n\r\n");
-  return client.read_all_until_close(5s).data;
-}
-
 }  // namespace
 
 TEST_CASE("workers: two loops share the port, reloads reach both, metrics add up", "[workers]") {
@@ -55,9 +48,7 @@ TEST_CASE("workers: two loops share the port, reloads reach both, metrics add up
   // addresses, so one of them gets more than 30 of 40 about once in 1,700 runs.
   PorticoProcess portico(dir, "/ http://" + first.address() + "\n", cert,
                          {"--workers", "2", "--max-connections", "30", "--admin", "127.0.0.1:0"});
-  auto admin = portico.process().wait_for_output(
-      std::regex(R"(listening kind=admin addr=127\.0\.0\.1:(\d+))"), 10s);
-  const uint16_t admin_port = static_cast<uint16_t>(std::stoi(admin[1]));
+  portico.admin_port();  // listening
   CHECK(portico.process().try_wait_for_output("ready version=", 10s));
   CHECK(portico.stderr_text().find(" workers=2") != std::string::npos);
 
@@ -90,7 +81,7 @@ TEST_CASE("workers: two loops share the port, reloads reach both, metrics add up
 
   // /metrics: the lead's counters plus the other worker's (published every second).
   std::this_thread::sleep_for(1500ms);
-  std::string metrics = admin_get(admin_port, "/metrics");
+  std::string metrics = portico.admin_get("/metrics");
   INFO(metrics);
   CHECK(metrics.find("portico_requests_total{route=\"/\",status_class=\"2xx\"} 60\n") !=
         std::string::npos);

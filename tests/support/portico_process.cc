@@ -8,6 +8,7 @@
 #include <regex>
 
 #include "tests/support/net.h"
+#include "tests/support/raw_client.h"
 
 namespace portico::test {
 
@@ -92,6 +93,23 @@ std::string PorticoProcess::url(const std::string& path) const {
 
 std::string PorticoProcess::http_url(const std::string& path) const {
   return "http://localhost:" + std::to_string(http_port_) + path;
+}
+
+uint16_t PorticoProcess::admin_port() {
+  if (admin_port_ == 0) {
+    auto admin =
+        process_->wait_for_output(std::regex(R"(listening kind=admin addr=\S*:(\d+))"), 10s);
+    admin_port_ = static_cast<uint16_t>(std::stoi(admin[1]));
+  }
+  return admin_port_;
+}
+
+std::string PorticoProcess::admin_get(const std::string& path, const std::string& method) {
+  RawTcpClient client(admin_port());
+  INFO(client.error());
+  REQUIRE(client.ok());
+  client.send(method + " " + path + " HTTP/1.1\r\nHost: localhost\r\n\r\n");
+  return client.read_all_until_close(5s).data;
 }
 
 }  // namespace portico::test

@@ -51,12 +51,18 @@ class PorticoProcess {
   std::string url(const std::string& path = "/") const;
   // "http://localhost:PORT" + path (the redirect listener)
   std::string http_url(const std::string& path = "/") const;
+  // Started with --admin ADDR: the admin listener's port (waits up to 10 s for its line).
+  uint16_t admin_port();
+  // One plain-HTTP request to the admin listener; the whole response, head and body. `path`
+  // may carry more of the request line and headers (tests of malformed requests).
+  std::string admin_get(const std::string& path, const std::string& method = "GET");
 
  private:
   std::string routes_path_;
   std::unique_ptr<Process> process_;
   uint16_t https_port_ = 0;
   uint16_t http_port_ = 0;
+  uint16_t admin_port_ = 0;
   bool expect_nonzero_exit_ = false;
 
   void check_clean_exit();

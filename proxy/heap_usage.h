@@ -1,0 +1,15 @@
+#pragma once
+// How much memory the process's allocator has handed out and not taken back: the heap portico,
+// OpenSSL, libuv and libc hold right now. Unlike the resident size it falls when memory is
+// freed (glibc keeps freed pages for reuse, so RSS does not), which is what /metrics reports
+// as portico_heap_bytes and what tests check when idle connections give their buffers back.
+
+#include <cstdint>
+
+namespace portico {
+
+// Process-wide, every thread's arena included. Costs a walk over the allocator's free lists:
+// meant for a metrics scrape, not for a hot path.
+uint64_t heap_bytes_in_use();
+
+}  // namespace portico
