@@ -726,9 +726,10 @@ void ClientConnection::finish_exchange() {
 }
 
 void ClientConnection::next_request() {
-  // A client that has come back for a second request is likely to keep coming: its buffers
-  // stay until it is quiet. After the first one they go at once, as most connections that
-  // wait after one request wait long (the 10,000-connection test and a browser's spare one).
+  // A client that has come back for a second request is likely to keep coming: from that
+  // request on its buffers stay until it is quiet. After the first one they go at once, as most
+  // connections that wait after one request wait long (the 10,000-connection test and a
+  // browser's spare one).
   const bool came_back = answered_;
   answered_ = true;
   reset_exchange();
@@ -746,11 +747,12 @@ void ClientConnection::next_request() {
 
 // Buffers keep their capacity between uses, which is right while data flows; a connection that
 // goes idle gives back everything, OpenSSL's record buffers included, so that thousands of idle
-// connections cost little. That happens at once after the handshake and when a tunnel opens,
-// and after the first request; after later requests and in a busy tunnel it waits until
-// kQuietReleaseMs pass without traffic (release_when_quiet), so that a busy keep-alive
-// connection or tunnel allocates nothing per request or message. While a tunnel is busy only large
-// buffers are given back (`keep`).
+// connections cost little. That happens at once after the handshake, after the first request
+// and when a tunnel opens (and OpenSSL frees its own whenever they are empty). A connection that
+// came back for another request, or a tunnel relaying messages, keeps them all
+// (TlsStream::keep_buffers) until kQuietReleaseMs pass without traffic (release_when_quiet), so
+// that it allocates nothing per request or message. While a tunnel is busy only large buffers
+// of portico's own are given back (`keep`).
 void ClientConnection::release_idle_buffers(size_t keep) {
   if (plain_out_.empty() && plain_out_.capacity() > keep) release_memory(plain_out_);
   if (tls_.output().empty() && tls_.output().capacity() > keep) release_memory(tls_.output());
@@ -762,6 +764,7 @@ void ClientConnection::release_idle_buffers(size_t keep) {
 // due no later than quiet_release_ms_ while that is set (on_timer keeps it so), so moving the
 // release time later costs nothing here; the timer, firing early, finds it moved and waits on.
 void ClientConnection::release_when_quiet() {
+  tls_.keep_buffers();
   const uint64_t now = uv_now(ctx_.loop);
   const bool timer_due_by_then = quiet_release_ms_ != 0;
   quiet_release_ms_ = now + kQuietReleaseMs;
@@ -1017,6 +1020,7 @@ int ClientConnection::on_request_message_begin(llhttp_t* p) {
   c->phase_ = Phase::kHead;
   c->request_start_ = std::chrono::steady_clock::now();
   c->arm_timer(c->ctx_.config.header_timeout);
+  if (c->answered_) c->tls_.keep_buffers();  // it came back: see next_request
   return 0;
 }
 

@@ -145,11 +145,11 @@ SslCtxPtr new_context(const TlsOptions& options, std::string* error) {
                           "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
                           "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305");
   SSL_CTX_set1_groups_list(c, "X25519:P-256:P-384");
-  // No SSL_MODE_RELEASE_BUFFERS: it frees and reallocates OpenSSL's record buffers around
-  // every request and WebSocket message. A connection gives them back once it is quiet
-  // (TlsStream::release_buffers, from ClientConnection::release_idle_buffers). Partial writes
-  // may move.
-  SSL_CTX_set_mode(c, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_ENABLE_PARTIAL_WRITE);
+  // OpenSSL frees its record buffers whenever they are empty: right for the handshake and for
+  // connections that are mostly idle (their heap stays compact). A busy connection turns this
+  // off for itself (TlsStream::keep_buffers) until it is quiet. Partial writes may move.
+  SSL_CTX_set_mode(c, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                          SSL_MODE_ENABLE_PARTIAL_WRITE);
   SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_SERVER);
   SSL_CTX_sess_set_cache_size(c, kSessionCacheSize);
   SSL_CTX_set_timeout(c, kSessionTimeoutSeconds);

@@ -134,7 +134,17 @@ TlsStream::Status TlsStream::write(const char* data, size_t len) {
   return Status::kOk;
 }
 
+void TlsStream::keep_buffers() {
+  if (keeping_buffers_) return;
+  SSL_clear_mode(ssl_.get(), SSL_MODE_RELEASE_BUFFERS);
+  keeping_buffers_ = true;
+}
+
 bool TlsStream::release_buffers() {
+  if (keeping_buffers_) {
+    SSL_set_mode(ssl_.get(), SSL_MODE_RELEASE_BUFFERS);
+    keeping_buffers_ = false;
+  }
   // OpenSSL refuses (0) while a record is partly read or written; those buffers must stay.
   return !has_buffered_input() && SSL_free_buffers(ssl_.get()) == 1;
 }

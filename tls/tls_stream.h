@@ -52,10 +52,12 @@ class TlsStream {
   Status write(const char* data, size_t len);
   // Queues close_notify into output().
   void shutdown();
-  // Gives OpenSSL's record buffers (up to 33 KiB) back when they hold nothing unread; OpenSSL
-  // allocates them again on the next read or write. Portico calls this when a connection has
-  // gone quiet, instead of SSL_MODE_RELEASE_BUFFERS, which frees and reallocates them around
-  // every record. False when something is still in them (they stay).
+  // OpenSSL's record buffers (up to 33 KiB). The server context has SSL_MODE_RELEASE_BUFFERS:
+  // OpenSSL frees them whenever they are empty, which on a busy connection means a free and a
+  // malloc around every record. keep_buffers() turns that off for this connection;
+  // release_buffers() turns it back on and gives them back now, unless something is still in
+  // them (false; they stay until OpenSSL empties them).
+  void keep_buffers();
   bool release_buffers();
 
   // Ciphertext waiting to be sent; the caller takes it (swap or clear) after sending.
@@ -79,6 +81,7 @@ class TlsStream {
   std::string output_;
   std::string error_reason_;
   bool plaintext_peer_ = false;
+  bool keeping_buffers_ = false;
 };
 
 }  // namespace portico
