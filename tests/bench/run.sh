@@ -298,6 +298,30 @@ cpu_ticks() {
   echo "$total"
 }
 
+# Where the CPU of a load went: the proxy, the load client (wrk or ws_load: this shell's waited-for
+# children, so the client must run in the foreground of this shell) and the two backends.
+# cpu_mark PROXY_PID before a load, cpu_split TARGET KEY SECONDS PROXY_PID after it: records
+# KEY_cpu_pct, KEY_client_cpu_pct and KEY_backend_cpu_pct, in % of one core.
+# (The script's own parsing of the client's output, a few centiseconds, counts as client.)
+CPU_MARK=()
+CPU_NOW=()
+cpu_now() {  # sets CPU_NOW; reads this shell's stat itself: $(...) would be another process
+  local self
+  read -r -a self <"/proc/$BASHPID/stat"
+  CPU_NOW=("$(cpu_ticks "$1")" $((self[15] + self[16])) $(($(cpu_ticks "$API_PID") + $(cpu_ticks "$WS_PID"))))
+}
+cpu_mark() { cpu_now "$1"; CPU_MARK=("${CPU_NOW[@]}"); }
+cpu_split() {
+  local t=$1 key=$2 secs=$3 now
+  cpu_now "$4"
+  now=("${CPU_NOW[@]}")
+  local tck names=(cpu_pct client_cpu_pct backend_cpu_pct) i
+  tck=$(getconf CLK_TCK)
+  for i in 0 1 2; do
+    record "$t" "${key}_${names[$i]}" "$("$PY" -c "print(round(100*(${now[$i]}-${CPU_MARK[$i]})/$tck/$secs, 1))")"
+  done
+}
+
 # ---------------------------------------------------------------------------------------------
 # Measurements. Each appends "round<TAB>target<TAB>key<TAB>value" to RESULTS.
 RESULTS="$WORK/results.tsv"
@@ -468,18 +492,22 @@ run_target() {  # run_target NAME: every scenario against one freshly started pr
   log "round $ROUND $t: S7 idle wss connections"
   mem_per_conn "$t" "${HTTPS_PORT[$t]}" "$pid"
   log "round $ROUND $t: S1..S6, S8"
-  local cpu0 cpu1
-  cpu0=$(cpu_ticks "$pid")
+  cpu_mark "$pid"
   wrk_run "$t" s1 -t1 -c50 -d"${D_S1}s" "$url/small"
-  cpu1=$(cpu_ticks "$pid")
-  record "$t" s1_cpu_pct "$("$PY" -c "import os; print(round(100*($cpu1-$cpu0)/os.sysconf('SC_CLK_TCK')/$D_S1, 1))")"
+  cpu_split "$t" s1 "$D_S1" "$pid"
   wrk_run "$t" s2 -t1 -c50 -d"${D_SHORT}s" -H 'Connection: close' "$url/small"
+  cpu_mark "$pid"
   handshakes "$t" "${HTTPS_PORT[$t]}"
+  cpu_split "$t" s2b "$D_SHORT" "$pid"
   wrk_run "$t" s3 -t1 -c4 -d"${D_SHORT}s" "$url/bytes/1048576"
   wrk_run "$t" s4 -t1 -c4 -d"${D_SHORT}s" -s "$POST_LUA" "$url/upload"
+  cpu_mark "$pid"
   ws_echo "$t" s5 "${HTTPS_PORT[$t]}" 1 50 64 "$D_SHORT"
+  cpu_split "$t" s5 "$D_SHORT" "$pid"
   ws_echo "$t" s6 "${HTTPS_PORT[$t]}" 1 8 65536 "$D_SHORT"
+  cpu_mark "$pid"
   wrk_run "$t" s8 -t1 -c50 -d"${D_SHORT}s" "http://127.0.0.1:${HTTP_PORT[$t]}/small"
+  cpu_split "$t" s8 "$D_SHORT" "$pid"
   if ! kill -0 "$pid" 2>/dev/null; then
     note "round $ROUND $t: the proxy process died during the run; its output: $(tail -5 "$WORK/$t.log" | tr '\n' ' ')"
   fi
@@ -662,7 +690,6 @@ def ratio(a, b):
 rows = [
     ("S1 keep-alive GET /small", "requests/s", "s1_rps", ("direct", "s1_rps")),
     ("S1 keep-alive GET /small", "p99 latency, ms (lower is better)", "s1_p99_ms", ("direct", "s1_p99_ms")),
-    ("S1 keep-alive GET /small", "proxy CPU, % of one core", "s1_cpu_pct", None),
     ("S2 new TLS connection per request (wrk: resumed)", "requests (handshakes)/s", "s2_rps", None),
     ("S2b new TLS connection per request (full)", "requests (handshakes)/s", "s2b_rps", ("speed", "ecdsa_p256_sign_s")),
     ("S3 GET 1 MiB body", "MB/s", "s3_mbps", ("direct", "s3_mbps")),
@@ -696,6 +723,35 @@ print("Ceiling column: S1, S3 and S5 straight to the backend (plain HTTP / ws, n
       " S7 (a floor, not a ceiling): the heap OpenSSL itself holds per idle server-side TLS 1.3 connection,"
       " no proxy (\`tls_floor\`, %s KB)."
       % (fmt(aes), fmt(sign), fmt(med("speed", "tls_floor_kb"))))
+print()
+print("Where the CPU went, % of one core (medians; two cores in all): proxy / load client (wrk or"
+      " ws_load) / backends (api_server + ws_server). A load client near 100 % sets the pace: the"
+      " proxies are then compared by their own CPU per unit more than by the rate.")
+print()
+print("| scenario | portico | NGINX | HAProxy |")
+print("|---|--:|--:|--:|")
+for name, key in (("S1 keep-alive GET /small", "s1"),
+                  ("S2b new TLS connection per request (full)", "s2b"),
+                  ("S5 WebSocket echo 64 B, 50 conns", "s5"),
+                  ("S8 port-80 redirect, keep-alive", "s8")):
+    cells = []
+    for t in ("portico", "nginx", "haproxy"):
+        parts = [med(t, key + suffix) for suffix in ("_cpu_pct", "_client_cpu_pct", "_backend_cpu_pct")]
+        cells.append(" / ".join("{:.0f}".format(x) if isinstance(x, float) else fmt(x) for x in parts))
+    print("| %s | %s |" % (name, " | ".join(cells)))
+if len(vals.get(("portico", "s1_rps"), [])) > 1:
+    print()
+    print("Each round, in order (the medians above are the middle ones): how far the rates move"
+          " between rounds on this machine.")
+    print()
+    print("| scenario | metric | portico | NGINX | HAProxy |")
+    print("|---|---|--:|--:|--:|")
+    for name, metric, key, _ in rows:
+        if key.endswith(("_p50_ms", "_p99_ms", "_kb_5000")):
+            continue
+        cells = [", ".join(fmt(x if x == "fail" else float(x)) for x in vals.get((t, key), []))
+                 for t in ("portico", "nginx", "haproxy")]
+        print("| %s | %s | %s |" % (name, metric, " | ".join(cells)))
 notes_text = open(notes).read().strip()
 if notes_text:
     print()
