@@ -760,15 +760,14 @@ void ClientConnection::release_idle_buffers(size_t keep) {
   if (keep == 0) tls_.release_buffers();
 }
 
-// Called each time a request ends or a tunnel relays something. The connection's one timer is
-// due no later than quiet_release_ms_ while that is set (on_timer keeps it so), so moving the
-// release time later costs nothing here; the timer, firing early, finds it moved and waits on.
+// Called each time a request ends or a tunnel relays something. The connection's one timer need
+// only be due by the release time: nearly always it already is (set for the previous release
+// time), and firing early, on_timer finds the later time and waits on. So a busy connection
+// moves no timer here.
 void ClientConnection::release_when_quiet() {
   tls_.keep_buffers();
   const uint64_t now = uv_now(ctx_.loop);
-  const bool timer_due_by_then = quiet_release_ms_ != 0;
   quiet_release_ms_ = now + kQuietReleaseMs;
-  if (timer_due_by_then) return;
   if (uv_is_active(reinterpret_cast<uv_handle_t*>(&timer_)) &&
       now + uv_timer_get_due_in(&timer_) <= quiet_release_ms_) {
     return;

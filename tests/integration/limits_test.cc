@@ -216,3 +216,31 @@ TEST_CASE("memory: a tunnel keeps its buffers while messages flow and gives them
     CHECK(tunnel->receive(5s));
   }
 }
+
+// The quiet release survives the connection's timer firing for something else: here a backend
+// that never answers (504 after read_timeout) on a connection that was keeping its buffers.
+TEST_CASE("memory: buffers kept before a backend timeout are still given back when quiet",
+          "[limits][memory]") {
+  TempDir dir;
+  TestCert cert = make_test_cert(dir);
+  TestBackend backend([](const ReceivedRequest& request) {
+    Response r = default_response(request);
+    if (request.target == "/limit-never") r.never_respond = true;
+    return r;
+  });
+  PorticoProcess portico(dir, "/ http://" + backend.address() + " read_timeout=300ms\n", cert,
+                         {"--admin", "127.0.0.1:0", "--access-log", "off"});
+  RawTlsClient client(portico.https_port(), cert.ca_cert);
+  INFO(client.error());
+  REQUIRE(client.ok());
+  REQUIRE(get_ok(client));
+  const uint64_t idle = heap_bytes(portico);
+  for (int i = 0; i < 2; ++i) REQUIRE(get_ok(client));  // came back: buffers kept
+  REQUIRE(client.send("GET /limit-never HTTP/1.1\r\nHost: localhost\r\n\r\n"));
+  CHECK(client.read_until("504 Gateway Timeout", 10s).matched);
+  std::this_thread::sleep_for(1500ms);
+  const uint64_t quiet = heap_bytes(portico);
+  INFO("heap idle " << idle << ", a quiet second after the 504 " << quiet);
+  CHECK(quiet < idle + 16 * 1024);
+  CHECK(get_ok(client));  // the connection was kept alive through the 504
+}
