@@ -766,13 +766,8 @@ void ClientConnection::release_idle_buffers(size_t keep) {
 // moves no timer here.
 void ClientConnection::release_when_quiet() {
   tls_.keep_buffers();
-  const uint64_t now = uv_now(ctx_.loop);
-  quiet_release_ms_ = now + kQuietReleaseMs;
-  if (uv_is_active(reinterpret_cast<uv_handle_t*>(&timer_)) &&
-      now + uv_timer_get_due_in(&timer_) <= quiet_release_ms_) {
-    return;
-  }
-  uv_timer_start(&timer_, &ClientConnection::on_timer, kQuietReleaseMs, 0);
+  quiet_release_ms_ = uv_now(ctx_.loop) + kQuietReleaseMs;
+  fire_timer_by(quiet_release_ms_);
 }
 
 void ClientConnection::resume_parser() {
@@ -943,13 +938,19 @@ void ClientConnection::on_write_done(int status) {
 // into the loop's timer heap. So the uv timer is moved only when the new deadline is sooner
 // than the time it is set for; firing early, on_timer sets it again for what is left.
 void ClientConnection::arm_timer(std::chrono::milliseconds timeout) {
+  deadline_ms_ = uv_now(ctx_.loop) + static_cast<uint64_t>(timeout.count());
+  fire_timer_by(deadline_ms_);
+}
+
+// The timer fires no later than `due_ms` (loop time). One due sooner is left alone: on_timer
+// then finds nothing due yet and sets the timer for the earliest of what is pending.
+void ClientConnection::fire_timer_by(uint64_t due_ms) {
   const uint64_t now = uv_now(ctx_.loop);
-  deadline_ms_ = now + static_cast<uint64_t>(timeout.count());
   if (uv_is_active(reinterpret_cast<uv_handle_t*>(&timer_)) &&
-      now + uv_timer_get_due_in(&timer_) <= deadline_ms_) {
+      now + uv_timer_get_due_in(&timer_) <= due_ms) {
     return;
   }
-  uv_timer_start(&timer_, &ClientConnection::on_timer, deadline_ms_ - now, 0);
+  uv_timer_start(&timer_, &ClientConnection::on_timer, due_ms > now ? due_ms - now : 0, 0);
 }
 
 void ClientConnection::on_timer(uv_timer_t* timer) {
@@ -960,9 +961,8 @@ void ClientConnection::on_timer(uv_timer_t* timer) {
     conn->release_idle_buffers();  // only buffers with nothing in them
   }
   if (now < conn->deadline_ms_) {
-    uint64_t next = conn->deadline_ms_;
-    if (conn->quiet_release_ms_ != 0) next = std::min(next, conn->quiet_release_ms_);
-    uv_timer_start(timer, &ClientConnection::on_timer, next - now, 0);
+    conn->fire_timer_by(conn->deadline_ms_);
+    if (conn->quiet_release_ms_ != 0) conn->fire_timer_by(conn->quiet_release_ms_);
     return;
   }
   switch (conn->phase_) {

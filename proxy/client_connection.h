@@ -107,6 +107,7 @@ class ClientConnection final : private StreamWriter::Owner, private UpstreamConn
 
   // Timers and the end of the connection.
   void arm_timer(std::chrono::milliseconds timeout);
+  void fire_timer_by(uint64_t due_ms);
   static void on_timer(uv_timer_t* timer);
   void on_client_eof();
   void close_gracefully();  // close_notify, flush, FIN, linger, close

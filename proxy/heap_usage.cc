@@ -11,7 +11,10 @@
 #endif
 
 #ifdef PORTICO_SANITIZER_ALLOCATOR
-#include <sanitizer/allocator_interface.h>
+#include <cstddef>
+// Declared here rather than through <sanitizer/allocator_interface.h>, which clang's runtime
+// package ships and gcc's does not; both runtimes define it.
+extern "C" size_t __sanitizer_get_current_allocated_bytes();
 #else
 #include <malloc.h>
 #endif

@@ -34,6 +34,14 @@ void append_header(std::string& out, const char* name, const char* type, const c
   out.append("# TYPE ").append(name).append(" ").append(type).append("\n");
 }
 
+// A family with one unlabelled sample.
+template <typename Number>
+void append_single(std::string& out, const char* name, const char* type, const char* help,
+                   Number value) {
+  append_header(out, name, type, help);
+  out.append(name).append(" ").append(std::to_string(value)).append("\n");
+}
+
 }  // namespace
 
 const char* backend_error_kind_name(BackendErrorKind kind) {
@@ -149,17 +157,16 @@ std::string render_prometheus(const Metrics& m) {
     out.append("} ").append(std::to_string(s.timed)).append("\n");
   }
 
-  append_header(out, "portico_open_connections", "gauge", "Client connections open now.");
-  out.append("portico_open_connections ").append(std::to_string(m.open_connections)).append("\n");
-  append_header(out, "portico_open_tunnels", "gauge", "WebSocket tunnels open now.");
-  out.append("portico_open_tunnels ").append(std::to_string(m.open_tunnels)).append("\n");
-  append_header(out, "portico_heap_bytes", "gauge",
-                "Memory the process has allocated and not freed (all workers, OpenSSL included).");
-  out.append("portico_heap_bytes ").append(std::to_string(m.heap_bytes)).append("\n");
+  append_single(out, "portico_open_connections", "gauge", "Client connections open now.",
+                m.open_connections);
+  append_single(out, "portico_open_tunnels", "gauge", "WebSocket tunnels open now.",
+                m.open_tunnels);
+  append_single(out, "portico_heap_bytes", "gauge",
+                "Memory the process has allocated and not freed (all workers, OpenSSL included).",
+                m.heap_bytes);
 
-  append_header(out, "portico_tls_handshakes_total", "counter", "TLS handshakes completed.");
-  out.append("portico_tls_handshakes_total ").append(std::to_string(m.tls_handshakes));
-  out.append("\n");
+  append_single(out, "portico_tls_handshakes_total", "counter", "TLS handshakes completed.",
+                m.tls_handshakes);
   append_header(out, "portico_tls_handshake_failures_total", "counter",
                 "TLS handshakes that failed or timed out, by reason.");
   for (const auto& [reason, n] : m.tls_handshake_failures) {
@@ -178,13 +185,10 @@ std::string render_prometheus(const Metrics& m) {
     out.append("} ").append(std::to_string(n)).append("\n");
   }
 
-  append_header(out, "portico_bytes_received_total", "counter",
-                "Request body and tunnel bytes received from clients.");
-  out.append("portico_bytes_received_total ").append(std::to_string(m.bytes_received));
-  out.append("\n");
-  append_header(out, "portico_bytes_sent_total", "counter",
-                "Response and tunnel bytes sent to clients.");
-  out.append("portico_bytes_sent_total ").append(std::to_string(m.bytes_sent)).append("\n");
+  append_single(out, "portico_bytes_received_total", "counter",
+                "Request body and tunnel bytes received from clients.", m.bytes_received);
+  append_single(out, "portico_bytes_sent_total", "counter",
+                "Response and tunnel bytes sent to clients.", m.bytes_sent);
   return out;
 }
 

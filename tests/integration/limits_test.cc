@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <catch2/catch.hpp>
+#include <functional>
 #include <future>
 #include <memory>
 #include <regex>
@@ -37,6 +38,24 @@ uint64_t heap_bytes(PorticoProcess& portico) {
   std::smatch m;
   REQUIRE(std::regex_search(metrics, m, std::regex(R"(\nportico_heap_bytes (\d+)\n)")));
   return std::stoull(m[1]);
+}
+
+// The flags of a portico whose heap a test watches.
+const std::vector<std::string> kWatchHeap = {"--admin", "127.0.0.1:0", "--access-log", "off"};
+
+// How much the heap grew while `traffic` ran (negative if it shrank). `traffic` must take far
+// less than the quiet second, or what it made portico keep could be given back before the end.
+int64_t heap_growth(PorticoProcess& portico, const std::function<void()>& traffic) {
+  const uint64_t before = heap_bytes(portico);
+  traffic();
+  return static_cast<int64_t>(heap_bytes(portico)) - static_cast<int64_t>(before);
+}
+
+// The heap once nothing has moved for longer than the second portico waits before it gives
+// back what busy connections kept.
+uint64_t heap_after_quiet_second(PorticoProcess& portico) {
+  std::this_thread::sleep_for(1500ms);
+  return heap_bytes(portico);
 }
 
 }  // namespace
@@ -152,9 +171,8 @@ TEST_CASE("memory: a connection that keeps coming back keeps its buffers until i
   TempDir dir;
   TestCert cert = make_test_cert(dir);
   TestBackend backend;
-  PorticoProcess portico(dir, "/ http://" + backend.address() + "\n", cert,
-                         {"--admin", "127.0.0.1:0", "--access-log", "off"});
-  constexpr uint64_t kBuffersAtLeast = 16 * 1024;  // per busy connection; about 33 KiB in fact
+  PorticoProcess portico(dir, "/ http://" + backend.address() + "\n", cert, kWatchHeap);
+  constexpr int64_t kBuffersAtLeast = 16 * 1024;  // per busy connection; about 33 KiB in fact
   std::vector<std::unique_ptr<RawTlsClient>> clients;
   for (int i = 0; i < 5; ++i) {
     clients.push_back(std::make_unique<RawTlsClient>(portico.https_port(), cert.ca_cert));
@@ -164,14 +182,13 @@ TEST_CASE("memory: a connection that keeps coming back keeps its buffers until i
   }
   const uint64_t idle = heap_bytes(portico);  // five connections, one request each
   for (auto& client : clients) {
-    const uint64_t before = heap_bytes(portico);
-    for (int i = 0; i < 2; ++i) REQUIRE(get_ok(*client));
-    const uint64_t after = heap_bytes(portico);
-    INFO("heap before two more requests " << before << ", after " << after);
-    CHECK(after >= before + kBuffersAtLeast);
+    const int64_t grown = heap_growth(portico, [&] {
+      for (int i = 0; i < 2; ++i) REQUIRE(get_ok(*client));
+    });
+    INFO("heap growth over two more requests " << grown);
+    CHECK(grown >= kBuffersAtLeast);
   }
-  std::this_thread::sleep_for(1500ms);  // quiet for longer than the second portico waits
-  const uint64_t quiet = heap_bytes(portico);
+  const uint64_t quiet = heap_after_quiet_second(portico);
   INFO("heap idle " << idle << ", quiet again " << quiet);
   CHECK(quiet < idle + 5 * 4096);                       // back to what idle connections cost
   for (auto& client : clients) CHECK(get_ok(*client));  // still served after giving them back
@@ -184,9 +201,8 @@ TEST_CASE("memory: a tunnel keeps its buffers while messages flow and gives them
   TempDir dir;
   TestCert cert = make_test_cert(dir);
   WsServer ws;
-  PorticoProcess portico(dir, "/ws http://" + ws.address() + "\n", cert,
-                         {"--admin", "127.0.0.1:0", "--access-log", "off"});
-  constexpr uint64_t kBuffersAtLeast = 16 * 1024;
+  PorticoProcess portico(dir, "/ws http://" + ws.address() + "\n", cert, kWatchHeap);
+  constexpr int64_t kBuffersAtLeast = 16 * 1024;
   WsClientOptions options;
   options.port = portico.https_port();
   options.ca_file = cert.ca_cert;
@@ -198,17 +214,16 @@ TEST_CASE("memory: a tunnel keeps its buffers while messages flow and gives them
   }
   const uint64_t opened = heap_bytes(portico);
   for (auto& tunnel : tunnels) {
-    const uint64_t before = heap_bytes(portico);
-    for (int i = 0; i < 2; ++i) {
-      REQUIRE(tunnel->send_text("ping"));
-      REQUIRE(tunnel->receive(5s));
-    }
-    const uint64_t after = heap_bytes(portico);
-    INFO("heap before two messages " << before << ", after " << after);
-    CHECK(after >= before + kBuffersAtLeast);
+    const int64_t grown = heap_growth(portico, [&] {
+      for (int i = 0; i < 2; ++i) {
+        REQUIRE(tunnel->send_text("ping"));
+        REQUIRE(tunnel->receive(5s));
+      }
+    });
+    INFO("heap growth over two messages " << grown);
+    CHECK(grown >= kBuffersAtLeast);
   }
-  std::this_thread::sleep_for(1500ms);
-  const uint64_t quiet = heap_bytes(portico);
+  const uint64_t quiet = heap_after_quiet_second(portico);
   INFO("heap with the tunnels just opened " << opened << ", quiet again " << quiet);
   CHECK(quiet < opened + 5 * 4096);
   for (auto& tunnel : tunnels) {  // still relaying after giving them back
@@ -229,7 +244,7 @@ TEST_CASE("memory: buffers kept before a backend timeout are still given back wh
     return r;
   });
   PorticoProcess portico(dir, "/ http://" + backend.address() + " read_timeout=300ms\n", cert,
-                         {"--admin", "127.0.0.1:0", "--access-log", "off"});
+                         kWatchHeap);
   RawTlsClient client(portico.https_port(), cert.ca_cert);
   INFO(client.error());
   REQUIRE(client.ok());
@@ -238,8 +253,7 @@ TEST_CASE("memory: buffers kept before a backend timeout are still given back wh
   for (int i = 0; i < 2; ++i) REQUIRE(get_ok(client));  // came back: buffers kept
   REQUIRE(client.send("GET /limit-never HTTP/1.1\r\nHost: localhost\r\n\r\n"));
   CHECK(client.read_until("504 Gateway Timeout", 10s).matched);
-  std::this_thread::sleep_for(1500ms);
-  const uint64_t quiet = heap_bytes(portico);
+  const uint64_t quiet = heap_after_quiet_second(portico);
   INFO("heap idle " << idle << ", a quiet second after the 504 " << quiet);
   CHECK(quiet < idle + 16 * 1024);
   CHECK(get_ok(client));  // the connection was kept alive through the 504
