@@ -18,6 +18,8 @@ constexpr auto kLingerTime = std::chrono::seconds(2);
 // enough that a busy connection never does (50 keep-alive clients at 25k requests/s come back
 // every 2 ms), short enough that idle memory is what an idle connection needs.
 constexpr uint64_t kQuietReleaseMs = 1000;
+// After this long with nothing sent the TLS records start small again (TlsStream's ramp).
+constexpr uint64_t kRecordRampRestartMs = 1000;
 // While portico stops, how long a connection that has not had its first answer may take to
 // finish its handshake and send its request (see begin_shutdown).
 constexpr std::chrono::milliseconds kFirstRequestGrace{2000};
@@ -881,9 +883,18 @@ void ClientConnection::log_access(std::string_view error) {
 // ---------------------------------------------------------------------------------------------
 // Writing to the client
 
+// Every byte for the client is encrypted here, so that a quiet connection's next response (or
+// WebSocket message) starts with small records.
+TlsStream::Status ClientConnection::encrypt_for_client(const char* data, size_t len) {
+  const uint64_t now = uv_now(ctx_.loop);
+  if (now - last_encrypt_ms_ >= kRecordRampRestartMs) tls_.restart_record_ramp();
+  last_encrypt_ms_ = now;
+  return tls_.write(data, len);
+}
+
 void ClientConnection::flush_to_client() {
   if (!plain_out_.empty() && phase_ != Phase::kClosed) {
-    if (tls_.write(plain_out_.data(), plain_out_.size()) != TlsStream::Status::kOk) {
+    if (encrypt_for_client(plain_out_.data(), plain_out_.size()) != TlsStream::Status::kOk) {
       plain_out_.clear();
       close_now();
       return;

@@ -82,6 +82,7 @@ class ClientConnection final : private StreamWriter::Owner, private UpstreamConn
   void log_access(std::string_view error);
 
   // Writing to the client.
+  TlsStream::Status encrypt_for_client(const char* data, size_t len);
   void flush_to_client();
   void on_write_done(int status) override;
 
@@ -141,6 +142,7 @@ class ClientConnection final : private StreamWriter::Owner, private UpstreamConn
   uv_timer_t timer_;
   uint64_t deadline_ms_ = 0;       // when the current phase times out (loop time, see arm_timer)
   uint64_t quiet_release_ms_ = 0;  // when buffers are given back if nothing moves; 0: not due
+  uint64_t last_encrypt_ms_ = 0;   // when plaintext for the client was last encrypted
   int open_handles_ = 0;
   StreamWriter writer_;
   TlsStream tls_;

@@ -105,7 +105,7 @@ void ClientConnection::tunnel_from_backend(const char* data, size_t len) {
   Tunnel& t = *tunnel_;
   size_t ok = t.from_backend.feed(reinterpret_cast<const uint8_t*>(data), len);
   if (ok > 0 && t.close_to_client == 0) {
-    if (tls_.write(data, ok) != TlsStream::Status::kOk) {
+    if (encrypt_for_client(data, ok) != TlsStream::Status::kOk) {
       close_now();
       return;
     }
@@ -143,7 +143,7 @@ void ClientConnection::tunnel_send_close(uint16_t to_client, uint16_t to_backend
   if (to_client != 0 && t.close_to_client == 0) {
     if (t.from_backend.at_frame_boundary() && !t.from_backend.saw_close()) {
       size_t n = ws_build_close_frame(frame, to_client, "", /*mask=*/false, 0);
-      tls_.write(reinterpret_cast<const char*>(frame), n);
+      encrypt_for_client(reinterpret_cast<const char*>(frame), n);
       flush_to_client();
     }
     t.close_to_client = to_client;
@@ -169,7 +169,7 @@ void ClientConnection::tunnel_backend_gone(int status) {
     uint16_t code = status == UV_EOF ? 1001 : 1011;
     uint8_t frame[kWsMaxControlFrameBytes];
     size_t n = ws_build_close_frame(frame, code, "", /*mask=*/false, 0);
-    tls_.write(reinterpret_cast<const char*>(frame), n);
+    encrypt_for_client(reinterpret_cast<const char*>(frame), n);
     t.close_to_client = code;
   }
   tunnel_finish(status == UV_EOF ? "backend closed" : uv_err_name(status));
@@ -200,7 +200,7 @@ void ClientConnection::tunnel_on_timer() {
   if (t.from_backend.at_frame_boundary()) {
     uint8_t frame[kWsMaxControlFrameBytes];
     size_t n = ws_build_ping_frame(frame, "portico", /*mask=*/false, 0);
-    tls_.write(reinterpret_cast<const char*>(frame), n);
+    encrypt_for_client(reinterpret_cast<const char*>(frame), n);
     flush_to_client();
     t.ping_outstanding = true;
     t.last_client_activity_ms = now;  // the pong deadline counts from the ping

@@ -48,8 +48,23 @@ class TlsStream {
 
   // Decrypts up to `cap` bytes; *n is set when the status is kOk.
   Status read(char* buf, size_t cap, size_t* n);
-  // Encrypts all of `data` into output().
+  // Encrypts all of `data` into output(). On the server side the first records after
+  // restart_record_ramp() (and after the handshake) are small and grow, see kRampRecordBytes.
   Status write(const char* data, size_t len);
+  // The next records start small again: for a connection that has been quiet, whose TCP
+  // congestion window has shrunk back (Linux restarts slow start after an idle RTO).
+  void restart_record_ramp() { ramp_records_ = 0; }
+
+  // Dynamic record sizing. A TLS record can be decrypted only once all of it has arrived, so a
+  // 16 KiB record spread over a dozen TCP segments holds back its first byte until its last
+  // segment is in, a round trip or more while the congestion window is small, and longer when
+  // one segment is lost. So record n (from 0) of a ramp carries at most (n + 1) x 1,360 bytes:
+  // the first fits one segment (1,500-byte MTU, IPv6 or PPPoE, TCP timestamps, TLS 1.2 AES-GCM
+  // overhead), and each record completes within the flight the window allows. After
+  // kRampRecords records they are full size (16 KiB), where the per-record cost is lowest.
+  // Go's crypto/tls ramps this way; NGINX and HAProxy use one fixed size.
+  static constexpr size_t kRampRecordBytes = 1360;
+  static constexpr uint8_t kRampRecords = 12;  // 12 x 1,360 = 16,320: the next one is 16 KiB
   // Queues close_notify into output().
   void shutdown();
   // OpenSSL's record buffers (up to 33 KiB). The server context has SSL_MODE_RELEASE_BUFFERS:
@@ -82,6 +97,7 @@ class TlsStream {
   std::string error_reason_;
   bool plaintext_peer_ = false;
   bool keeping_buffers_ = false;
+  uint8_t ramp_records_;  // records written in the current ramp; kRampRecords: ramp over
 };
 
 }  // namespace portico

@@ -80,7 +80,7 @@ if [[ ! -f "$BUILD/CMakeCache.txt" ]]; then
   cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release >"$BUILD.cmake.log" 2>&1 ||
     { cat "$BUILD.cmake.log" >&2; exit 1; }
 fi
-cmake --build "$BUILD" --target portico api_server ws_server ws_load tls_floor >"$BUILD/bench-build.log" 2>&1 ||
+cmake --build "$BUILD" --target portico api_server ws_server ws_load tls_floor first_byte >"$BUILD/bench-build.log" 2>&1 ||
   { tail -40 "$BUILD/bench-build.log" >&2; exit 1; }
 PORTICO="$BUILD/portico"
 API_SERVER="$BUILD/examples/api_server"
@@ -418,6 +418,23 @@ handshakes() {
   grep -q 'errors=0' <<<"$line" || note "round $ROUND $t s2b: $line"
 }
 
+# S9: the wait for the first body byte of GET /bytes/1048576 on a 10 Mbit/s link (first_byte.cc
+# takes the ciphertext off the socket at 1.25 MB/s); 20 new connections, medians.
+first_byte() {
+  local t=$1 port=$2 out="$WORK/fb-$ROUND-$1.txt" line
+  timeout 60 "$BUILD/bin/first_byte" --host 127.0.0.1 --port "$port" --sni localhost \
+    --path /bytes/1048576 --rate 1250000 --trials 20 >"$out" 2>&1 || true
+  line=$(grep '^result ' "$out" || true)
+  if [[ -z "$line" ]]; then
+    note "round $ROUND $t s9: first_byte failed: $(tr '\n' ' ' <"$out" | cut -c1-300)"
+    record "$t" s9_ms fail
+    record "$t" s9_bytes fail
+    return
+  fi
+  record "$t" s9_ms "$(sed -E 's/.* p50_ms=([^ ]+).*/\1/' <<<"$line")"
+  record "$t" s9_bytes "$(sed -E 's/.* p50_bytes=([^ ]+).*/\1/' <<<"$line")"
+}
+
 # S7: memory per idle wss connection. Two hold clients: FIRST connections, then SECOND-FIRST more.
 mem_per_conn() {
   local t=$1 port=$2 pid=$3
@@ -470,7 +487,7 @@ run_target() {  # run_target NAME: every scenario against one freshly started pr
   local t=$1
   if ! start_target "$t"; then
     local k
-    for k in s1_rps s2_rps s2b_rps s3_rps s4_rps s5_msgs s6_mbps s7_kb_2000 s7_kb_5000 s8_rps; do
+    for k in s1_rps s2_rps s2b_rps s3_rps s4_rps s5_msgs s6_mbps s7_kb_2000 s7_kb_5000 s8_rps s9_ms; do
       record "$t" "$k" fail
     done
     return
@@ -508,6 +525,7 @@ run_target() {  # run_target NAME: every scenario against one freshly started pr
   cpu_mark "$pid"
   wrk_run "$t" s8 -t1 -c50 -d"${D_SHORT}s" "http://127.0.0.1:${HTTP_PORT[$t]}/small"
   cpu_split "$t" s8 "$D_SHORT" "$pid"
+  first_byte "$t" "${HTTPS_PORT[$t]}"
   if ! kill -0 "$pid" 2>/dev/null; then
     note "round $ROUND $t: the proxy process died during the run; its output: $(tail -5 "$WORK/$t.log" | tr '\n' ' ')"
   fi
@@ -701,6 +719,8 @@ rows = [
     ("S7 idle wss connections", "KB per connection at 2,000 (lower is better)", "s7_kb_2000", ("speed", "tls_floor_kb")),
     ("S7 idle wss connections", "KB per connection at 5,000 (lower is better)", "s7_kb_5000", ("speed", "tls_floor_kb")),
     ("S8 port-80 redirect, keep-alive", "redirects/s", "s8_rps", None),
+    ("S9 first body byte of 1 MiB, 10 Mbit/s link", "ms (lower is better)", "s9_ms", None),
+    ("S9 first body byte of 1 MiB, 10 Mbit/s link", "bytes that must arrive first (lower is better)", "s9_bytes", None),
 ]
 # S3 in MB/s from requests/s (body bytes only, MB = 10^6 bytes).
 for (target, key), v in list(vals.items()):
@@ -747,7 +767,7 @@ if len(vals.get(("portico", "s1_rps"), [])) > 1:
     print("| scenario | metric | portico | NGINX | HAProxy |")
     print("|---|---|--:|--:|--:|")
     for name, metric, key, _ in rows:
-        if key.endswith(("_p50_ms", "_p99_ms", "_kb_5000")):
+        if key.endswith(("_p50_ms", "_p99_ms", "_kb_5000", "_bytes")):
             continue
         cells = [", ".join(fmt(x if x == "fail" else float(x)) for x in vals.get((t, key), []))
                  for t in ("portico", "nginx", "haproxy")]

@@ -4,12 +4,14 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <regex>
 #include <sstream>
+#include <thread>
 
 #include "tests/support/portico_process.h"
 #include "tests/support/process.h"
@@ -403,4 +405,66 @@ TEST_CASE("tls: a bad certificate on reload keeps the old one serving", "[tls]")
   RawTlsClient client(portico.https_port(), options);
   CHECK(client.verify_result() == 0);
   CHECK(client.peer_subject() == before);
+}
+
+// Dynamic record sizing (docs/tls.md): record n of a ramp carries at most (n + 1) x 1,360 bytes,
+// up to 16 KiB. A ramp starts with the connection and again after a quiet second.
+TEST_CASE("tls: records start small and grow, on a new connection and after a quiet second",
+          "[tls][records]") {
+  TempDir dir;
+  TestCert cert = make_test_cert(dir);
+  constexpr size_t kBody = 256 * 1024;
+  constexpr size_t kRampStep = 1360;
+  constexpr size_t kFullRecord = 16384;
+  TestBackend backend([](const ReceivedRequest&) {
+    Response r;
+    r.generated_body_size = kBody;
+    return r;
+  });
+  PorticoProcess portico(dir, "/ http://" + backend.address() + "\n", cert, {"--http-port", "0"});
+  RawTlsClient client(portico.https_port(), cert.ca_cert);
+  REQUIRE(client.ok());
+  REQUIRE(client.tls_version() == "TLSv1.3");
+
+  // One GET of the whole body; returns the sizes of the records that carried the response.
+  auto fetch = [&](const std::string& path) {
+    client.clear_data_records();
+    REQUIRE(client.send("GET " + path + " HTTP/1.1\r\nHost: localhost\r\n\r\n"));
+    ReadResult r = client.read_until([](std::string_view got) {
+      size_t head_end = got.find("\r\n\r\n");
+      return head_end != std::string_view::npos && got.size() >= head_end + 4 + kBody;
+    });
+    REQUIRE(r.data.find("HTTP/1.1 200") == 0);
+    const std::vector<size_t>& records = client.data_records();
+    size_t total = 0;
+    for (size_t n : records) total += n;
+    CHECK(total == r.data.size());
+    return records;
+  };
+  auto check_ramp = [&](const std::vector<size_t>& records) {
+    REQUIRE(!records.empty());
+    for (size_t i = 0; i < records.size(); ++i) {
+      INFO("record " << i);
+      CHECK(records[i] <= std::min(kFullRecord, (i + 1) * kRampStep));
+    }
+    CHECK(*std::max_element(records.begin(), records.end()) == kFullRecord);
+  };
+
+  check_ramp(fetch("/first"));
+
+  // Straight after: the ramp is over, so full records come at once.
+  auto start = std::chrono::steady_clock::now();
+  std::vector<size_t> busy = fetch("/busy");
+  if (std::chrono::steady_clock::now() - start < 500ms) {
+    REQUIRE(busy.size() >= 4);
+    CHECK(*std::max_element(busy.begin(), busy.begin() + 4) > 4 * kRampStep);
+  } else {
+    WARN("the machine stalled; the no-restart check is skipped");
+  }
+
+  // Quiet for more than a second: small records again.
+  std::this_thread::sleep_for(1200ms);
+  std::vector<size_t> after_quiet = fetch("/after-quiet");
+  check_ramp(after_quiet);
+  CHECK(after_quiet.front() <= kRampStep);
 }

@@ -214,6 +214,8 @@ void RawTlsClient::handshake(const TlsClientOptions& options) {
   }
   ssl_ = SSL_new(ctx_);
   SSL_set_fd(ssl_, fd_);
+  SSL_set_msg_callback(ssl_, &RawTlsClient::on_tls_message);
+  SSL_set_msg_callback_arg(ssl_, this);
   bool sni_is_ip = is_ip_literal(options.sni);
   // RFC 6066 §3: SNI carries host names only, never IP literals.
   if (!options.sni.empty() && !sni_is_ip) SSL_set_tlsext_host_name(ssl_, options.sni.c_str());
@@ -252,6 +254,21 @@ void RawTlsClient::handshake(const TlsClientOptions& options) {
       error_ += std::string(" verify: ") + X509_verify_cert_error_string(verify);
     }
     return;
+  }
+}
+
+// OpenSSL reports each received record's 5-byte header, then (TLS 1.3) its decrypted inner
+// content type; the plaintext is the record less that type byte and the 16-byte AEAD tag.
+void RawTlsClient::on_tls_message(int write_p, int, int content_type, const void* buf, size_t len,
+                                  SSL*, void* arg) {
+  auto* self = static_cast<RawTlsClient*>(arg);
+  const auto* bytes = static_cast<const unsigned char*>(buf);
+  if (write_p != 0) return;
+  if (content_type == SSL3_RT_HEADER && len == SSL3_RT_HEADER_LENGTH) {
+    self->record_length_ = static_cast<size_t>(bytes[3]) << 8 | bytes[4];
+  } else if (content_type == SSL3_RT_INNER_CONTENT_TYPE && len == 1 &&
+             bytes[0] == SSL3_RT_APPLICATION_DATA && self->record_length_ >= 17) {
+    self->data_records_.push_back(self->record_length_ - 17);
   }
 }
 

@@ -105,6 +105,11 @@ class RawTlsClient : public RawClient {
   std::string peer_subject() const;  // the leaf's subject, one line
   long verify_result() const;        // X509_V_OK (0) when verified
 
+  // The plaintext size of each application-data record received so far, in order (TLS 1.3
+  // only: the inner content type tells them from session tickets).
+  const std::vector<size_t>& data_records() const { return data_records_; }
+  void clear_data_records() { data_records_.clear(); }
+
  protected:
   long read_some(char* buf, size_t len, bool* want_write) override;
   long write_some(const char* buf, size_t len, bool* want_read) override;
@@ -113,8 +118,13 @@ class RawTlsClient : public RawClient {
  private:
   void handshake(const TlsClientOptions& options);
 
+  static void on_tls_message(int write_p, int version, int content_type, const void* buf,
+                             size_t len, SSL* ssl, void* arg);
+
   SSL_CTX* ctx_ = nullptr;
   SSL* ssl_ = nullptr;
+  size_t record_length_ = 0;  // of the record whose header came last
+  std::vector<size_t> data_records_;
 };
 
 }  // namespace portico::test
