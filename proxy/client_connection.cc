@@ -239,6 +239,7 @@ void ClientConnection::on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_
   size_t len = static_cast<size_t>(nread);
   if (conn->proxy_header_ && !conn->take_proxy_header(&data, &len)) return;
   conn->on_ciphertext(data, len);
+  flush_gathered_writes(stream->loop);
 }
 
 // --proxy-protocol: the balancer's header comes before the client's first TLS byte, and names

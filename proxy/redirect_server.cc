@@ -137,6 +137,7 @@ void RedirectConnection::on_read(uv_stream_t* stream, ssize_t nread, const uv_bu
   }
   // Never let a client park bytes here: a slow reader stops being read.
   if (conn->writer_.above_high_water()) uv_read_stop(stream);
+  flush_gathered_writes(stream->loop);
 }
 
 bool RedirectConnection::answer_acme(std::string* response, int* status) {

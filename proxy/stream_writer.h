@@ -1,9 +1,11 @@
 #pragma once
 
-// Writes to a libuv stream. Small writes made while the loop handles events are gathered per
-// stream and sent with one syscall when the loop has handled them all (WriteBatch), so a burst
-// of events costs each peer one write and one wake-up, not one per event. Large writes go to
-// the socket at once (uv_try_write); only what the kernel did not take is copied into a queued
+// Writes to a libuv stream. Small writes made while the loop handles an event are gathered per
+// stream and sent with one syscall when the event is handled (WriteBatch): the read callbacks
+// of the proxied streams end with flush_gathered_writes(), and what timers and write
+// completions gather goes out once the loop has handled the poll. So a response head and its
+// first body bytes, or a TLS handshake flight, leave in one write. Large writes go to the
+// socket at once (uv_try_write); only what the kernel did not take is copied into a queued
 // uv_write. queued() counts both and is what backpressure decisions read.
 
 #include <uv.h>
@@ -22,10 +24,10 @@ class StreamWriter;
 // --max-buffer sets the high mark per worker (LoopBuffers::write_high_water).
 constexpr size_t kDefaultWriteHighWater = 256 * 1024;
 
-// The writers of one loop that hold gathered bytes, and the handles that flush them: a check
-// handle (right after the loop polled for I/O, so everything one poll produced goes out
-// together) and a prepare handle (right before the loop blocks, for bytes written from timers
-// and close callbacks). They keep the loop alive only while some writer holds gathered bytes.
+// The writers of one loop that hold gathered bytes, and the handles that flush what no read
+// callback flushed: a check handle (right after the loop polled for I/O) and a prepare handle
+// (right before the loop blocks, for bytes written from timers and close callbacks). They keep
+// the loop alive only while some writer holds gathered bytes.
 // Gather blocks come from free lists, so an idle connection holds no write buffer and a busy
 // one does not allocate per message. Most gathers are small (a redirect, a WebSocket message,
 // a response head), so a writer starts with a small block and moves to a large one only when
@@ -72,6 +74,11 @@ struct LoopBuffers {
   size_t write_high_water = kDefaultWriteHighWater;  // set before any stream is written
 };
 LoopBuffers& loop_buffers(uv_loop_t* loop);  // loop->data must point at a LoopBuffers
+// Sends what the event being handled gathered: the last call of a read callback. Not waiting
+// for the rest of the poll matters under many connections: a poll that returns fifty
+// WebSocket messages would otherwise hold the first one's write until the fiftieth had been
+// read and decrypted, and would wake every peer in one burst (docs/performance.md, S5 p99).
+inline void flush_gathered_writes(uv_loop_t* loop) { loop_buffers(loop).batch.flush_all(); }
 void alloc_from_loop_buffer(uv_handle_t* handle, size_t suggested, uv_buf_t* buf);
 
 class StreamWriter {

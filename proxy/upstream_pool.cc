@@ -209,6 +209,7 @@ void UpstreamConnection::on_read(uv_stream_t* stream, ssize_t nread, const uv_bu
     } else if (conn->delegate_) {
       conn->delegate_->on_upstream_data(*conn, buf->base, static_cast<size_t>(nread));
     }
+    flush_gathered_writes(stream->loop);
   } else if (nread < 0) {
     conn->read_stop();
     if (conn->delegate_) conn->delegate_->on_upstream_closed(*conn, static_cast<int>(nread));
