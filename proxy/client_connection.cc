@@ -90,6 +90,7 @@ ClientConnection::ClientConnection(WorkerContext& ctx)
   ctx.connections = this;
   ++ctx.connection_count;
   ++ctx.metrics.open_connections;
+  ctx.heap_trimmer.connections_now(ctx.connection_count);
 }
 
 ClientConnection::~ClientConnection() {
@@ -102,6 +103,7 @@ ClientConnection::~ClientConnection() {
   --ctx_.connection_count;
   --ctx_.metrics.open_connections;
   if (entered_tunnel_) --ctx_.metrics.open_tunnels;
+  ctx_.heap_trimmer.connections_now(ctx_.connection_count);
   if (ctx_.accept_paused && !ctx_.shutting_down &&
       ctx_.connection_count < ctx_.config.connection_limit()) {
     uv_stream_t* listener = ctx_.accept_paused;

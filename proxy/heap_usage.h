@@ -12,4 +12,12 @@ namespace portico {
 // meant for a metrics scrape, not for a hot path.
 uint64_t heap_bytes_in_use();
 
+// Hands the pages the allocator holds free back to the kernel (glibc's malloc_trim, every
+// arena; the sanitizer allocator's purge under ASan; nothing under TSan, whose runtime has no
+// purge). Walks the heap: for rare events.
+void return_free_heap();
+
+// The process's resident size (/proc/self/statm), or 0 if it cannot be read.
+uint64_t resident_bytes();
+
 }  // namespace portico

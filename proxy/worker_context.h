@@ -10,6 +10,7 @@
 
 #include "proxy/access_log.h"
 #include "proxy/config.h"
+#include "proxy/heap_trim.h"
 #include "proxy/metrics.h"
 #include "proxy/upstream_pool.h"
 #include "routing/backend_selector.h"
@@ -49,6 +50,7 @@ struct WorkerContext {
         config(config),
         access_log(access_log),
         pool(loop),
+        heap_trimmer(loop),
         response_headers(site_response_headers(config)) {}
 
   // Installs a new route table: requests already running keep the one they started with.
@@ -63,6 +65,7 @@ struct WorkerContext {
   std::shared_ptr<SSL_CTX> ssl_ctx;
   std::shared_ptr<RoutingState> routing;
   UpstreamPool pool;
+  HeapTrimmer heap_trimmer;  // told of every connection opened or closed
   bool shutting_down = false;
   uint16_t public_https_port = 443;  // the bound TLS port, for redirect Locations
   // "Name: value\r\n" lines added to every HTTPS response, portico's own answers included

@@ -119,7 +119,8 @@ TEST_CASE("limits: a bad limit flag stops the start with exit 2", "[limits][cli]
   }
 }
 
-TEST_CASE("10,000 idle keep-alive TLS connections fit in well under 1 GiB", "[limits][memory]") {
+TEST_CASE("10,000 idle keep-alive TLS connections fit in well under 1 GiB, and give it back",
+          "[limits][memory]") {
   // The load client (bench/ws_load) inherits the open files limit: 10,000 sockets need it raised.
   rlimit files{};
   getrlimit(RLIMIT_NOFILE, &files);
@@ -158,6 +159,18 @@ TEST_CASE("10,000 idle keep-alive TLS connections fit in well under 1 GiB", "[li
   CHECK(backend.request_count() == static_cast<size_t>(kConnections));
   load.close_stdin();
   CHECK(load.wait_exit(60s).has_value());
+
+  // The crowd has left: a few seconds later portico gives the freed heap back to the kernel
+  // (HeapTrimmer), so its resident size falls back towards where it started.
+  OutputMatch trimmed = portico.process().wait_for_output(
+      std::regex(R"(returned free heap to the kernel kib=(\d+) connections=(\d+) peak=(\d+))"),
+      30s);
+  CHECK(std::stoi(trimmed[2]) == 0);
+  CHECK(std::stoi(trimmed[3]) == kConnections);
+  const long trimmed_kib = rss_kib(portico.process().pid());
+  WARN("portico RSS " << trimmed_kib << " KiB after the connections closed and the heap was"
+                      << " trimmed (portico says it returned " << trimmed[1] << " KiB)");
+  CHECK(trimmed_kib - before_kib < (after_kib - before_kib) / 2);
 }
 
 // A connection that comes back for more requests keeps OpenSSL's record buffers and its own
