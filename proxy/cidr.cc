@@ -47,14 +47,14 @@ bool prefix_equal(const uint8_t* a, const uint8_t* b, int bits) {
 }
 }  // namespace
 
-bool Cidr::contains(const sockaddr_storage& addr) const {
-  if (addr.ss_family == AF_INET) {
+bool Cidr::contains(const sockaddr& addr) const {
+  if (addr.sa_family == AF_INET) {
     const auto* in = reinterpret_cast<const sockaddr_in*>(&addr);
     const auto* b = reinterpret_cast<const uint8_t*>(&in->sin_addr);
     if (!v6) return prefix_equal(bytes.data(), b, prefix_len);
     return false;
   }
-  if (addr.ss_family == AF_INET6) {
+  if (addr.sa_family == AF_INET6) {
     const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&addr);
     const auto* b = reinterpret_cast<const uint8_t*>(&in6->sin6_addr);
     if (v6) return prefix_equal(bytes.data(), b, prefix_len);
@@ -84,11 +84,11 @@ std::optional<std::vector<Cidr>> parse_cidr_list(std::string_view text, std::str
   return out;
 }
 
-std::string address_text(const sockaddr_storage& addr) {
+std::string address_text(const sockaddr& addr) {
   char buf[INET6_ADDRSTRLEN] = {0};
-  if (addr.ss_family == AF_INET) {
+  if (addr.sa_family == AF_INET) {
     inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&addr)->sin_addr, buf, sizeof buf);
-  } else if (addr.ss_family == AF_INET6) {
+  } else if (addr.sa_family == AF_INET6) {
     const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&addr);
     if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
       inet_ntop(AF_INET, reinterpret_cast<const uint8_t*>(&in6->sin6_addr) + 12, buf, sizeof buf);

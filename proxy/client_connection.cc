@@ -73,17 +73,17 @@ bool append_header_value(HttpHead& head, const char* at, size_t len, size_t max_
 // Life cycle
 
 ClientConnection::ClientConnection(WorkerContext& ctx)
-    : ctx_(ctx), tls_(ctx.ssl_ctx.get(), /*server=*/true) {
+    : ctx_(ctx), tls_(ctx.ssl_ctx.get(), /*server=*/true), http_(std::make_unique<HttpState>()) {
   uv_tcp_init(ctx.loop, &tcp_);
   uv_timer_init(ctx.loop, &timer_);
   tcp_.data = this;
   timer_.data = this;
   open_handles_ = 2;
   writer_.init(reinterpret_cast<uv_stream_t*>(&tcp_), this);
-  llhttp_init(&parser_, HTTP_REQUEST, &request_settings());
-  parser_.data = this;
-  llhttp_init(&response_parser_, HTTP_RESPONSE, &response_settings());
-  response_parser_.data = this;
+  llhttp_init(&http_->request_parser, HTTP_REQUEST, &request_settings());
+  http_->request_parser.data = this;
+  llhttp_init(&http_->response_parser, HTTP_RESPONSE, &response_settings());
+  http_->response_parser.data = this;
   // Link into the worker's list for graceful shutdown.
   next_ = ctx.connections;
   if (next_) next_->prev_ = this;
@@ -134,8 +134,8 @@ void ClientConnection::adopt(WorkerContext& ctx, int fd) {
 
 void ClientConnection::begin() {
   int len = sizeof peer_;
-  uv_tcp_getpeername(&tcp_, reinterpret_cast<sockaddr*>(&peer_), &len);
-  peer_address_ = address_text(peer_);
+  uv_tcp_getpeername(&tcp_, &peer_.any, &len);
+  peer_address_ = address_text(peer_.any);
   uv_tcp_nodelay(&tcp_, 1);
   if (ctx_.config.proxy_protocol) proxy_header_ = std::make_unique<ProxyProtocolParser>();
   arm_timer(ctx_.config.handshake_timeout);
@@ -259,8 +259,9 @@ bool ClientConnection::take_proxy_header(const char** data, size_t* len) {
   if (result.status == ProxyProtocolParser::Status::kNeedMore) return false;
   const ProxyHeader& header = proxy_header_->header();
   if (!header.keep_peer) {
-    peer_ = header.source;
-    peer_address_ = address_text(peer_);
+    // The header's source is an IPv4 or IPv6 address (keep_peer covers the rest).
+    std::memcpy(&peer_, &header.source, sizeof peer_);
+    peer_address_ = address_text(peer_.any);
   }
   log_debug("proxy-protocol", "header version=", header.version, " client=", peer_address_);
   proxy_header_.reset();
@@ -343,22 +344,22 @@ void ClientConnection::process_input() {
 
 void ClientConnection::parse(const char* data, size_t len) {
   parse_end_ = data + len;
-  llhttp_errno_t err = llhttp_execute(&parser_, data, len);
+  llhttp_errno_t err = llhttp_execute(&http_->request_parser, data, len);
   if (err == HPE_OK) return;
   if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
-    const char* pos = llhttp_get_error_pos(&parser_);
+    const char* pos = llhttp_get_error_pos(&http_->request_parser);
     if (pos < data + len) pending_input_.insert(0, pos, static_cast<size_t>(data + len - pos));
     parser_paused_ = true;
     on_parser_paused();
     return;
   }
   if (err == HPE_USER && request_error_status_ != 0) {
-    respond_error(request_error_status_, llhttp_get_error_reason(&parser_));
+    respond_error(request_error_status_, llhttp_get_error_reason(&http_->request_parser));
     return;
   }
   // A malformed or ambiguous request: answer 400 and close; nothing is forwarded.
   log_info("http", "bad request client=", peer_address_, " reason=\"",
-           llhttp_get_error_reason(&parser_), "\"");
+           llhttp_get_error_reason(&http_->request_parser), "\"");
   // When the body's framing breaks mid-stream, the backend already has part of it:
   // respond_error() drops that connection (the backend never sees a complete request) and,
   // unless the backend's answer has begun, the client still gets its 400.
@@ -408,13 +409,13 @@ void ClientConnection::on_client_eof() {
 void ClientConnection::start_exchange() {
   exchange_started_ = true;
   routing_ = ctx_.routing;
-  const HeaderField* host = request_.find("host");
-  if (!host || request_.count("host") != 1 || host->value.empty()) {
+  const HeaderField* host = http_->request.find("host");
+  if (!host || http_->request.count("host") != 1 || host->value.empty()) {
     respond_error(400, "missing or repeated Host header");
     return;
   }
-  std::string_view target = request_.target;
-  if (request_.method == "CONNECT") {
+  std::string_view target = http_->request.target;
+  if (http_->request.method == "CONNECT") {
     respond_error(405, "CONNECT is not supported");
     return;
   }
@@ -452,64 +453,66 @@ void ClientConnection::start_exchange() {
     respond_error(404, "no route for this host and path");
     return;
   }
-  if (const HeaderField* te = request_.find("transfer-encoding")) {
+  if (const HeaderField* te = http_->request.find("transfer-encoding")) {
     // Only a single, plain "chunked" is unambiguous: another coding (or a list) would reach
     // the backend as a body it cannot decode once portico re-frames it, and HTTP/1.0 has no
     // chunked coding at all (RFC 9112 section 6.1).
     std::string_view value = te->value;
     while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
-    if (request_.count("transfer-encoding") != 1 || !iequals(value, "chunked") ||
-        request_.version_minor == 0) {
+    if (http_->request.count("transfer-encoding") != 1 || !iequals(value, "chunked") ||
+        http_->request.version_minor == 0) {
       respond_error(400, "Transfer-Encoding other than a single chunked");
       return;
     }
   }
-  if (parser_.flags & F_CHUNKED) {
+  if (http_->request_parser.flags & F_CHUNKED) {
     request_framing_ = BodyFraming::kChunked;
-  } else if ((parser_.flags & F_CONTENT_LENGTH) && parser_.content_length > 0) {
+  } else if ((http_->request_parser.flags & F_CONTENT_LENGTH) &&
+             http_->request_parser.content_length > 0) {
     request_framing_ = BodyFraming::kContentLength;
   } else {
     request_framing_ = BodyFraming::kNone;
   }
   if (route_->options.max_body != 0 && request_framing_ == BodyFraming::kContentLength &&
-      parser_.content_length > route_->options.max_body) {
+      http_->request_parser.content_length > route_->options.max_body) {
     respond_error(413, "request body larger than the route's max_body");
     return;
   }
-  client_keep_alive_ = llhttp_should_keep_alive(&parser_) != 0;
-  if (parser_.upgrade && is_websocket_upgrade(request_)) {
+  client_keep_alive_ = llhttp_should_keep_alive(&http_->request_parser) != 0;
+  if (http_->request_parser.upgrade && is_websocket_upgrade(http_->request)) {
     if (!websocket_checks_pass(*host)) return;
     websocket_ = true;
   } else if (route_->options.upgrade == UpgradePolicy::kOnly) {
     respond_error(426, "this route carries WebSocket connections only");
     return;
-  } else if (parser_.upgrade) {
+  } else if (http_->request_parser.upgrade) {
     // Other protocols (h2c, ...) are not relayed: the request goes through as plain HTTP
     // without its Upgrade, and the connection ends after the answer.
     client_keep_alive_ = false;
   }
-  const HeaderField* expect = request_.find("expect");
+  const HeaderField* expect = http_->request.find("expect");
   expect_continue_ =
       expect && iequals(expect->value, "100-continue") && request_framing_ != BodyFraming::kNone;
 
   if (route_->options.balance == BalancePolicy::kCookie) {
-    sticky_cookie_in_ = cookie_value(request_, kStickyCookie);
+    http_->sticky_cookie_in = cookie_value(http_->request, kStickyCookie);
   }
   std::string upstream_target = upstream_path(*route_, path.path);
   upstream_target.append(query);
   bool trusted = false;
-  for (const Cidr& cidr : ctx_.config.trusted_proxies) trusted = trusted || cidr.contains(peer_);
+  for (const Cidr& cidr : ctx_.config.trusted_proxies)
+    trusted = trusted || cidr.contains(peer_.any);
   UpstreamRequest upstream_request;
-  upstream_request.head = &request_;
+  upstream_request.head = &http_->request;
   upstream_request.target = upstream_target;
   upstream_request.host = host->value;
   upstream_request.client_address = peer_address_;
   upstream_request.client_trusted = trusted;
   upstream_request.upgrade = websocket_;
   upstream_request.framing = request_framing_;
-  upstream_request.content_length = parser_.content_length;
-  upstream_head_.clear();
-  build_upstream_request_head(upstream_request, &upstream_head_);
+  upstream_request.content_length = http_->request_parser.content_length;
+  http_->upstream_head.clear();
+  build_upstream_request_head(upstream_request, &http_->upstream_head);
   connect_upstream();
 }
 
@@ -517,22 +520,23 @@ void ClientConnection::connect_upstream() {
   BackendSelector& selector = routing_->selector_for(*route_);
   auto now = std::chrono::steady_clock::now();
   std::optional<size_t> index =
-      selector.choose(now, peer_address_, sticky_cookie_in_, tried_backends_);
+      selector.choose(now, peer_address_, http_->sticky_cookie_in, http_->tried_backends);
   if (!index) {
-    respond_error(502, tried_backends_.empty() ? "every backend of the route is down"
-                                               : "no backend could be reached");
+    respond_error(502, http_->tried_backends.empty() ? "every backend of the route is down"
+                                                     : "no backend could be reached");
     return;
   }
   backend_index_ = *index;
-  tried_backends_.push_back(backend_index_);
-  set_cookie_.clear();
+  http_->tried_backends.push_back(backend_index_);
+  http_->set_cookie.clear();
   if (route_->options.balance == BalancePolicy::kCookie) {
     // Pin the client to this backend (socket.io long-polling needs every request of a session
     // on the same server), unless its cookie already says so.
     std::string value = BackendSelector::sticky_cookie_value(backend_index_);
-    if (value != sticky_cookie_in_) {
-      set_cookie_ = str_cat("Set-Cookie: ", kStickyCookie, "=", value, "; Path=", route_->prefix,
-                            "; HttpOnly; Secure; SameSite=Lax\r\n");
+    if (value != http_->sticky_cookie_in) {
+      http_->set_cookie =
+          str_cat("Set-Cookie: ", kStickyCookie, "=", value, "; Path=", route_->prefix,
+                  "; HttpOnly; Secure; SameSite=Lax\r\n");
     }
   }
   const BackendAddress& backend = route_->backends[backend_index_];
@@ -582,12 +586,12 @@ void ClientConnection::on_upstream_connected(UpstreamConnection& conn, int statu
 void ClientConnection::on_upstream_ready() {
   phase_ = Phase::kExchange;
   arm_timer(route_->options.read_timeout);
-  llhttp_init(&response_parser_, HTTP_RESPONSE, &response_settings());
-  response_parser_.data = this;
-  response_.clear();
+  llhttp_init(&http_->response_parser, HTTP_RESPONSE, &response_settings());
+  http_->response_parser.data = this;
+  http_->response.clear();
   upstream_->count_request();
   upstream_->read_start();
-  if (upstream_->write(upstream_head_.data(), upstream_head_.size()) != 0) {
+  if (upstream_->write(http_->upstream_head.data(), http_->upstream_head.size()) != 0) {
     ctx_.metrics.count_backend_error(upstream_key_, BackendErrorKind::kClosed);
     upstream_failed("write to backend failed");
     return;
@@ -630,15 +634,15 @@ void ClientConnection::on_upstream_data(UpstreamConnection&, const char* data, s
   arm_timer(route_->options.read_timeout);
   response_bytes_from_backend_ += len;
   parse_end_ = data + len;
-  llhttp_errno_t err = llhttp_execute(&response_parser_, data, len);
+  llhttp_errno_t err = llhttp_execute(&http_->response_parser, data, len);
   if (err == HPE_PAUSED_UPGRADE && switching_) {
-    const char* rest = llhttp_get_error_pos(&response_parser_);
+    const char* rest = llhttp_get_error_pos(&http_->response_parser);
     enter_tunnel(rest, static_cast<size_t>(data + len - rest));
     return;
   }
   if (err != HPE_OK && !(err == HPE_PAUSED && response_complete_)) {
     log_warn("upstream", "invalid response backend=", upstream_key_, " reason=\"",
-             llhttp_get_error_reason(&response_parser_), "\"");
+             llhttp_get_error_reason(&http_->response_parser), "\"");
     ctx_.metrics.count_backend_error(upstream_key_, BackendErrorKind::kInvalidResponse);
     if (!response_head_sent_) {
       drop_upstream(false);
@@ -651,7 +655,7 @@ void ClientConnection::on_upstream_data(UpstreamConnection&, const char* data, s
   }
   if (response_complete_) {
     // Bytes after the response mean the backend is out of step: never reuse it.
-    bool trailing = err == HPE_PAUSED && llhttp_get_error_pos(&response_parser_) < data + len;
+    bool trailing = err == HPE_PAUSED && llhttp_get_error_pos(&http_->response_parser) < data + len;
     if (trailing) drop_upstream(false);
     finish_exchange();
     return;
@@ -669,9 +673,9 @@ void ClientConnection::on_upstream_closed(UpstreamConnection& conn, int status) 
     return;
   }
   if (status == UV_EOF && response_bytes_from_backend_ > 0 && !response_complete_ &&
-      llhttp_message_needs_eof(&response_parser_)) {
+      llhttp_message_needs_eof(&http_->response_parser)) {
     // A close-delimited body ends here.
-    if (llhttp_finish(&response_parser_) == HPE_OK || response_complete_) {
+    if (llhttp_finish(&http_->response_parser) == HPE_OK || response_complete_) {
       drop_upstream(false);
       finish_exchange();
       return;
@@ -681,7 +685,7 @@ void ClientConnection::on_upstream_closed(UpstreamConnection& conn, int status) 
     // A kept-alive connection the backend had already closed: the request never reached it.
     retried_ = true;
     drop_upstream(false);
-    tried_backends_.clear();
+    http_->tried_backends.clear();
     connect_upstream();
     return;
   }
@@ -720,7 +724,7 @@ void ClientConnection::finish_exchange() {
   log_access("");
   exchange_done_ = true;
   bool upstream_reusable =
-      request_complete_ && llhttp_should_keep_alive(&response_parser_) && !ctx_.shutting_down;
+      request_complete_ && llhttp_should_keep_alive(&http_->response_parser) && !ctx_.shutting_down;
   drop_upstream(upstream_reusable);
   if (!request_complete_ || !client_keep_alive_ || shutting_down_ || client_eof_) {
     close_gracefully();
@@ -779,20 +783,20 @@ void ClientConnection::resume_parser() {
   if (!parser_paused_) return;
   // After an Upgrade request llhttp waits in its own pause; when no tunnel follows (an error
   // answer or a non-101 response), HTTP carries on.
-  if (llhttp_get_errno(&parser_) == HPE_PAUSED_UPGRADE) {
-    llhttp_resume_after_upgrade(&parser_);
+  if (llhttp_get_errno(&http_->request_parser) == HPE_PAUSED_UPGRADE) {
+    llhttp_resume_after_upgrade(&http_->request_parser);
   } else {
-    llhttp_resume(&parser_);
+    llhttp_resume(&http_->request_parser);
   }
   parser_paused_ = false;
 }
 
 void ClientConnection::reset_exchange() {
-  request_.clear();
+  http_->request.clear();
   routing_.reset();
   route_ = nullptr;
-  tried_backends_.clear();
-  upstream_head_.clear();
+  http_->tried_backends.clear();
+  http_->upstream_head.clear();
   request_framing_ = BodyFraming::kNone;
   request_complete_ = false;
   exchange_started_ = false;
@@ -801,7 +805,7 @@ void ClientConnection::reset_exchange() {
   retried_ = false;
   request_body_bytes_ = 0;
   request_error_status_ = 0;
-  response_.clear();
+  http_->response.clear();
   response_head_sent_ = false;
   response_complete_ = false;
   response_informational_ = false;
@@ -811,9 +815,9 @@ void ClientConnection::reset_exchange() {
   status_sent_ = 0;
   websocket_ = false;
   switching_ = false;
-  sticky_cookie_in_.clear();
-  set_cookie_.clear();
-  ws_accept_.clear();
+  http_->sticky_cookie_in.clear();
+  http_->set_cookie.clear();
+  http_->ws_accept.clear();
 }
 
 // Portico's own answers: a small plain-text body and an access-log line. The connection stays
@@ -829,10 +833,11 @@ void ClientConnection::respond_error(int status, std::string_view why) {
   if (request_start_ == std::chrono::steady_clock::time_point{}) {
     request_start_ = std::chrono::steady_clock::now();
   }
-  bool body_pending = !request_complete_ && (parser_.flags & (F_CHUNKED | F_CONTENT_LENGTH)) &&
-                      !(parser_.content_length == 0 && !(parser_.flags & F_CHUNKED));
+  bool body_pending =
+      !request_complete_ && (http_->request_parser.flags & (F_CHUNKED | F_CONTENT_LENGTH)) &&
+      !(http_->request_parser.content_length == 0 && !(http_->request_parser.flags & F_CHUNKED));
   bool keep_alive = status != 400 && status != 431 && status != 408 && !body_pending &&
-                    llhttp_should_keep_alive(&parser_) && !shutting_down_;
+                    llhttp_should_keep_alive(&http_->request_parser) && !shutting_down_;
   std::string body = str_cat(status, " ", reason_phrase(status), ": ", why, "\n");
   size_t before = plain_out_.size();
   build_simple_response(status, body, keep_alive, {ctx_.response_headers}, &plain_out_);
@@ -861,16 +866,16 @@ void ClientConnection::respond_error(int status, std::string_view why) {
 void ClientConnection::log_access(std::string_view error) {
   AccessLogEntry entry;
   entry.client = peer_address_;
-  entry.method = request_.method;
-  const HeaderField* host = request_.find("host");
+  entry.method = http_->request.method;
+  const HeaderField* host = http_->request.find("host");
   entry.host = host ? std::string_view(host->value) : std::string_view();
-  entry.target = request_.target;
-  entry.protocol = request_.method.empty()       ? std::string_view()
-                   : request_.version_minor == 0 ? std::string_view("HTTP/1.0")
-                                                 : std::string_view("HTTP/1.1");
-  const HeaderField* referer = request_.find("referer");
+  entry.target = http_->request.target;
+  entry.protocol = http_->request.method.empty()       ? std::string_view()
+                   : http_->request.version_minor == 0 ? std::string_view("HTTP/1.0")
+                                                       : std::string_view("HTTP/1.1");
+  const HeaderField* referer = http_->request.find("referer");
   entry.referer = referer ? std::string_view(referer->value) : std::string_view();
-  const HeaderField* user_agent = request_.find("user-agent");
+  const HeaderField* user_agent = http_->request.find("user-agent");
   entry.user_agent = user_agent ? std::string_view(user_agent->value) : std::string_view();
   entry.route = route_ ? std::string_view(route_->prefix) : std::string_view("-");
   entry.backend = upstream_key_.empty() ? std::string_view("-") : std::string_view(upstream_key_);
@@ -1028,7 +1033,7 @@ void ClientConnection::on_timer(uv_timer_t* timer) {
 
 int ClientConnection::on_request_message_begin(llhttp_t* p) {
   ClientConnection* c = from_parser(p);
-  c->request_.clear();
+  c->http_->request.clear();
   c->building_name_ = false;
   c->phase_ = Phase::kHead;
   c->request_start_ = std::chrono::steady_clock::now();
@@ -1039,20 +1044,20 @@ int ClientConnection::on_request_message_begin(llhttp_t* p) {
 
 int ClientConnection::on_request_url(llhttp_t* p, const char* at, size_t len) {
   ClientConnection* c = from_parser(p);
-  c->request_.bytes += len;
-  if (c->request_.bytes > c->ctx_.config.max_header_bytes) {
+  c->http_->request.bytes += len;
+  if (c->http_->request.bytes > c->ctx_.config.max_header_bytes) {
     c->request_error_status_ = 414;
     llhttp_set_error_reason(p, "request target too long");
     return HPE_USER;
   }
-  c->request_.target.append(at, len);
+  c->http_->request.target.append(at, len);
   return 0;
 }
 
 int ClientConnection::on_request_header_field(llhttp_t* p, const char* at, size_t len) {
   ClientConnection* c = from_parser(p);
-  if (!append_header_name(c->request_, &c->building_name_, at, len, c->ctx_.config.max_header_bytes,
-                          c->ctx_.config.max_header_count)) {
+  if (!append_header_name(c->http_->request, &c->building_name_, at, len,
+                          c->ctx_.config.max_header_bytes, c->ctx_.config.max_header_count)) {
     c->request_error_status_ = 431;
     llhttp_set_error_reason(p, "request head too large");
     return HPE_USER;
@@ -1066,18 +1071,18 @@ int ClientConnection::on_request_header_field_complete(llhttp_t* p) {
 }
 
 int ClientConnection::on_request_header_value_complete(llhttp_t* p) {
-  from_parser(p)->request_.in_value = false;
+  from_parser(p)->http_->request.in_value = false;
   return 0;
 }
 
 int ClientConnection::on_request_header_value(llhttp_t* p, const char* at, size_t len) {
   ClientConnection* c = from_parser(p);
-  if (!value_span_is_not_fold(c->request_, &c->value_span_at_end_, at, len, c->parse_end_)) {
+  if (!value_span_is_not_fold(c->http_->request, &c->value_span_at_end_, at, len, c->parse_end_)) {
     c->request_error_status_ = 400;
     llhttp_set_error_reason(p, "obs-fold in header value");
     return HPE_USER;
   }
-  if (!append_header_value(c->request_, at, len, c->ctx_.config.max_header_bytes)) {
+  if (!append_header_value(c->http_->request, at, len, c->ctx_.config.max_header_bytes)) {
     c->request_error_status_ = 431;
     llhttp_set_error_reason(p, "request head too large");
     return HPE_USER;
@@ -1087,9 +1092,9 @@ int ClientConnection::on_request_header_value(llhttp_t* p, const char* at, size_
 
 int ClientConnection::on_request_headers_complete(llhttp_t* p) {
   ClientConnection* c = from_parser(p);
-  c->request_.method = llhttp_method_name(static_cast<llhttp_method_t>(p->method));
-  c->request_.version_major = p->http_major;
-  c->request_.version_minor = p->http_minor;
+  c->http_->request.method = llhttp_method_name(static_cast<llhttp_method_t>(p->method));
+  c->http_->request.version_major = p->http_major;
+  c->http_->request.version_minor = p->http_minor;
   // A request with a body pauses here, so that the body waits until the backend is connected.
   // A bodiless one runs on to message complete (llhttp needs no more bytes for that, but it
   // would need some to leave a pause), and the exchange starts there.
@@ -1147,15 +1152,15 @@ const llhttp_settings_t& ClientConnection::request_settings() {
 
 int ClientConnection::on_response_status(llhttp_t* p, const char* at, size_t len) {
   ClientConnection* c = from_parser(p);
-  c->response_.bytes += len;
-  if (c->response_.bytes > kMaxResponseHeadBytes) return HPE_USER;
-  c->response_.reason.append(at, len);
+  c->http_->response.bytes += len;
+  if (c->http_->response.bytes > kMaxResponseHeadBytes) return HPE_USER;
+  c->http_->response.reason.append(at, len);
   return 0;
 }
 
 int ClientConnection::on_response_header_field(llhttp_t* p, const char* at, size_t len) {
   ClientConnection* c = from_parser(p);
-  return append_header_name(c->response_, &c->building_name_, at, len, kMaxResponseHeadBytes,
+  return append_header_name(c->http_->response, &c->building_name_, at, len, kMaxResponseHeadBytes,
                             kMaxResponseHeaders)
              ? 0
              : HPE_USER;
@@ -1168,15 +1173,15 @@ int ClientConnection::on_response_header_field_complete(llhttp_t* p) {
 
 int ClientConnection::on_response_header_value(llhttp_t* p, const char* at, size_t len) {
   ClientConnection* c = from_parser(p);
-  if (!value_span_is_not_fold(c->response_, &c->value_span_at_end_, at, len, c->parse_end_)) {
+  if (!value_span_is_not_fold(c->http_->response, &c->value_span_at_end_, at, len, c->parse_end_)) {
     llhttp_set_error_reason(p, "obs-fold in response header value");
     return HPE_USER;
   }
-  return append_header_value(c->response_, at, len, kMaxResponseHeadBytes) ? 0 : HPE_USER;
+  return append_header_value(c->http_->response, at, len, kMaxResponseHeadBytes) ? 0 : HPE_USER;
 }
 
 int ClientConnection::on_response_header_value_complete(llhttp_t* p) {
-  from_parser(p)->response_.in_value = false;
+  from_parser(p)->http_->response.in_value = false;
   return 0;
 }
 
@@ -1190,24 +1195,25 @@ int ClientConnection::on_response_headers_complete(llhttp_t* p) {
   }
   if (status == 101) {
     // Only a WebSocket handshake may switch, and only with the answer its key calls for.
-    const HeaderField* accept = c->response_.find("sec-websocket-accept");
-    const HeaderField* upgrade = c->response_.find("upgrade");
-    if (!c->websocket_ || !accept || accept->value != c->ws_accept_ || !upgrade ||
+    const HeaderField* accept = c->http_->response.find("sec-websocket-accept");
+    const HeaderField* upgrade = c->http_->response.find("upgrade");
+    if (!c->websocket_ || !accept || accept->value != c->http_->ws_accept || !upgrade ||
         !header_has_token(upgrade->value, "websocket")) {
       llhttp_set_error_reason(p, "invalid 101 Switching Protocols from backend");
       return -1;
     }
     c->switching_ = true;
   }
-  c->response_.status = status;
-  c->response_.version_major = p->http_major;
-  c->response_.version_minor = p->http_minor;
+  c->http_->response.status = status;
+  c->http_->response.version_major = p->http_major;
+  c->http_->response.version_minor = p->http_minor;
   ClientResponse response;
-  response.head = &c->response_;
-  response.extra_headers = c->set_cookie_;
+  response.head = &c->http_->response;
+  response.extra_headers = c->http_->set_cookie;
   response.site_headers = c->ctx_.response_headers;
-  response.head_request = c->request_.method == "HEAD";
-  response.client_http11 = c->request_.version_major == 1 && c->request_.version_minor >= 1;
+  response.head_request = c->http_->request.method == "HEAD";
+  response.client_http11 =
+      c->http_->request.version_major == 1 && c->http_->request.version_minor >= 1;
   response.keep_alive = c->client_keep_alive_ && c->request_complete_ && !c->shutting_down_;
   if (p->flags & F_CHUNKED) {
     response.framing = BodyFraming::kChunked;
@@ -1252,7 +1258,7 @@ int ClientConnection::on_response_message_complete(llhttp_t* p) {
   if (c->switching_) return 0;  // llhttp pauses with HPE_PAUSED_UPGRADE
   if (c->response_informational_) {
     c->response_informational_ = false;
-    c->response_.clear();
+    c->http_->response.clear();
     return 0;
   }
   if (c->client_framing_ == BodyFraming::kChunked) {

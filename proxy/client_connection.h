@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "proxy/cidr.h"
 #include "proxy/header_rewrite.h"
 #include "proxy/http_head.h"
 #include "proxy/proxy_protocol.h"
@@ -146,7 +147,7 @@ class ClientConnection final : private StreamWriter::Owner, private UpstreamConn
   int open_handles_ = 0;
   StreamWriter writer_;
   TlsStream tls_;
-  sockaddr_storage peer_{};
+  IpAddress peer_{};
   std::string peer_address_;
   Phase phase_ = Phase::kHandshake;
   bool reading_ = false;
@@ -160,13 +161,15 @@ class ClientConnection final : private StreamWriter::Owner, private UpstreamConn
   // --proxy-protocol: the parser until the balancer's header is read, then null.
   std::unique_ptr<ProxyProtocolParser> proxy_header_;
 
+  // Both parsers, both heads and what is built from them; freed when a tunnel opens.
+  struct HttpState;
+  std::unique_ptr<HttpState> http_;
+
   // Request side.
-  llhttp_t parser_;
   bool parser_paused_ = false;
   PauseReason pause_reason_ = PauseReason::kNone;
   std::string pending_input_;  // plaintext received but not yet parsed (bounded by one read)
   std::string plain_out_;      // plaintext for the client, encrypted at flush
-  HttpHead request_;
   bool building_name_ = false;
   const char* parse_end_ = nullptr;  // end of the bytes llhttp (either parser) is parsing now
   bool value_span_at_end_ = false;   // the last header value span ended at parse_end_
@@ -176,11 +179,7 @@ class ClientConnection final : private StreamWriter::Owner, private UpstreamConn
   std::shared_ptr<RoutingState> routing_;
   const Route* route_ = nullptr;
   size_t backend_index_ = 0;
-  std::vector<size_t> tried_backends_;
   std::string upstream_key_;
-  std::string sticky_cookie_in_;  // balance=cookie: the value the client sent
-  std::string set_cookie_;        // balance=cookie: the Set-Cookie line to add, if any
-  std::string upstream_head_;
   UpstreamConnection* upstream_ = nullptr;
   BodyFraming request_framing_ = BodyFraming::kNone;
   bool request_complete_ = false;
@@ -193,8 +192,6 @@ class ClientConnection final : private StreamWriter::Owner, private UpstreamConn
   std::chrono::steady_clock::time_point request_start_{};
 
   // Response side.
-  llhttp_t response_parser_;
-  HttpHead response_;
   bool response_head_sent_ = false;
   bool response_complete_ = false;
   bool response_informational_ = false;
@@ -207,12 +204,29 @@ class ClientConnection final : private StreamWriter::Owner, private UpstreamConn
   // WebSocket.
   bool websocket_ = false;  // the request in flight is a WebSocket opening handshake
   bool switching_ = false;  // the backend accepted it with 101
-  std::string ws_accept_;   // the Sec-WebSocket-Accept the backend must answer with
   std::unique_ptr<Tunnel> tunnel_;
   bool entered_tunnel_ = false;  // counted in metrics.open_tunnels until the connection ends
 };
 
-// A WebSocket tunnel's state: frame tracking each way, keep-alive pings, and the close codes.
+// What HTTP needs and a WebSocket tunnel does not: the two llhttp parsers, the request and
+// response heads, and the strings built from them for the exchange in flight. It is allocated
+// with the connection and kept across keep-alive requests (nothing is allocated per request);
+// enter_tunnel frees it, because an idle tunnel would otherwise carry some 650 bytes it never
+// uses again (memory per idle wss connection, docs/performance.md S7).
+struct ClientConnection::HttpState {
+  llhttp_t request_parser;
+  llhttp_t response_parser;
+  HttpHead request;
+  HttpHead response;
+  std::vector<size_t> tried_backends;
+  std::string sticky_cookie_in;  // balance=cookie: the value the client sent
+  std::string set_cookie;        // balance=cookie: the Set-Cookie line to add, if any
+  std::string upstream_head;
+  std::string ws_accept;  // the Sec-WebSocket-Accept the backend must answer with
+};
+
+// A WebSocket tunnel's state: frame tracking each way, keep-alive pings, the close codes, and
+// what its access-log line names of the opening request (always a GET).
 struct ClientConnection::Tunnel {
   Tunnel(uint64_t max_message, uint64_t now_ms)
       : from_client(WsDirection::kClientToServer, max_message),
@@ -222,6 +236,8 @@ struct ClientConnection::Tunnel {
 
   WsFrameTracker from_client;
   WsFrameTracker from_backend;
+  std::string host;    // the request's Host header
+  std::string target;  // the request-target as received
   uint64_t started_ms;
   uint64_t last_client_activity_ms;
   bool ping_outstanding = false;

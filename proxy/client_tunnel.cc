@@ -32,18 +32,18 @@ bool ClientConnection::websocket_checks_pass(const HeaderField& host) {
     return false;
   }
   std::string why;
-  if (int status = check_websocket_request(request_, &why); status != 0) {
+  if (int status = check_websocket_request(http_->request, &why); status != 0) {
     respond_error(status, why);
     return false;
   }
-  const HeaderField* origin = request_.find("origin");
+  const HeaderField* origin = http_->request.find("origin");
   if (origin && !websocket_origin_allowed(origin->value, host.value, route_->options.origins)) {
     log_warn("websocket", "refused origin=\"", origin->value, "\" host=", host.value,
              " route=", route_->prefix, " client=", peer_address_);
     respond_error(403, "WebSocket origin not allowed");
     return false;
   }
-  ws_accept_ = ws_accept_for_key(request_.find("sec-websocket-key")->value);
+  http_->ws_accept = ws_accept_for_key(http_->request.find("sec-websocket-key")->value);
   return true;
 }
 
@@ -53,16 +53,10 @@ void ClientConnection::enter_tunnel(const char* backend_bytes, size_t len) {
   ++ctx_.metrics.open_tunnels;
   tunnel_ = std::make_unique<Tunnel>(route_->options.max_ws_message, uv_now(ctx_.loop));
   flush_to_client();  // the 101
-  // The handshake heads are no longer needed: an idle tunnel should cost as little as possible.
-  // Of the request, only what the tunnel's access-log line names is kept.
-  release_memory(upstream_head_);
-  release_memory(response_);
-  release_memory(ws_accept_);
-  release_memory(tried_backends_);
-  if (const HeaderField* host = request_.find("host")) {
-    HeaderField kept{"Host", host->value};
-    request_.headers = std::vector<HeaderField>{std::move(kept)};
-  }
+  // The handshake is over: of the HTTP state only what the tunnel's access-log line names stays.
+  if (const HeaderField* host = http_->request.find("host")) tunnel_->host = host->value;
+  tunnel_->target = std::move(http_->request.target);
+  http_.reset();
   release_idle_buffers();
   if (len > 0) tunnel_from_backend(backend_bytes, len);
   if (phase_ != Phase::kTunnel) return;
@@ -213,10 +207,9 @@ void ClientConnection::tunnel_finish(std::string_view why) {
   Tunnel& t = *tunnel_;
   AccessLogEntry entry;
   entry.client = peer_address_;
-  entry.method = request_.method;
-  const HeaderField* host = request_.find("host");
-  entry.host = host ? std::string_view(host->value) : std::string_view();
-  entry.target = request_.target;
+  entry.method = "GET";  // check_websocket_request admits no other
+  entry.host = t.host;
+  entry.target = t.target;
   entry.route = route_ ? std::string_view(route_->prefix) : std::string_view("-");
   entry.backend = upstream_key_;
   entry.status = 101;

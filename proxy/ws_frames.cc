@@ -94,7 +94,7 @@ std::string_view ws_violation_name(WsViolation v) {
 }
 
 WsFrameTracker::WsFrameTracker(WsDirection dir, uint64_t max_message_bytes)
-    : dir_(dir), max_message_bytes_(max_message_bytes) {}
+    : max_message_bytes_(max_message_bytes), dir_(dir) {}
 
 uint16_t WsFrameTracker::close_code_for_violation() const {
   switch (violation_) {
@@ -213,7 +213,11 @@ bool WsFrameTracker::on_header_byte1(uint8_t b1) {
   if (is_control(header_[0] & 0x0F) && len7 > 125) {
     return fail(WsViolation::kControlFrameTooLong);
   }
-  header_need_ = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + (masked ? 4 : 0);
+  header_need_ = static_cast<uint8_t>(2 +
+                                      (len7 == 126   ? 2
+                                       : len7 == 127 ? 8
+                                                     : 0) +
+                                      (masked ? 4 : 0));
   return true;
 }
 
@@ -260,7 +264,7 @@ bool WsFrameTracker::on_header_complete() {
   payload_left_ = ev.payload_length;
   close_payload_seen_ = 0;
   if (observer_) {
-    observer_(frame_);
+    observer_(observer_context_, frame_);
   }
   if (payload_left_ == 0) {
     on_frame_complete();

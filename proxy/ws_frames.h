@@ -10,14 +10,12 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <functional>
 #include <string>
 #include <string_view>
-#include <utility>
 
 namespace portico {
 
-enum class WsDirection { kClientToServer, kServerToClient };
+enum class WsDirection : uint8_t { kClientToServer, kServerToClient };
 
 // One frame header, reported when it has been parsed and accepted (before its payload).
 struct WsFrameEvent {
@@ -29,7 +27,7 @@ struct WsFrameEvent {
 };
 
 // Why a direction was stopped. All map to 1002 (protocol error) except kMessageTooBig (1009).
-enum class WsViolation {
+enum class WsViolation : uint8_t {
   kNone,
   kUnmaskedClientFrame,     // RFC 6455 5.1: a client MUST mask every frame
   kMaskedServerFrame,       // RFC 6455 5.1: a server MUST NOT mask any frame
@@ -70,10 +68,13 @@ class WsFrameTracker {
   // true when the handshake negotiated it; RSV1 is then accepted on text/binary frames only.
   void allow_rsv1(bool allow) { allow_rsv1_ = allow; }
 
-  // Called for each accepted frame header, from inside feed(). Optional; set it once (assigning a
-  // std::function may allocate, calling it does not).
-  void set_frame_observer(std::function<void(const WsFrameEvent&)> observer) {
-    observer_ = std::move(observer);
+  // Called for each accepted frame header, from inside feed(), with `context`. Optional. A plain
+  // function pointer, not a std::function: every tunnel holds two trackers, and an idle tunnel
+  // should cost as few bytes as possible.
+  using FrameObserver = void (*)(void* context, const WsFrameEvent& frame);
+  void set_frame_observer(FrameObserver observer, void* context) {
+    observer_ = observer;
+    observer_context_ = context;
   }
 
   // Consumes bytes as they are relayed. Returns how many bytes of `data` may be forwarded.
@@ -102,8 +103,8 @@ class WsFrameTracker {
   uint64_t messages() const { return messages_; }  // complete data messages (FIN data frames)
   uint64_t frames() const { return frames_; }      // complete frames, control frames included
   uint64_t bytes() const { return bytes_; }        // bytes accepted for forwarding
-  uint64_t pings() const { return pings_; }
-  uint64_t pongs() const { return pongs_; }
+  uint32_t pings() const { return pings_; }
+  uint32_t pongs() const { return pongs_; }
 
   // The status code of the first complete Close frame in this direction (1005 if it carried
   // none), or 0 when no Close has been seen. The code is not validated: that is the endpoints' job
@@ -119,36 +120,35 @@ class WsFrameTracker {
   void on_frame_complete();
   bool fail(WsViolation v);
 
-  WsDirection dir_;
+  // Members are ordered by size: two of these live in every tunnel (about 120 bytes each).
   uint64_t max_message_bytes_;
-  bool allow_rsv1_ = false;
-  std::function<void(const WsFrameEvent&)> observer_;
-
-  // The header being parsed. It is kept here because it may arrive split across reads.
-  uint8_t header_[kWsMaxHeaderBytes] = {};
-  size_t header_have_ = 0;
-  size_t header_need_ = 2;  // grows once byte 1 tells the length encoding and the mask bit
-
-  WsFrameEvent frame_;
   uint64_t payload_left_ = 0;
-  bool in_payload_ = false;
-
-  // The first two payload bytes of a Close frame, unmasked: the status code.
-  uint8_t close_payload_[2] = {};
-  uint64_t close_payload_seen_ = 0;
-
-  bool in_message_ = false;
-  uint64_t message_bytes_ = 0;
-
-  WsViolation violation_ = WsViolation::kNone;
-  bool forwarded_at_boundary_ = true;
-
+  uint64_t message_bytes_ = 0;  // of the data message in progress
   uint64_t messages_ = 0;
   uint64_t frames_ = 0;
   uint64_t bytes_ = 0;
-  uint64_t pings_ = 0;
-  uint64_t pongs_ = 0;
+  FrameObserver observer_ = nullptr;
+  void* observer_context_ = nullptr;
+  WsFrameEvent frame_;  // the frame whose payload is passing
+  uint32_t pings_ = 0;
+  uint32_t pongs_ = 0;
   uint16_t close_code_ = 0;
+
+  // The header being parsed. It is kept here because it may arrive split across reads.
+  uint8_t header_[kWsMaxHeaderBytes] = {};
+  uint8_t header_have_ = 0;
+  uint8_t header_need_ = 2;  // grows once byte 1 tells the length encoding and the mask bit
+
+  // The first two payload bytes of a Close frame, unmasked: the status code.
+  uint8_t close_payload_[2] = {};
+  uint8_t close_payload_seen_ = 0;
+
+  WsDirection dir_;
+  WsViolation violation_ = WsViolation::kNone;
+  bool allow_rsv1_ = false;
+  bool in_payload_ = false;
+  bool in_message_ = false;
+  bool forwarded_at_boundary_ = true;
   bool saw_close_ = false;
 };
 

@@ -68,7 +68,9 @@ struct Run {
 // Feeds `wire` in chunks of the given sizes (cycled), collecting events and forwarded bytes.
 Run feed_chunked(WsFrameTracker& t, const std::string& wire, const std::vector<size_t>& chunks) {
   Run run;
-  t.set_frame_observer([&run](const WsFrameEvent& e) { run.events.push_back(e); });
+  t.set_frame_observer(
+      [](void* context, const WsFrameEvent& e) { static_cast<Run*>(context)->events.push_back(e); },
+      &run);
   size_t pos = 0;
   size_t i = 0;
   while (pos < wire.size()) {
