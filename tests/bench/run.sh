@@ -677,9 +677,11 @@ MODE="default ($ROUNDS rounds)"
 import statistics, sys
 results, notes = sys.argv[1:]
 vals = {}
+by_round = {}  # (target, key) -> {round: value}, to pair two readings of the same round
 for line in open(results):
     rnd, target, key, value = line.rstrip("\n").split("\t")
     vals.setdefault((target, key), []).append(value)
+    by_round.setdefault((target, key), {})[rnd] = value
 
 def med(target, key):
     v = [x for x in vals.get((target, key), []) if x != ""]
@@ -759,6 +761,26 @@ for name, key in (("S1 keep-alive GET /small", "s1"),
         parts = [med(t, key + suffix) for suffix in ("_cpu_pct", "_client_cpu_pct", "_backend_cpu_pct")]
         cells.append(" / ".join("{:.0f}".format(x) if isinstance(x, float) else fmt(x) for x in parts))
     print("| %s | %s |" % (name, " | ".join(cells)))
+# The same CPU readings per unit of work: each round's proxy CPU time over what it served in
+# that round. Unlike the rate it does not depend on who else got the cores, so where a load
+# client sets the pace it is the figure that compares the proxies.
+print()
+print("Proxy CPU per unit of work, µs (user + system; medians over the rounds of each round's CPU"
+      " time divided by what it served; lower is better):")
+print()
+print("| scenario | unit | portico | NGINX | HAProxy | portico/NGINX | portico/HAProxy |")
+print("|---|---|--:|--:|--:|--:|--:|")
+def cpu_per_unit(t, key, rate_key):
+    pct, rate = by_round.get((t, key + "_cpu_pct"), {}), by_round.get((t, rate_key), {})
+    per = [float(pct[r]) / 100 * 1e6 / float(rate[r]) for r in pct if r in rate
+           and pct[r] not in ("", "fail") and rate[r] not in ("", "fail") and float(rate[r]) > 0]
+    return statistics.median(per) if per else None
+for name, unit, key, rate_key in (("S1 keep-alive GET /small", "request", "s1", "s1_rps"),
+                                  ("S2b new TLS connection per request (full)", "handshake", "s2b", "s2b_rps"),
+                                  ("S5 WebSocket echo 64 B, 50 conns", "message (both ways)", "s5", "s5_msgs"),
+                                  ("S8 port-80 redirect, keep-alive", "redirect", "s8", "s8_rps")):
+    p, n, h = (cpu_per_unit(t, key, rate_key) for t in ("portico", "nginx", "haproxy"))
+    print("| %s | %s | %s | %s | %s | %s | %s |" % (name, unit, fmt(p), fmt(n), fmt(h), ratio(p, n), ratio(p, h)))
 if len(vals.get(("portico", "s1_rps"), [])) > 1:
     print()
     print("Each round, in order (the medians above are the middle ones): how far the rates move"
