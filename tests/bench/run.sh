@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark: portico, NGINX and HAProxy in front of the same backends, on loopback.
 #
-#   bash tests/bench/run.sh [--quick]
+#   bash tests/bench/run.sh [--quick] [--rounds N]
 #   bash tests/bench/run.sh --instructions
 #
 # Installs what it lacks (Debian packages), builds portico, the example backends and ws_load in
@@ -14,17 +14,27 @@
 # --instructions counts instead of timing: each proxy runs under callgrind, and the table gives
 # the instructions it executes (user space: its own code, OpenSSL, libc) per request, handshake
 # or message. Unlike requests/s on a shared 2-core VM, these do not move between runs.
+#
+# --rounds N alternates the proxies N times instead of 3 (1 with --quick); the medians are then
+# taken over N rounds. Each round takes about 2.6 minutes.
 set -euo pipefail
 
+COMMAND_ARGS="$*"  # for the report; the loop below consumes the arguments
 QUICK=0
 INSTR=0
-for arg in "$@"; do
-  case "$arg" in
+ROUNDS_ASKED=
+while (($#)); do
+  case "$1" in
     --quick) QUICK=1 ;;
     --instructions) INSTR=1 ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
-    *) echo "run.sh: unknown argument $arg (want --quick or --instructions)" >&2; exit 2 ;;
+    --rounds)
+      [[ "${2:-}" =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: --rounds wants a number of rounds, 1 or more" >&2; exit 2; }
+      ROUNDS_ASKED=$2
+      shift ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    *) echo "run.sh: unknown argument $1 (want --quick, --rounds N or --instructions)" >&2; exit 2 ;;
   esac
+  shift
 done
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -37,6 +47,7 @@ if ((QUICK)); then
 else
   ROUNDS=3; D_S1=6; D_SHORT=4; SPEED_SECONDS=2
 fi
+[[ -n "$ROUNDS_ASKED" ]] && ROUNDS=$ROUNDS_ASKED
 S7_FIRST=2000
 S7_SECOND=5000
 TARGETS=(portico nginx haproxy)
@@ -672,7 +683,7 @@ ELAPSED=$(($(date +%s) - START))
 # ---------------------------------------------------------------------------------------------
 # The table.
 MODE="default ($ROUNDS rounds)"
-((QUICK)) && MODE="--quick (1 round, short loads)"
+((QUICK)) && MODE="--quick ($ROUNDS round$( ((ROUNDS > 1)) && echo s), short loads)"
 "$PY" - "$RESULTS" "$NOTES" >"$WORK/table.md" <<PYEOF
 import statistics, sys
 results, notes = sys.argv[1:]
@@ -728,6 +739,8 @@ rows = [
 for (target, key), v in list(vals.items()):
     if key == "s3_rps":
         vals[(target, "s3_mbps")] = [x if x == "fail" else str(float(x) * 1048576 / 1e6) for x in v]
+        by_round[(target, "s3_mbps")] = {r: x if x in ("", "fail") else str(float(x) * 1048576 / 1e6)
+                                         for r, x in by_round[(target, key)].items()}
 
 print("| scenario | metric | portico | NGINX | HAProxy | portico/NGINX | portico/HAProxy | ceiling | portico/ceiling |")
 print("|---|---|--:|--:|--:|--:|--:|--:|--:|")
@@ -784,16 +797,29 @@ for name, unit, key, rate_key in (("S1 keep-alive GET /small", "request", "s1", 
 if len(vals.get(("portico", "s1_rps"), [])) > 1:
     print()
     print("Each round, in order (the medians above are the middle ones): how far the rates move"
-          " between rounds on this machine.")
+          " between rounds on this machine, and in how many rounds portico did better than both"
+          " NGINX and HAProxy in that same round.")
     print()
-    print("| scenario | metric | portico | NGINX | HAProxy |")
-    print("|---|---|--:|--:|--:|")
+    print("| scenario | metric | portico | NGINX | HAProxy | portico ahead of both |")
+    print("|---|---|--:|--:|--:|--:|")
+    def ahead_of_both(key, lower_is_better):
+        cols = [by_round.get((t, key), {}) for t in ("portico", "nginx", "haproxy")]
+        led = counted = 0
+        for rnd, value in cols[0].items():
+            readings = [c.get(rnd, "") for c in cols]
+            if any(x in ("", "fail") for x in readings):
+                continue
+            mine, others = float(readings[0]), [float(x) for x in readings[1:]]
+            counted += 1
+            led += mine < min(others) if lower_is_better else mine > max(others)
+        return "%d of %d" % (led, counted) if counted else "–"
     for name, metric, key, _ in rows:
-        if key.endswith(("_p50_ms", "_p99_ms", "_kb_5000", "_bytes")):
+        if key.endswith(("_p50_ms", "_kb_5000", "_bytes")):
             continue
         cells = [", ".join(fmt(x if x == "fail" else float(x)) for x in vals.get((t, key), []))
                  for t in ("portico", "nginx", "haproxy")]
-        print("| %s | %s | %s |" % (name, metric, " | ".join(cells)))
+        lower = "lower is better" in metric or key.endswith("_ms")
+        print("| %s | %s | %s | %s |" % (name, metric, " | ".join(cells), ahead_of_both(key, lower)))
 notes_text = open(notes).read().strip()
 if notes_text:
     print()
@@ -807,7 +833,7 @@ PYEOF
   echo
   echo "- machine: $(nproc) cores, $CPU_MODEL, Linux $(uname -r), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM"
   echo "- versions: $PORTICO_VERSION; nginx $NGINX_VERSION; HAProxy $HAPROXY_VERSION; $OPENSSL_VERSION; $(wrk -v 2>&1 | awk 'NR==1' | awk '{print "wrk", $2}')"
-  echo "- command: \`bash tests/bench/run.sh${1:+ $*}\`, mode $MODE, $ELAPSED s; medians over rounds; load average at the end $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "- command: \`bash tests/bench/run.sh${COMMAND_ARGS:+ $COMMAND_ARGS}\`, mode $MODE, $ELAPSED s; medians over rounds; load average at the end $(cut -d' ' -f1-3 /proc/loadavg)"
   echo
   cat "$WORK/table.md"
 } | tee "$BUILD/bench-results.md"
