@@ -66,8 +66,14 @@ class TlsContextSet {
   std::map<std::string, SslCtxPtr, std::less<>> by_name_;
 };
 
+// The TLS 1.3 suites in portico's order of preference: AES-128-GCM first, as for TLS 1.2
+// (OpenSSL's own order puts AES-256-GCM first). tls_floor sets the same.
+inline constexpr char kTls13Ciphersuites[] =
+    "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256";
+
 // Builds the contexts with the "intermediate" profile: TLS 1.2 (unless options.min_version is
-// 1.3) and 1.3, ECDHE+AEAD ciphers for 1.2, server cipher preference, no compression, no
+// 1.3) and 1.3, ECDHE+AEAD ciphers for 1.2, kTls13Ciphersuites for 1.3, server cipher
+// preference (ChaCha20 first for a client that puts it first), no compression, no
 // renegotiation, X25519/P-256/P-384 groups, ALPN http/1.1, session cache and rotating tickets.
 //
 // Certificates with the same set of names share one context (one ECDSA and one RSA: OpenSSL

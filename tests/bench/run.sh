@@ -165,6 +165,12 @@ for t in "${TARGETS[@]}"; do
   HTTP_PORT[$t]=$(free_port)
 done
 
+# Portico's cipher order (tls/tls_context.h), given to NGINX and HAProxy too, so that all three
+# negotiate the same suite with the same clients (NGINX would otherwise take the client's order,
+# and OpenSSL's default puts AES-256-GCM first).
+TLS13_SUITES="TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
+TLS12_CIPHERS="ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+
 cat >"$WORK/routes.txt" <<EOF
 /ws http://127.0.0.1:$WS_PORT read_timeout=1h ws_idle=1h max_ws_message=16m
 / http://127.0.0.1:$API_PORT
@@ -198,6 +204,9 @@ http {
     ssl_certificate $WORK/cert.pem;
     ssl_certificate_key $WORK/key.pem;
     ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_prefer_server_ciphers on;
+    ssl_ciphers $TLS12_CIPHERS;
+    ssl_conf_command Ciphersuites $TLS13_SUITES;
     location / {
       proxy_pass http://api;
       proxy_http_version 1.1;
@@ -226,6 +235,8 @@ global
   nbthread 1
   maxconn 9000
   ssl-default-bind-options ssl-min-ver TLSv1.2 ssl-max-ver TLSv1.3
+  ssl-default-bind-ciphers $TLS12_CIPHERS
+  ssl-default-bind-ciphersuites $TLS13_SUITES
 defaults
   mode http
   maxconn 9000
@@ -683,7 +694,11 @@ ELAPSED=$(($(date +%s) - START))
 # ---------------------------------------------------------------------------------------------
 # The table.
 MODE="default ($ROUNDS rounds)"
-((QUICK)) && MODE="--quick ($ROUNDS round$( ((ROUNDS > 1)) && echo s), short loads)"
+if ((QUICK && ROUNDS == 1)); then
+  MODE="--quick (1 round, short loads)"
+elif ((QUICK)); then
+  MODE="--quick ($ROUNDS rounds, short loads)"
+fi
 "$PY" - "$RESULTS" "$NOTES" >"$WORK/table.md" <<PYEOF
 import statistics, sys
 results, notes = sys.argv[1:]

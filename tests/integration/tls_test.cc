@@ -186,6 +186,44 @@ TEST_CASE("tls: sessions resume, TLS 1.2 (cache and tickets) and TLS 1.3 (ticket
   CHECK(cached.stdout.find("Reused, TLSv1.2") != std::string::npos);
 }
 
+namespace {
+
+// The suite s_client reports for a new session ("New, TLSv1.3, Cipher is NAME").
+std::string negotiated_cipher(uint16_t port, std::vector<std::string> args) {
+  CommandResult result = s_client(port, std::move(args));
+  std::smatch m;
+  static const std::regex kNew("New, TLSv1\\.[23], Cipher is ([A-Z0-9_-]+)");
+  return std::regex_search(result.stdout, m, kNew) ? m[1].str() : "none: " + result.describe();
+}
+
+}  // namespace
+
+TEST_CASE("tls: AES-128-GCM first in 1.3 and 1.2, ChaCha20 for a client that lists it first",
+          "[tls]") {
+  TempDir dir;
+  TestCert cert = make_test_cert(dir);
+  PorticoProcess portico(dir, "/ http://127.0.0.1:9\n", cert, {"--http-port", "0"});
+  const uint16_t port = portico.https_port();
+  // OpenSSL's client offers AES-256-GCM first; the server's order wins.
+  CHECK(negotiated_cipher(port, {"-tls1_3"}) == "TLS_AES_128_GCM_SHA256");
+  CHECK(negotiated_cipher(
+            port, {"-tls1_3", "-ciphersuites", "TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256"}) ==
+        "TLS_AES_128_GCM_SHA256");
+  CHECK(negotiated_cipher(port, {"-tls1_3", "-ciphersuites", "TLS_AES_256_GCM_SHA384"}) ==
+        "TLS_AES_256_GCM_SHA384");
+  // A client that puts ChaCha20 first (no AES instructions) gets it, in both versions.
+  CHECK(negotiated_cipher(port, {"-tls1_3", "-ciphersuites",
+                                 "TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256"}) ==
+        "TLS_CHACHA20_POLY1305_SHA256");
+  CHECK(negotiated_cipher(port, {"-tls1_2"}) == "ECDHE-ECDSA-AES128-GCM-SHA256");
+  CHECK(negotiated_cipher(port, {"-tls1_2", "-cipher",
+                                 "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-AES128-GCM-SHA256"}) ==
+        "ECDHE-ECDSA-AES128-GCM-SHA256");
+  CHECK(negotiated_cipher(port, {"-tls1_2", "-cipher",
+                                 "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES128-GCM-SHA256"}) ==
+        "ECDHE-ECDSA-CHACHA20-POLY1305");
+}
+
 TEST_CASE("tls: --tls-min 1.3 refuses TLS 1.2", "[tls]") {
   TempDir dir;
   TestCert cert = make_test_cert(dir);
