@@ -4,10 +4,10 @@
 //
 // It makes N client/server pairs in memory (memory BIOs, no sockets), completes each handshake
 // (the client's default offer: TLS 1.3, X25519; the server picks as portico does), lets the
-// client read its session tickets, detaches the BIOs and frees the clients, and reports the
-// growth of the heap in use divided by N. The server context is set up like portico's for
-// what changes memory: TLS 1.2 and 1.3, its TLS 1.3 suites in its order, SSL_MODE_RELEASE_BUFFERS,
-// a server session cache.
+// client read its session tickets, swaps the memory BIOs for one null BIO per connection and frees
+// the clients, and reports the growth of the heap in use divided by N. The server context is set up
+// like portico's for what changes memory: TLS 1.2 and 1.3, its TLS 1.3 suites in its order,
+// SSL_MODE_RELEASE_BUFFERS, a server session cache.
 //
 //   tls_floor --cert CERT.pem --key KEY.pem [--connections N]
 //   -> result mode=tls_floor connections=N protocol=TLSv1.3 cipher=... bytes_per_connection=...
@@ -65,10 +65,12 @@ bool handshake(SSL_CTX* server_ctx, SSL_CTX* client_ctx, Pair* pair) {
   pair->server = server;
   pair->client = client;
   if (!SSL_is_init_finished(server) || !SSL_is_init_finished(client)) return false;
-  // The connection's own BIOs are the proxy's business (portico's is a small custom BIO);
-  // null BIOs keep the SSL usable without counting memory-BIO buffers.
-  SSL_set_bio(server, BIO_new(BIO_s_null()), BIO_new(BIO_s_null()));
-  SSL_set_bio(client, BIO_new(BIO_s_null()), BIO_new(BIO_s_null()));
+  // A connection needs one BIO, for reading and writing both (portico's custom BIO, or a socket
+  // BIO: the same BIO object); a null BIO stands for it without counting memory-BIO buffers.
+  BIO* server_bio = BIO_new(BIO_s_null());
+  SSL_set_bio(server, server_bio, server_bio);
+  BIO* client_bio = BIO_new(BIO_s_null());
+  SSL_set_bio(client, client_bio, client_bio);
   return true;
 }
 
