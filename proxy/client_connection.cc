@@ -766,7 +766,14 @@ void ClientConnection::release_idle_buffers(size_t keep) {
   if (plain_out_.empty() && plain_out_.capacity() > keep) release_memory(plain_out_);
   if (tls_.output().empty() && tls_.output().capacity() > keep) release_memory(tls_.output());
   if (pending_input_.empty() && pending_input_.capacity() > keep) release_memory(pending_input_);
-  if (keep == 0) tls_.release_buffers();
+  if (keep == 0) {
+    // A tunnel's TLS records are protected by portico's own few hundred bytes from here on,
+    // and OpenSSL's state (most of an idle tunnel's memory) goes: see TlsStream.
+    if (phase_ == Phase::kTunnel && !tls_.records_handed_over() && tls_.hand_over_records()) {
+      ++ctx_.metrics.tls_handovers;
+    }
+    tls_.release_buffers();
+  }
 }
 
 // Called each time a request ends or a tunnel relays something. The connection's one timer need

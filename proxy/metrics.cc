@@ -96,6 +96,7 @@ void Metrics::add(const Metrics& other) {
   open_connections += other.open_connections;
   open_tunnels += other.open_tunnels;
   tls_handshakes += other.tls_handshakes;
+  tls_handovers += other.tls_handovers;
   for (const auto& [reason, n] : other.tls_handshake_failures) {
     tls_handshake_failures[reason] += n;
   }
@@ -167,6 +168,8 @@ std::string render_prometheus(const Metrics& m) {
 
   append_single(out, "portico_tls_handshakes_total", "counter", "TLS handshakes completed.",
                 m.tls_handshakes);
+  append_single(out, "portico_tls_handovers_total", "counter",
+                "TLS 1.3 tunnels whose records portico took over from OpenSSL.", m.tls_handovers);
   append_header(out, "portico_tls_handshake_failures_total", "counter",
                 "TLS handshakes that failed or timed out, by reason.");
   for (const auto& [reason, n] : m.tls_handshake_failures) {

@@ -13,6 +13,7 @@
 #include <ctime>
 
 #include "tls/ticket_keys.h"
+#include "tls/tls_stream.h"
 
 namespace portico {
 
@@ -162,6 +163,7 @@ SslCtxPtr new_context(const TlsOptions& options, std::string* error) {
   SSL_CTX_set_session_id_context(c, kSessionIdContext, sizeof kSessionIdContext - 1);
   TicketKeyStore::install(c);
   SSL_CTX_set_alpn_select_cb(c, select_alpn, nullptr);
+  TlsStream::prepare_server_context(c);
   return ctx;
 }
 

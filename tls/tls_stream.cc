@@ -1,5 +1,6 @@
 #include "tls/tls_stream.h"
 
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 
 #include <algorithm>
@@ -61,9 +62,105 @@ TlsStream::TlsStream(SSL_CTX* ctx, bool server)
   SSL_set_bio(ssl_.get(), bio, bio);
   if (server) {
     SSL_set_accept_state(ssl_.get());
+    SSL_set_ex_data(ssl_.get(), ex_index(), this);
+    SSL_set_msg_callback(ssl_.get(), &TlsStream::on_tls_message);
+    SSL_set_msg_callback_arg(ssl_.get(), this);
   } else {
     SSL_set_connect_state(ssl_.get());
   }
+}
+
+TlsStream::~TlsStream() = default;
+
+TlsStream::HandoverState::~HandoverState() {
+  OPENSSL_cleanse(&client, sizeof client);
+  OPENSSL_cleanse(&server, sizeof server);
+}
+
+int TlsStream::ex_index() {
+  static const int index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+  return index;
+}
+
+void TlsStream::prepare_server_context(SSL_CTX* ctx) {
+  SSL_CTX_set_keylog_callback(ctx, &TlsStream::on_keylog);
+}
+
+// OpenSSL reports each secret of a handshake as an NSS key log line, "LABEL <client random in
+// hex> <secret in hex>". Of TLS 1.3's five, the two application traffic secrets are kept; the
+// handshake secrets start the bookkeeping, so that it runs for TLS 1.3 connections only.
+void TlsStream::on_keylog(const SSL* ssl, const char* line) {
+  auto* self = static_cast<TlsStream*>(SSL_get_ex_data(ssl, ex_index()));
+  if (self == nullptr) return;
+  std::string_view text(line);
+  const size_t label_end = text.find(' ');
+  if (label_end == std::string_view::npos) return;
+  const std::string_view label = text.substr(0, label_end);
+  if (label == "CLIENT_RANDOM") return;  // TLS 1.2
+  if (!self->handover_) self->handover_ = std::make_unique<HandoverState>();
+  Tls13Records::TrafficSecret* secret = nullptr;
+  if (label == "CLIENT_TRAFFIC_SECRET_0") secret = &self->handover_->client;
+  if (label == "SERVER_TRAFFIC_SECRET_0") secret = &self->handover_->server;
+  if (secret == nullptr) return;
+  const size_t hex_start = text.rfind(' ') + 1;
+  const std::string_view hex = text.substr(hex_start);
+  if (hex.size() % 2 != 0 || hex.size() / 2 > Tls13Records::kMaxSecret) return;
+  auto nibble = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  for (size_t i = 0; i < hex.size() / 2; ++i) {
+    const int hi = nibble(hex[2 * i]);
+    const int lo = nibble(hex[2 * i + 1]);
+    if (hi < 0 || lo < 0) return;
+    secret->bytes[i] = static_cast<uint8_t>(hi << 4 | lo);
+  }
+  secret->len = static_cast<uint8_t>(hex.size() / 2);
+}
+
+// Counts the records protected with the application traffic secrets. The server's Finished is
+// the last record under its handshake key and the client's Finished the last under its own, so
+// every record header after them is one more record under the application secrets. OpenSSL
+// reports a record's header before the handshake message inside it.
+void TlsStream::on_tls_message(int write_p, int, int content_type, const void* buf, size_t len,
+                               SSL*, void* arg) {
+  HandoverState* h = static_cast<TlsStream*>(arg)->handover_.get();
+  if (h == nullptr) return;
+  if (content_type == SSL3_RT_HEADER) {
+    if (write_p != 0) {
+      if (h->server_finished_written) ++h->server.records;
+    } else if (h->client_finished_read) {
+      ++h->client.records;
+    }
+    return;
+  }
+  if (content_type != SSL3_RT_HANDSHAKE || len == 0) return;
+  const auto type = static_cast<const uint8_t*>(buf)[0];
+  if (type == SSL3_MT_FINISHED) {
+    (write_p != 0 ? h->server_finished_written : h->client_finished_read) = true;
+  } else if (type == SSL3_MT_KEY_UPDATE) {
+    h->key_updated = true;
+  }
+}
+
+bool TlsStream::hand_over_records() {
+  if (records_) return true;
+  SSL* ssl = ssl_.get();
+  HandoverState* h = handover_.get();
+  if (h == nullptr || !h->client_finished_read || !h->server_finished_written || h->key_updated ||
+      SSL_version(ssl) != TLS1_3_VERSION || !SSL_is_init_finished(ssl) ||
+      SSL_get_shutdown(ssl) != 0 || has_buffered_input()) {
+    return false;
+  }
+  const SSL_CIPHER* cipher = SSL_get_current_cipher(ssl);
+  if (cipher == nullptr) return false;
+  records_ = Tls13Records::make(SSL_CIPHER_get_protocol_id(cipher), h->client, h->server);
+  if (!records_) return false;
+  handover_.reset();
+  ssl_.reset();
+  return true;
 }
 
 namespace {
@@ -115,7 +212,27 @@ TlsStream::Status TlsStream::handshake() {
   return map_error(ret);
 }
 
+TlsStream::Status TlsStream::read_records(char* buf, size_t cap, size_t* n) {
+  if (cap < Tls13Records::kMaxCiphertext) {
+    error_reason_ = "read_buffer_too_small";
+    return Status::kError;
+  }
+  switch (records_->open(&input_, buf, n, &output_)) {
+    case Tls13Records::Status::kData:
+      return Status::kOk;
+    case Tls13Records::Status::kNeedMore:
+      return Status::kWantRead;
+    case Tls13Records::Status::kClosed:
+      return Status::kClosed;
+    case Tls13Records::Status::kError:
+      break;
+  }
+  error_reason_ = records_->error();
+  return Status::kError;
+}
+
 TlsStream::Status TlsStream::read(char* buf, size_t cap, size_t* n) {
+  if (records_) return read_records(buf, cap, n);
   clear_error_queue();
   size_t got = 0;
   int ret = SSL_read_ex(ssl_.get(), buf, cap, &got);
@@ -133,6 +250,16 @@ TlsStream::Status TlsStream::write(const char* data, size_t len) {
       record = std::min(len, kRampRecordBytes * (ramp_records_ + 1u));
       ++ramp_records_;
     }
+    if (records_) {
+      record = std::min(record, Tls13Records::kMaxPlaintext);
+      if (!records_->seal(data, record, &output_)) {
+        error_reason_ = "seal_failed";
+        return Status::kError;
+      }
+      data += record;
+      len -= record;
+      continue;
+    }
     clear_error_queue();
     size_t written = 0;
     int ret = SSL_write_ex(ssl_.get(), data, record, &written);
@@ -144,12 +271,13 @@ TlsStream::Status TlsStream::write(const char* data, size_t len) {
 }
 
 void TlsStream::keep_buffers() {
-  if (keeping_buffers_) return;
+  if (keeping_buffers_ || records_) return;
   SSL_clear_mode(ssl_.get(), SSL_MODE_RELEASE_BUFFERS);
   keeping_buffers_ = true;
 }
 
 bool TlsStream::release_buffers() {
+  if (records_) return records_->release();
   if (keeping_buffers_) {
     SSL_set_mode(ssl_.get(), SSL_MODE_RELEASE_BUFFERS);
     keeping_buffers_ = false;
@@ -159,6 +287,10 @@ bool TlsStream::release_buffers() {
 }
 
 void TlsStream::shutdown() {
+  if (records_) {
+    records_->seal_close_notify(&output_);
+    return;
+  }
   ERR_clear_error();
   if (SSL_is_init_finished(ssl_.get())) SSL_shutdown(ssl_.get());
   ERR_clear_error();

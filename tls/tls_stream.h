@@ -6,12 +6,17 @@
 //
 // A custom BIO (not a pair of memory BIOs) moves ciphertext: reads come straight from the
 // caller's receive buffer and writes append to output(), so each byte is copied once each way.
+//
+// A TLS 1.3 server-side stream can leave OpenSSL after its handshake (hand_over_records): its
+// records are then sealed and opened by Tls13Records and the SSL* is freed.
 
 #include <openssl/ssl.h>
 
 #include <memory>
 #include <string>
 #include <string_view>
+
+#include "tls/tls13_records.h"
 
 namespace portico {
 
@@ -31,8 +36,13 @@ class TlsStream {
 
   // Server side when `server` is true, client side otherwise.
   TlsStream(SSL_CTX* ctx, bool server);
+  ~TlsStream();
   TlsStream(const TlsStream&) = delete;
   TlsStream& operator=(const TlsStream&) = delete;
+
+  // Sets what hand_over_records relies on (the keylog callback) on a server context; every
+  // server context a TlsStream uses, SNI's included, must have had this.
+  static void prepare_server_context(SSL_CTX* ctx);
 
   // The ciphertext received from the network, consumed by the next calls. OpenSSL keeps any
   // partial record internally, so after a call that returns kWantRead the input is used up.
@@ -41,10 +51,20 @@ class TlsStream {
   // True while read() could still return plaintext without new input: ciphertext not yet
   // consumed, or whole records OpenSSL holds. After a successful read() that leaves neither,
   // the next read() can only say kWantRead, so callers skip it.
-  bool has_buffered_input() const { return !input_.empty() || SSL_has_pending(ssl_.get()) == 1; }
+  bool has_buffered_input() const {
+    return !input_.empty() || (ssl_ && SSL_has_pending(ssl_.get()) == 1);
+  }
 
   Status handshake();
-  bool handshake_done() const { return SSL_is_init_finished(ssl_.get()) == 1; }
+  bool handshake_done() const { return !ssl_ || SSL_is_init_finished(ssl_.get()) == 1; }
+
+  // Server side, TLS 1.3, handshake done: takes the record layer over from OpenSSL
+  // (Tls13Records) and frees the SSL, which is most of an idle connection's memory. Refused
+  // (false) for TLS 1.2, after a KeyUpdate, after close_notify, and while OpenSSL holds
+  // unread input. Nothing changes for the caller: read(), write() and shutdown() go on as
+  // before; ssl() is null afterwards. True when the records are (or already were) portico's.
+  bool hand_over_records();
+  bool records_handed_over() const { return records_ != nullptr; }
 
   // Decrypts up to `cap` bytes; *n is set when the status is kOk.
   Status read(char* buf, size_t cap, size_t* n);
@@ -78,7 +98,7 @@ class TlsStream {
   // Ciphertext waiting to be sent; the caller takes it (swap or clear) after sending.
   std::string& output() { return output_; }
 
-  SSL* ssl() const { return ssl_.get(); }
+  SSL* ssl() const { return ssl_.get(); }  // null once the records are handed over
   const std::string& error_reason() const { return error_reason_; }
   // True when the input did not look like TLS at all (e.g. plain HTTP on the TLS port).
   bool peer_spoke_plaintext() const { return plaintext_peer_; }
@@ -91,7 +111,26 @@ class TlsStream {
 
   Status map_error(int ret);
 
+  // What hand_over_records needs, gathered during a TLS 1.3 handshake: the application traffic
+  // secrets (from OpenSSL's keylog callback) and, through its message callback, how many
+  // records each direction has protected with them. Made at the handshake's first secret.
+  struct HandoverState {
+    Tls13Records::TrafficSecret client;  // what the client writes with: portico reads
+    Tls13Records::TrafficSecret server;
+    bool client_finished_read = false;     // the records read after this are counted
+    bool server_finished_written = false;  // the records written after this are counted
+    bool key_updated = false;              // a KeyUpdate made the secrets stale
+    ~HandoverState();
+  };
+  static int ex_index();
+  static void on_keylog(const SSL* ssl, const char* line);
+  static void on_tls_message(int write_p, int version, int content_type, const void* buf,
+                             size_t len, SSL* ssl, void* arg);
+  Status read_records(char* buf, size_t cap, size_t* n);
+
   SslPtr ssl_;
+  std::unique_ptr<HandoverState> handover_;
+  std::unique_ptr<Tls13Records> records_;  // set by hand_over_records, when ssl_ is gone
   std::string_view input_;
   std::string output_;
   std::string error_reason_;

@@ -684,7 +684,8 @@ openssl speed -seconds "$SPEED_SECONDS" ecdsap256 >"$WORK/speed-ecdsa.txt" 2>/de
 ROUND=1
 record speed aes128gcm_16k_mbps "$(awk '/^AES-128-GCM/ {v=$7} END {sub(/k$/, "", v); printf "%.1f", v/1000}' "$WORK/speed-aes.txt")"
 record speed ecdsa_p256_sign_s "$(awk '/256 bits ecdsa \(nistp256\)/ {print $(NF-1)}' "$WORK/speed-ecdsa.txt")"
-# The floor under S7: OpenSSL's own heap per idle server-side TLS 1.3 connection, no proxy.
+# S7's reference: OpenSSL's own heap per idle server-side TLS 1.3 connection, no proxy (the floor
+# for NGINX and HAProxy; portico frees it for a tunnel, see docs/tls.md).
 "$BUILD/bin/tls_floor" --cert "$WORK/cert.pem" --key "$WORK/key.pem" --connections 2000 \
   >"$WORK/tls-floor.txt" 2>&1 || note "tls_floor failed: $(tr '\n' ' ' <"$WORK/tls-floor.txt" | cut -c1-300)"
 record speed tls_floor_kb "$(sed -nE 's/.*bytes_per_connection=([0-9]+).*/\1/p' "$WORK/tls-floor.txt" |
@@ -770,8 +771,9 @@ print()
 print("Ceiling column: S1, S3 and S5 straight to the backend (plain HTTP / ws, no proxy, same load);"
       " S2b: \`openssl speed ecdsap256\` signatures/s on one core (the server signs once per full handshake);"
       " S6: \`openssl speed -evp aes-128-gcm\`, 16 KiB blocks, MB/s on one core (%s MB/s; ECDSA P-256 %s sign/s);"
-      " S7 (a floor, not a ceiling): the heap OpenSSL itself holds per idle server-side TLS 1.3 connection,"
-      " no proxy (\`tls_floor\`, %s KB)."
+      " S7: the heap OpenSSL itself holds per idle server-side TLS 1.3 connection, no proxy"
+      " (\`tls_floor\`, %s KB), the floor for a proxy that keeps OpenSSL's state (portico hands a"
+      " TLS 1.3 tunnel's records over from OpenSSL and frees it)."
       % (fmt(aes), fmt(sign), fmt(med("speed", "tls_floor_kb"))))
 print()
 print("Where the CPU went, % of one core (medians; two cores in all): proxy / load client (wrk or"

@@ -2,6 +2,7 @@
 // a raw backend that records every byte) behind it.
 
 #include <netinet/in.h>
+#include <openssl/ssl.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -93,6 +94,39 @@ TEST_CASE("text and binary messages of every length class echo through", "[webso
       std::regex("access: .*status=101 .*tunnel=websocket messages_in=12 messages_out=12 "
                  "close_from_client=1000 close_from_backend=1000"),
       5s));
+}
+
+// A TLS 1.3 tunnel's records go over to portico's own record layer when it opens; a TLS 1.2
+// one stays with OpenSSL. Both relay every length class both ways and close cleanly, and
+// /metrics counts the hand-overs.
+TEST_CASE("tunnels over TLS 1.3 (records handed over) and TLS 1.2 (OpenSSL's) both relay",
+          "[websocket][handover]") {
+  WsServer backend;
+  WsFront front(backend.address(), "", {"--admin", "127.0.0.1:0"});
+  auto handovers = [&] {
+    std::smatch m;
+    const std::string metrics = front.portico.admin_get("/metrics");
+    REQUIRE(std::regex_search(metrics, m, std::regex(R"(\nportico_tls_handovers_total (\d+)\n)")));
+    return std::stoi(m[1]);
+  };
+  for (int version : {TLS1_3_VERSION, TLS1_2_VERSION}) {
+    INFO((version == TLS1_3_VERSION ? "TLS 1.3" : "TLS 1.2"));
+    WsClientOptions options = front.options();
+    options.max_tls_version = version;
+    auto client = WsClient::connect(options);
+    REQUIRE(client->ok());
+    CHECK(handovers() == 1);  // the TLS 1.3 tunnel's, and not the TLS 1.2 one's
+    for (size_t size : {size_t{1}, size_t{16384}, size_t{70000}, size_t{1} << 20}) {
+      std::string binary(size, '\0');
+      for (size_t i = 0; i < size; ++i) binary[i] = static_cast<char>(i * 13 + size);
+      REQUIRE(client->send_binary(binary));
+      auto echo = client->receive(10s);
+      REQUIRE(echo);
+      CHECK(echo->data == binary);
+    }
+    CHECK(client->close(1000));
+    CHECK(client->peer_close_code() == 1000);
+  }
 }
 
 TEST_CASE("fragmented messages and pings pass through", "[websocket]") {

@@ -150,6 +150,9 @@ bool WsClient::open(const WsClientOptions& options) {
 
   ssl_ctx_ = SSL_CTX_new(TLS_client_method());
   SSL_CTX_set_verify(ssl_ctx_, SSL_VERIFY_PEER, nullptr);
+  if (options.max_tls_version != 0) {
+    SSL_CTX_set_max_proto_version(ssl_ctx_, options.max_tls_version);
+  }
   const bool loaded =
       options.ca_file.empty()
           ? SSL_CTX_set_default_verify_paths(ssl_ctx_) == 1

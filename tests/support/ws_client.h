@@ -30,7 +30,8 @@ struct WsClientOptions {
   std::string host = "localhost";  // a name or an IP literal; also the SNI and verified name
   uint16_t port = 0;
   bool tls = true;
-  std::string ca_file;  // the CA to trust over TLS; empty: the system's default paths
+  std::string ca_file;      // the CA to trust over TLS; empty: the system's default paths
+  int max_tls_version = 0;  // e.g. TLS1_2_VERSION; 0: the newest both sides have
   std::string path = "/ws";
   std::vector<std::pair<std::string, std::string>> extra_headers;
   std::string origin;  // sent as Origin unless empty

@@ -1,0 +1,389 @@
+// TlsStream::hand_over_records and Tls13Records: after the hand-over, records go both ways
+// between portico's own record layer and a real OpenSSL client, for each TLS 1.3 suite, through
+// KeyUpdates, partial records and close_notify; what must be refused is refused. The two ends
+// talk through memory BIOs in this process: the record bytes are exactly those a socket would
+// carry.
+
+#include <openssl/ssl.h>
+
+#include <catch2/catch.hpp>
+#include <string>
+#include <vector>
+
+#include "tests/support/temp_dir.h"
+#include "tests/support/test_cert.h"
+#include "tls/tls_context.h"
+#include "tls/tls_stream.h"
+
+using namespace portico;
+using namespace portico::test;
+
+namespace {
+
+// portico's server context (the one the proxy uses, keylog hook included) for a test cert.
+SslCtxPtr server_context() {
+  static TempDir dir;
+  static TestCert cert = make_test_cert(dir);
+  TlsContextResult r = make_server_tls_context({{cert.fullchain, cert.key}});
+  REQUIRE(r.ctx);
+  return std::move(r.ctx);
+}
+
+struct Link {
+  explicit Link(SSL_CTX* server_ctx, SSL_CTX* client_ctx, SSL_SESSION* session = nullptr)
+      : client(SSL_new(client_ctx)), server(server_ctx, /*server=*/true) {
+    to_client = BIO_new(BIO_s_mem());
+    from_client = BIO_new(BIO_s_mem());
+    SSL_set_bio(client, to_client, from_client);
+    SSL_set_connect_state(client);
+    if (session != nullptr) REQUIRE(SSL_set_session(client, session) == 1);
+  }
+  ~Link() { SSL_free(client); }
+
+  // The client's ciphertext so far, all of it.
+  std::string client_output() {
+    std::string out;
+    char buf[16384];
+    int n;
+    while ((n = BIO_read(from_client, buf, sizeof buf)) > 0)
+      out.append(buf, static_cast<size_t>(n));
+    return out;
+  }
+
+  // Gives the server `bytes` in pieces of at most `piece` bytes, as reads from a socket would,
+  // handshaking and then reading what it can; plaintext collects in `received`.
+  void to_server(const std::string& bytes, size_t piece = SIZE_MAX) {
+    for (size_t at = 0; at < bytes.size(); at += piece) {
+      inbox = bytes.substr(at, piece);
+      server.set_input(inbox.data(), inbox.size());
+      if (!server.handshake_done()) {
+        status = server.handshake();
+        if (status == TlsStream::Status::kError || !server.handshake_done()) continue;
+      }
+      std::vector<char> plain(64 * 1024);
+      for (;;) {
+        size_t n = 0;
+        status = server.read(plain.data(), plain.size(), &n);
+        if (status != TlsStream::Status::kOk) break;
+        received.append(plain.data(), n);
+        if (!server.has_buffered_input()) break;
+      }
+      if (status == TlsStream::Status::kError || status == TlsStream::Status::kClosed) return;
+    }
+  }
+  void pump_to_server(size_t piece = SIZE_MAX) { to_server(client_output(), piece); }
+
+  void pump_to_client() {
+    std::string& out = server.output();
+    if (!out.empty()) BIO_write(to_client, out.data(), static_cast<int>(out.size()));
+    out.clear();
+  }
+
+  void handshake() {
+    for (int i = 0; i < 10 && !(SSL_is_init_finished(client) && server.handshake_done()); ++i) {
+      SSL_do_handshake(client);
+      pump_to_server();
+      pump_to_client();
+    }
+    REQUIRE(SSL_is_init_finished(client));
+    REQUIRE(server.handshake_done());
+  }
+
+  void client_write(const std::string& data) {
+    size_t written = 0;
+    REQUIRE(SSL_write_ex(client, data.data(), data.size(), &written) == 1);
+    REQUIRE(written == data.size());
+  }
+
+  // Everything the client can read now; *closed when it read close_notify.
+  std::string client_read(bool* closed = nullptr) {
+    std::string got;
+    char buf[16384];
+    for (;;) {
+      size_t n = 0;
+      if (SSL_read_ex(client, buf, sizeof buf, &n) == 1) {
+        got.append(buf, n);
+        continue;
+      }
+      int err = SSL_get_error(client, 0);
+      if (closed != nullptr) *closed = err == SSL_ERROR_ZERO_RETURN;
+      if (err != SSL_ERROR_ZERO_RETURN) REQUIRE(err == SSL_ERROR_WANT_READ);
+      return got;
+    }
+  }
+
+  void server_write(const std::string& data) {
+    REQUIRE(server.write(data.data(), data.size()) == TlsStream::Status::kOk);
+    pump_to_client();
+  }
+
+  SSL* client;
+  BIO* to_client;
+  BIO* from_client;
+  TlsStream server;
+  std::string inbox;
+  std::string received;
+  TlsStream::Status status = TlsStream::Status::kOk;
+};
+
+SslCtxPtr client_context(const char* suite, int max_version = TLS1_3_VERSION) {
+  SslCtxPtr owner(SSL_CTX_new(TLS_client_method()));
+  SSL_CTX* ctx = owner.get();
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, nullptr);
+  SSL_CTX_set_max_proto_version(ctx, max_version);
+  if (suite != nullptr) REQUIRE(SSL_CTX_set_ciphersuites(ctx, suite) == 1);
+  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT);
+  return owner;
+}
+
+std::string pattern(size_t len, unsigned seed) {
+  std::string s(len, '\0');
+  for (size_t i = 0; i < len; ++i) s[i] = static_cast<char>((i * 131 + seed) % 251);
+  return s;
+}
+
+// Both ways, sizes that take one record, several, and a few bytes.
+void exchange(Link& link, unsigned seed) {
+  for (size_t len : {size_t{5}, size_t{16384}, size_t{100000}}) {
+    std::string up = pattern(len, seed);
+    link.received.clear();
+    link.client_write(up);
+    link.pump_to_server();
+    REQUIRE(link.status != TlsStream::Status::kError);
+    CHECK(link.received == up);
+    std::string down = pattern(len, seed + 7);
+    link.server_write(down);
+    CHECK(link.client_read() == down);
+  }
+}
+
+// A client with OpenSSL's default suites, the handshake done and the records handed over.
+struct HandedOver {
+  HandedOver()
+      : server_ctx(server_context()),
+        client_ctx(client_context(nullptr)),
+        link(server_ctx.get(), client_ctx.get()) {
+    link.handshake();
+    REQUIRE(link.server.hand_over_records());
+  }
+  SslCtxPtr server_ctx;
+  SslCtxPtr client_ctx;
+  Link link;
+};
+
+}  // namespace
+
+TEST_CASE("tls handover: records go both ways after OpenSSL hands them over, for each suite",
+          "[tls][handover]") {
+  SslCtxPtr server_ctx = server_context();
+  const char* suite =
+      GENERATE("TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256");
+  INFO(suite);
+  SslCtxPtr client_ctx = client_context(suite);
+  {
+    Link link(server_ctx.get(), client_ctx.get());
+    link.handshake();
+    CHECK(SSL_CIPHER_get_name(SSL_get_current_cipher(link.client)) == std::string(suite));
+    // Some records under OpenSSL first: the counts it leaves must carry on.
+    exchange(link, 1);
+    REQUIRE(link.server.hand_over_records());
+    CHECK(link.server.ssl() == nullptr);
+    CHECK(link.server.records_handed_over());
+    exchange(link, 2);
+    // Idle: the cipher contexts go, and come back for the next record.
+    CHECK(link.server.release_buffers());
+    exchange(link, 3);
+  }
+}
+
+TEST_CASE("tls handover: data sent with the client's Finished, and a hand-over before any data",
+          "[tls][handover]") {
+  SslCtxPtr server_ctx = server_context();
+  SslCtxPtr client_ctx = client_context(nullptr);
+  Link link(server_ctx.get(), client_ctx.get());
+  // The client's Finished and its first request reach the server in one read.
+  SSL_do_handshake(link.client);
+  link.pump_to_server();
+  link.pump_to_client();
+  REQUIRE(SSL_do_handshake(link.client) == 1);
+  link.client_write("GET / HTTP/1.1\r\n\r\n");
+  link.pump_to_server();
+  REQUIRE(link.server.handshake_done());
+  CHECK(link.received == "GET / HTTP/1.1\r\n\r\n");
+  link.pump_to_client();  // the session tickets
+  REQUIRE(link.server.hand_over_records());
+  exchange(link, 4);
+
+  Link second(server_ctx.get(), client_ctx.get());
+  second.handshake();
+  REQUIRE(second.server.hand_over_records());  // before any application record either way
+  exchange(second, 5);
+}
+
+TEST_CASE("tls handover: a resumed session is handed over too", "[tls][handover]") {
+  SslCtxPtr server_ctx = server_context();
+  SslCtxPtr client_ctx = client_context(nullptr);
+  SSL_SESSION* session = nullptr;
+  {
+    Link first(server_ctx.get(), client_ctx.get());
+    first.handshake();
+    first.server_write("x");
+    CHECK(first.client_read() == "x");  // reads the tickets too
+    session = SSL_get1_session(first.client);
+    REQUIRE(session != nullptr);
+    CHECK(SSL_SESSION_has_ticket(session) == 1);
+    SSL_shutdown(first.client);  // a connection freed without it spoils its session
+  }
+  Link second(server_ctx.get(), client_ctx.get(), session);
+  second.handshake();
+  CHECK(SSL_session_reused(second.client) == 1);
+  REQUIRE(second.server.hand_over_records());
+  exchange(second, 6);
+  SSL_SESSION_free(session);
+}
+
+TEST_CASE("tls handover: KeyUpdate from the client, asked to answer or not", "[tls][handover]") {
+  HandedOver handed;
+  Link& link = handed.link;
+  for (int round = 0; round < 3; ++round) {
+    const int how = round == 1 ? SSL_KEY_UPDATE_NOT_REQUESTED : SSL_KEY_UPDATE_REQUESTED;
+    REQUIRE(SSL_key_update(link.client, how) == 1);
+    link.received.clear();
+    link.client_write("after update");  // sends the KeyUpdate, then data under the new key
+    link.pump_to_server();
+    REQUIRE(link.status != TlsStream::Status::kError);
+    CHECK(link.received == "after update");
+    // When asked, the server's KeyUpdate goes out before its data; the client reads both.
+    link.server_write("reply");
+    CHECK(link.client_read() == "reply");
+    exchange(link, 10 + static_cast<unsigned>(round));
+  }
+}
+
+TEST_CASE("tls handover: records split anywhere are put back together", "[tls][handover]") {
+  HandedOver handed;
+  Link& link = handed.link;
+  std::string data = pattern(40000, 9);  // three records
+  for (size_t piece : {size_t{1}, size_t{3}, size_t{5}, size_t{4096}, size_t{16406}}) {
+    INFO("pieces of " << piece);
+    link.received.clear();
+    link.client_write(data);
+    link.pump_to_server(piece);
+    CHECK(link.received == data);
+    // The partial record held between pieces is given back once it completes.
+    CHECK(link.server.release_buffers());
+  }
+  // Half a record held: release keeps it, and the rest completes it.
+  link.received.clear();
+  link.client_write("split");
+  std::string bytes = link.client_output();
+  link.to_server(bytes.substr(0, 10));
+  CHECK_FALSE(link.server.release_buffers());
+  link.to_server(bytes.substr(10));
+  CHECK(link.received == "split");
+}
+
+TEST_CASE("tls handover: close_notify both ways", "[tls][handover]") {
+  {
+    HandedOver handed;
+    Link& link = handed.link;
+    link.client_write("last words");
+    SSL_shutdown(link.client);
+    link.pump_to_server();
+    CHECK(link.received == "last words");
+    CHECK(link.status == TlsStream::Status::kClosed);
+  }
+  {
+    HandedOver handed;
+    Link& link = handed.link;
+    link.server.write("bye", 3);
+    link.server.shutdown();
+    link.server.shutdown();  // once only
+    link.pump_to_client();
+    bool closed = false;
+    CHECK(link.client_read(&closed) == "bye");
+    CHECK(closed);
+  }
+}
+
+TEST_CASE("tls handover: a damaged or foreign record ends the stream with a reason",
+          "[tls][handover]") {
+  struct Damage {
+    const char* name;
+    void (*apply)(std::string*);
+    const char* reason;
+  };
+  const Damage damages[] = {
+      {"a flipped ciphertext bit", [](std::string* r) { (*r)[8] ^= 0x01; }, "bad_record_mac"},
+      {"a flipped tag bit", [](std::string* r) { r->back() ^= 0x80; }, "bad_record_mac"},
+      {"a header that is not application_data", [](std::string* r) { (*r)[0] = 22; },
+       "unexpected_record_type"},
+      {"a length over 2^14 + 256", [](std::string* r) { (*r)[3] = 0x41, (*r)[4] = 0x01; },
+       "record_overflow"},
+      {"a body shorter than a tag",
+       [](std::string* r) { *r = std::string("\x17\x03\x03\x00\x05hello", 10); },
+       "record_too_short"},
+  };
+  for (const Damage& damage : damages) {
+    INFO(damage.name);
+    HandedOver handed;
+    Link& link = handed.link;
+    link.client_write("payload");
+    std::string record = link.client_output();
+    damage.apply(&record);
+    link.to_server(record);
+    CHECK(link.status == TlsStream::Status::kError);
+    CHECK(link.server.error_reason() == damage.reason);
+    CHECK(link.received.empty());
+  }
+  {
+    // A replayed record: its sequence number is behind, so its nonce is wrong.
+    HandedOver handed;
+    Link& link = handed.link;
+    link.client_write("once");
+    std::string record = link.client_output();
+    link.to_server(record + record);
+    CHECK(link.received == "once");
+    CHECK(link.status == TlsStream::Status::kError);
+    CHECK(link.server.error_reason() == "bad_record_mac");
+  }
+}
+
+TEST_CASE("tls handover: refused for TLS 1.2, after a KeyUpdate, with input unread",
+          "[tls][handover]") {
+  SslCtxPtr server_ctx = server_context();
+  SECTION("TLS 1.2 stays with OpenSSL and keeps working") {
+    SslCtxPtr client_ctx = client_context(nullptr, TLS1_2_VERSION);
+    Link link(server_ctx.get(), client_ctx.get());
+    link.handshake();
+    CHECK_FALSE(link.server.hand_over_records());
+    CHECK(link.server.ssl() != nullptr);
+    exchange(link, 20);
+  }
+  SECTION("a KeyUpdate under OpenSSL made the secrets stale") {
+    SslCtxPtr client_ctx = client_context(nullptr);
+    Link link(server_ctx.get(), client_ctx.get());
+    link.handshake();
+    REQUIRE(SSL_key_update(link.client, SSL_KEY_UPDATE_NOT_REQUESTED) == 1);
+    link.client_write("x");
+    link.pump_to_server();
+    CHECK(link.received == "x");
+    CHECK_FALSE(link.server.hand_over_records());
+    exchange(link, 21);
+  }
+  SECTION("ciphertext given but not yet read") {
+    SslCtxPtr client_ctx = client_context(nullptr);
+    Link link(server_ctx.get(), client_ctx.get());
+    link.handshake();
+    link.client_write("pending");
+    link.inbox = link.client_output();
+    link.server.set_input(link.inbox.data(), link.inbox.size());
+    CHECK_FALSE(link.server.hand_over_records());
+    char buf[Tls13Records::kMaxCiphertext];
+    size_t n = 0;
+    REQUIRE(link.server.read(buf, sizeof buf, &n) == TlsStream::Status::kOk);
+    CHECK(std::string(buf, n) == "pending");
+    CHECK(link.server.hand_over_records());
+    exchange(link, 22);
+  }
+}
