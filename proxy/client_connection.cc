@@ -767,9 +767,11 @@ void ClientConnection::release_idle_buffers(size_t keep) {
   if (tls_.output().empty() && tls_.output().capacity() > keep) release_memory(tls_.output());
   if (pending_input_.empty() && pending_input_.capacity() > keep) release_memory(pending_input_);
   if (keep == 0) {
-    // A tunnel's TLS records are protected by portico's own few hundred bytes from here on,
-    // and OpenSSL's state (most of an idle tunnel's memory) goes: see TlsStream.
-    if (phase_ == Phase::kTunnel && !tls_.records_handed_over() && tls_.hand_over_records()) {
+    // A TLS 1.3 connection's records are protected by portico's own few hundred bytes from
+    // here on, and OpenSSL's state (most of an idle connection's memory) goes: see TlsStream.
+    // Not while a request is in flight: the hand-over waits for the connection's next pause.
+    if ((phase_ == Phase::kIdle || phase_ == Phase::kTunnel) && !tls_.records_handed_over() &&
+        tls_.hand_over_records()) {
       ++ctx_.metrics.tls_handovers;
     }
     tls_.release_buffers();

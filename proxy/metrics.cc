@@ -169,7 +169,8 @@ std::string render_prometheus(const Metrics& m) {
   append_single(out, "portico_tls_handshakes_total", "counter", "TLS handshakes completed.",
                 m.tls_handshakes);
   append_single(out, "portico_tls_handovers_total", "counter",
-                "TLS 1.3 tunnels whose records portico took over from OpenSSL.", m.tls_handovers);
+                "TLS 1.3 connections whose records portico took over from OpenSSL.",
+                m.tls_handovers);
   append_header(out, "portico_tls_handshake_failures_total", "counter",
                 "TLS handshakes that failed or timed out, by reason.");
   for (const auto& [reason, n] : m.tls_handshake_failures) {

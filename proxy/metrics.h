@@ -37,8 +37,8 @@ struct Metrics {
   // Process-wide, not per worker: set by whoever renders (heap_bytes_in_use()); add() leaves it.
   uint64_t heap_bytes = 0;
   // Counters.
-  uint64_t tls_handshakes = 0;                                          // completed
-  uint64_t tls_handovers = 0;  // TLS 1.3 tunnels whose records portico protects itself
+  uint64_t tls_handshakes = 0;  // completed
+  uint64_t tls_handovers = 0;   // TLS 1.3 connections whose records portico protects itself
   std::map<std::string, uint64_t, std::less<>> tls_handshake_failures;  // by reason
   std::map<std::pair<std::string, BackendErrorKind>, uint64_t> backend_errors;
   std::map<std::string, RouteStats, std::less<>> routes;  // by route prefix, "-" for none

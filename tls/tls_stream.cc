@@ -82,6 +82,10 @@ int TlsStream::ex_index() {
   return index;
 }
 
+// The price: with a keylog callback set, OpenSSL 3.0 formats each of a TLS 1.3 handshake's five
+// secrets as hex with one sprintf per byte, about 225,000 instructions per handshake (9 % of a
+// full one), which the hand-over wins back within a few dozen requests or messages (about 6,500
+// instructions fewer each). OpenSSL 3.0 has no other way to learn the traffic secrets.
 void TlsStream::prepare_server_context(SSL_CTX* ctx) {
   SSL_CTX_set_keylog_callback(ctx, &TlsStream::on_keylog);
 }

@@ -203,6 +203,7 @@ RawTlsClient::~RawTlsClient() {
 void RawTlsClient::handshake(const TlsClientOptions& options) {
   ERR_clear_error();
   ctx_ = SSL_CTX_new(TLS_client_method());
+  if (options.max_tls_version != 0) SSL_CTX_set_max_proto_version(ctx_, options.max_tls_version);
   if (!options.ca_file.empty()) {
     if (SSL_CTX_load_verify_locations(ctx_, options.ca_file.c_str(), nullptr) != 1) {
       error_ = "cannot load CA " + options.ca_file + ": " + openssl_errors();

@@ -92,6 +92,7 @@ struct TlsClientOptions {
   bool verify_hostname = true;
   // Sent on the TCP connection before the handshake (a PROXY protocol header, for example).
   std::string preamble{};
+  int max_tls_version = 0;  // e.g. TLS1_2_VERSION; 0: the newest both sides have
 };
 
 class RawTlsClient : public RawClient {
