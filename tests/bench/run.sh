@@ -772,8 +772,8 @@ print("Ceiling column: S1, S3 and S5 straight to the backend (plain HTTP / ws, n
       " S2b: \`openssl speed ecdsap256\` signatures/s on one core (the server signs once per full handshake);"
       " S6: \`openssl speed -evp aes-128-gcm\`, 16 KiB blocks, MB/s on one core (%s MB/s; ECDSA P-256 %s sign/s);"
       " S7: the heap OpenSSL itself holds per idle server-side TLS 1.3 connection, no proxy"
-      " (\`tls_floor\`, %s KB), the floor for a proxy that keeps OpenSSL's state (portico hands a"
-      " TLS 1.3 tunnel's records over from OpenSSL and frees it)."
+      " (\`tls_floor\`, %s KB), the floor for a proxy that keeps OpenSSL's state (portico takes an"
+      " established TLS 1.3 connection's records over from OpenSSL and frees it)."
       % (fmt(aes), fmt(sign), fmt(med("speed", "tls_floor_kb"))))
 print()
 print("Where the CPU went, % of one core (medians; two cores in all): proxy / load client (wrk or"
