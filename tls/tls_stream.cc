@@ -153,9 +153,15 @@ bool TlsStream::hand_over_records() {
   if (records_) return true;
   SSL* ssl = ssl_.get();
   HandoverState* h = handover_.get();
-  if (h == nullptr || !h->client_finished_read || !h->server_finished_written || h->key_updated ||
-      SSL_version(ssl) != TLS1_3_VERSION || !SSL_is_init_finished(ssl) ||
-      SSL_get_shutdown(ssl) != 0 || has_buffered_input()) {
+  // A connection that can never be handed over (TLS 1.2, or secrets a KeyUpdate made stale)
+  // stops the bookkeeping for good: no message callback per record, no secrets kept.
+  if (SSL_is_init_finished(ssl) && (SSL_version(ssl) != TLS1_3_VERSION || (h && h->key_updated))) {
+    handover_.reset();
+    SSL_set_msg_callback(ssl, nullptr);
+    return false;
+  }
+  if (h == nullptr || !h->client_finished_read || !h->server_finished_written ||
+      !SSL_is_init_finished(ssl) || SSL_get_shutdown(ssl) != 0 || has_buffered_input()) {
     return false;
   }
   const SSL_CIPHER* cipher = SSL_get_current_cipher(ssl);

@@ -359,6 +359,8 @@ TEST_CASE("tls handover: refused for TLS 1.2, after a KeyUpdate, with input unre
     CHECK_FALSE(link.server.hand_over_records());
     CHECK(link.server.ssl() != nullptr);
     exchange(link, 20);
+    CHECK_FALSE(link.server.hand_over_records());  // for good, and OpenSSL keeps working
+    exchange(link, 23);
   }
   SECTION("a KeyUpdate under OpenSSL made the secrets stale") {
     SslCtxPtr client_ctx = client_context(nullptr);
@@ -370,6 +372,8 @@ TEST_CASE("tls handover: refused for TLS 1.2, after a KeyUpdate, with input unre
     CHECK(link.received == "x");
     CHECK_FALSE(link.server.hand_over_records());
     exchange(link, 21);
+    CHECK_FALSE(link.server.hand_over_records());  // for good, and OpenSSL keeps working
+    exchange(link, 24);
   }
   SECTION("ciphertext given but not yet read") {
     SslCtxPtr client_ctx = client_context(nullptr);
