@@ -32,21 +32,6 @@ double elapsed_ms(std::chrono::steady_clock::time_point since) {
       .count();
 }
 
-// Appends to the header being built, enforcing the head's size and count limits. Returns false
-// when a limit is exceeded.
-bool append_header_name(HttpHead& head, bool* building, const char* at, size_t len,
-                        size_t max_bytes, size_t max_count) {
-  head.bytes += len;
-  if (head.bytes > max_bytes) return false;
-  if (!*building) {
-    if (head.headers.size() >= max_count) return false;
-    head.headers.emplace_back();
-    *building = true;
-  }
-  head.headers.back().name.append(at, len);
-  return true;
-}
-
 // llhttp passes obs-fold (a continuation line starting with a space) on as a second span of
 // the same value. A value split by the end of a read also comes in two spans, but then the
 // first one ends exactly at the end of the bytes being parsed. RFC 9112 section 5.2 lets a
@@ -60,11 +45,20 @@ bool value_span_is_not_fold(HttpHead& head, bool* last_span_at_end, const char* 
   return true;
 }
 
-bool append_header_value(HttpHead& head, const char* at, size_t len, size_t max_bytes) {
-  head.bytes += len;
-  if (head.bytes > max_bytes || head.headers.empty()) return false;
-  head.headers.back().value.append(at, len);
-  return true;
+// llhttp 8.1 takes any byte as the LF after the CR that ends an empty header value: it reads
+// "X:\rY: 1" as X and a header with an empty name, and "X:\r:Content-Length: 5" as X and a
+// Content-Length, where RFC 9112 section 2.2 calls the bare CR invalid. So each header line's
+// first span must follow a LF: the byte before it in this read, or the last byte the parser
+// consumed before this read began (`byte_before`).
+bool line_starts(const char* at, const char* parse_begin, char byte_before) {
+  return (at > parse_begin ? at[-1] : byte_before) == '\n';
+}
+
+// The last byte llhttp consumed of [data, data + len): all of them, unless it paused or failed.
+char last_consumed_byte(const llhttp_t* parser, const char* data, size_t len, llhttp_errno_t err,
+                        char before) {
+  const char* end = err == HPE_OK ? data + len : llhttp_get_error_pos(parser);
+  return end != nullptr && end > data ? end[-1] : before;
 }
 
 }  // namespace
@@ -343,8 +337,11 @@ void ClientConnection::process_input() {
 }
 
 void ClientConnection::parse(const char* data, size_t len) {
+  parse_begin_ = data;
   parse_end_ = data + len;
   llhttp_errno_t err = llhttp_execute(&http_->request_parser, data, len);
+  request_byte_before_ =
+      last_consumed_byte(&http_->request_parser, data, len, err, request_byte_before_);
   if (err == HPE_OK) return;
   if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
     const char* pos = llhttp_get_error_pos(&http_->request_parser);
@@ -442,13 +439,13 @@ void ClientConnection::start_exchange() {
   std::string_view raw_path = target.substr(0, question);
   std::string_view query =
       question == std::string_view::npos ? std::string_view() : target.substr(question);
-  NormalizedPath path = normalize_path(raw_path);
-  if (path.status != PathStatus::kOk) {
+  const PathStatus path_status = normalize_path(raw_path, &http_->normalized_path);
+  if (path_status != PathStatus::kOk) {
     respond_error(
-        400, path.status == PathStatus::kEscapesRoot ? "path escapes the root" : "malformed path");
+        400, path_status == PathStatus::kEscapesRoot ? "path escapes the root" : "malformed path");
     return;
   }
-  route_ = routing_->table->match(host->value, path.path);
+  route_ = routing_->table->match(host->value, http_->normalized_path);
   if (!route_) {
     respond_error(404, "no route for this host and path");
     return;
@@ -497,7 +494,9 @@ void ClientConnection::start_exchange() {
   if (route_->options.balance == BalancePolicy::kCookie) {
     http_->sticky_cookie_in = cookie_value(http_->request, kStickyCookie);
   }
-  std::string upstream_target = upstream_path(*route_, path.path);
+  std::string& upstream_target = http_->upstream_target;
+  upstream_target.clear();
+  append_upstream_path(*route_, http_->normalized_path, &upstream_target);
   upstream_target.append(query);
   bool trusted = false;
   for (const Cidr& cidr : ctx_.config.trusted_proxies)
@@ -633,8 +632,11 @@ void ClientConnection::on_upstream_data(UpstreamConnection&, const char* data, s
   }
   arm_timer(route_->options.read_timeout);
   response_bytes_from_backend_ += len;
+  parse_begin_ = data;
   parse_end_ = data + len;
   llhttp_errno_t err = llhttp_execute(&http_->response_parser, data, len);
+  response_byte_before_ =
+      last_consumed_byte(&http_->response_parser, data, len, err, response_byte_before_);
   if (err == HPE_PAUSED_UPGRADE && switching_) {
     const char* rest = llhttp_get_error_pos(&http_->response_parser);
     enter_tunnel(rest, static_cast<size_t>(data + len - rest));
@@ -1043,7 +1045,6 @@ void ClientConnection::on_timer(uv_timer_t* timer) {
 int ClientConnection::on_request_message_begin(llhttp_t* p) {
   ClientConnection* c = from_parser(p);
   c->http_->request.clear();
-  c->building_name_ = false;
   c->phase_ = Phase::kHead;
   c->request_start_ = std::chrono::steady_clock::now();
   c->arm_timer(c->ctx_.config.header_timeout);
@@ -1053,20 +1054,24 @@ int ClientConnection::on_request_message_begin(llhttp_t* p) {
 
 int ClientConnection::on_request_url(llhttp_t* p, const char* at, size_t len) {
   ClientConnection* c = from_parser(p);
-  c->http_->request.bytes += len;
-  if (c->http_->request.bytes > c->ctx_.config.max_header_bytes) {
+  if (!c->http_->request.append_target(at, len, c->ctx_.config.max_header_bytes)) {
     c->request_error_status_ = 414;
     llhttp_set_error_reason(p, "request target too long");
     return HPE_USER;
   }
-  c->http_->request.target.append(at, len);
   return 0;
 }
 
 int ClientConnection::on_request_header_field(llhttp_t* p, const char* at, size_t len) {
   ClientConnection* c = from_parser(p);
-  if (!append_header_name(c->http_->request, &c->building_name_, at, len,
-                          c->ctx_.config.max_header_bytes, c->ctx_.config.max_header_count)) {
+  if (!c->http_->request.building_name &&
+      !line_starts(at, c->parse_begin_, c->request_byte_before_)) {
+    c->request_error_status_ = 400;
+    llhttp_set_error_reason(p, "bare CR in the request head");
+    return HPE_USER;
+  }
+  if (!c->http_->request.append_name(at, len, c->ctx_.config.max_header_bytes,
+                                     c->ctx_.config.max_header_count)) {
     c->request_error_status_ = 431;
     llhttp_set_error_reason(p, "request head too large");
     return HPE_USER;
@@ -1075,12 +1080,17 @@ int ClientConnection::on_request_header_field(llhttp_t* p, const char* at, size_
 }
 
 int ClientConnection::on_request_header_field_complete(llhttp_t* p) {
-  from_parser(p)->building_name_ = false;
+  ClientConnection* c = from_parser(p);
+  if (!c->http_->request.end_name()) {
+    c->request_error_status_ = 400;
+    llhttp_set_error_reason(p, "empty header name");
+    return HPE_USER;
+  }
   return 0;
 }
 
 int ClientConnection::on_request_header_value_complete(llhttp_t* p) {
-  from_parser(p)->http_->request.in_value = false;
+  from_parser(p)->http_->request.end_value();
   return 0;
 }
 
@@ -1091,7 +1101,7 @@ int ClientConnection::on_request_header_value(llhttp_t* p, const char* at, size_
     llhttp_set_error_reason(p, "obs-fold in header value");
     return HPE_USER;
   }
-  if (!append_header_value(c->http_->request, at, len, c->ctx_.config.max_header_bytes)) {
+  if (!c->http_->request.append_value(at, len, c->ctx_.config.max_header_bytes)) {
     c->request_error_status_ = 431;
     llhttp_set_error_reason(p, "request head too large");
     return HPE_USER;
@@ -1161,23 +1171,25 @@ const llhttp_settings_t& ClientConnection::request_settings() {
 
 int ClientConnection::on_response_status(llhttp_t* p, const char* at, size_t len) {
   ClientConnection* c = from_parser(p);
-  c->http_->response.bytes += len;
-  if (c->http_->response.bytes > kMaxResponseHeadBytes) return HPE_USER;
-  c->http_->response.reason.append(at, len);
-  return 0;
+  return c->http_->response.append_reason(at, len, kMaxResponseHeadBytes) ? 0 : HPE_USER;
 }
 
 int ClientConnection::on_response_header_field(llhttp_t* p, const char* at, size_t len) {
   ClientConnection* c = from_parser(p);
-  return append_header_name(c->http_->response, &c->building_name_, at, len, kMaxResponseHeadBytes,
-                            kMaxResponseHeaders)
+  if (!c->http_->response.building_name &&
+      !line_starts(at, c->parse_begin_, c->response_byte_before_)) {
+    llhttp_set_error_reason(p, "bare CR in the response head");
+    return HPE_USER;
+  }
+  return c->http_->response.append_name(at, len, kMaxResponseHeadBytes, kMaxResponseHeaders)
              ? 0
              : HPE_USER;
 }
 
 int ClientConnection::on_response_header_field_complete(llhttp_t* p) {
-  from_parser(p)->building_name_ = false;
-  return 0;
+  if (from_parser(p)->http_->response.end_name()) return 0;
+  llhttp_set_error_reason(p, "empty header name in response");
+  return HPE_USER;
 }
 
 int ClientConnection::on_response_header_value(llhttp_t* p, const char* at, size_t len) {
@@ -1186,11 +1198,11 @@ int ClientConnection::on_response_header_value(llhttp_t* p, const char* at, size
     llhttp_set_error_reason(p, "obs-fold in response header value");
     return HPE_USER;
   }
-  return append_header_value(c->http_->response, at, len, kMaxResponseHeadBytes) ? 0 : HPE_USER;
+  return c->http_->response.append_value(at, len, kMaxResponseHeadBytes) ? 0 : HPE_USER;
 }
 
 int ClientConnection::on_response_header_value_complete(llhttp_t* p) {
-  from_parser(p)->http_->response.in_value = false;
+  from_parser(p)->http_->response.end_value();
   return 0;
 }
 

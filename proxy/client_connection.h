@@ -170,8 +170,11 @@ class ClientConnection final : private StreamWriter::Owner, private UpstreamConn
   PauseReason pause_reason_ = PauseReason::kNone;
   std::string pending_input_;  // plaintext received but not yet parsed (bounded by one read)
   std::string plain_out_;      // plaintext for the client, encrypted at flush
-  bool building_name_ = false;
-  const char* parse_end_ = nullptr;  // end of the bytes llhttp (either parser) is parsing now
+  const char* parse_begin_ = nullptr;  // the bytes llhttp (either parser) is parsing now
+  const char* parse_end_ = nullptr;
+  // The last byte each parser consumed before the bytes it is parsing now (see line_starts).
+  char request_byte_before_ = '\n';
+  char response_byte_before_ = '\n';
   bool value_span_at_end_ = false;   // the last header value span ended at parse_end_
   int request_error_status_ = 0;     // set by callbacks that reject the request (431, 413)
 
@@ -221,6 +224,8 @@ struct ClientConnection::HttpState {
   std::vector<size_t> tried_backends;
   std::string sticky_cookie_in;  // balance=cookie: the value the client sent
   std::string set_cookie;        // balance=cookie: the Set-Cookie line to add, if any
+  std::string normalized_path;  // the request's path, normalised (routing/route_table.h)
+  std::string upstream_target;  // the path and query sent to the backend
   std::string upstream_head;
   std::string ws_accept;  // the Sec-WebSocket-Accept the backend must answer with
 };

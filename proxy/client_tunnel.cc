@@ -55,7 +55,7 @@ void ClientConnection::enter_tunnel(const char* backend_bytes, size_t len) {
   flush_to_client();  // the 101
   // The handshake is over: of the HTTP state only what the tunnel's access-log line names stays.
   if (const HeaderField* host = http_->request.find("host")) tunnel_->host = host->value;
-  tunnel_->target = std::move(http_->request.target);
+  tunnel_->target = http_->request.target;
   http_.reset();
   release_idle_buffers();
   if (len > 0) tunnel_from_backend(backend_bytes, len);

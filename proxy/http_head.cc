@@ -1,17 +1,97 @@
 #include "proxy/http_head.h"
 
+#include <algorithm>
+#include <functional>
+#include <string>
+
 namespace portico {
 
 void HttpHead::clear() {
-  method.clear();
-  target.clear();
+  method = {};
+  target = {};
   status = 0;
-  reason.clear();
+  reason = {};
   version_major = 1;
   version_minor = 1;
   headers.clear();
-  bytes = 0;
+  building_name = false;
   in_value = false;
+  text_.clear();
+}
+
+bool HttpHead::append_target(const char* at, size_t len, size_t max_bytes) {
+  if (len > max_bytes - std::min(max_bytes, text_.size())) return false;
+  append_span(&target, at, len, max_bytes);
+  return true;
+}
+
+bool HttpHead::append_reason(const char* at, size_t len, size_t max_bytes) {
+  if (len > max_bytes - std::min(max_bytes, text_.size())) return false;
+  append_span(&reason, at, len, max_bytes);
+  return true;
+}
+
+bool HttpHead::append_name(const char* at, size_t len, size_t max_bytes, size_t max_count) {
+  if (len > max_bytes - std::min(max_bytes, text_.size())) return false;
+  if (!building_name) {
+    if (headers.size() >= max_count) return false;
+    headers.emplace_back();
+    building_name = true;
+  }
+  append_span(&headers.back().name, at, len, max_bytes);
+  return true;
+}
+
+bool HttpHead::end_name() {
+  building_name = false;
+  return !headers.empty() && !headers.back().name.empty();
+}
+
+bool HttpHead::append_value(const char* at, size_t len, size_t max_bytes) {
+  if (len > max_bytes - std::min(max_bytes, text_.size()) || headers.empty()) return false;
+  append_span(&headers.back().value, at, len, max_bytes);
+  return true;
+}
+
+void HttpHead::append_span(std::string_view* view, const char* at, size_t len, size_t max_bytes) {
+  // llhttp delivers a field's spans one after another, so the view being extended ends the
+  // buffer. Anything else (a head filled by hand) starts the view afresh at the end, carrying
+  // its bytes along.
+  const bool continues =
+      !view->empty() && view->data() + view->size() == text_.data() + text_.size();
+  std::string carried;
+  if (!view->empty() && !continues) carried.assign(*view);
+  const size_t needed = text_.size() + carried.size() + len;
+  if (needed > text_.capacity()) {
+    // Doubling keeps the copies few while a head grows; the limit caps what one head can hold.
+    size_t grown = std::max<size_t>(256, 2 * text_.capacity());
+    grown = std::max(needed, std::min(grown, max_bytes));
+    std::vector<char> bigger;
+    bigger.reserve(grown);
+    bigger.assign(text_.begin(), text_.end());
+    // Every view into the old buffer moves to the same offset in the new one, while the old
+    // buffer is still there to measure the offsets against.
+    const char* old_begin = text_.data();
+    const char* old_end = old_begin + text_.size();
+    auto rebase = [&](std::string_view& v) {
+      if (v.empty() || std::less<const char*>()(v.data(), old_begin) ||
+          !std::less<const char*>()(v.data(), old_end)) {
+        return;
+      }
+      v = std::string_view(bigger.data() + (v.data() - old_begin), v.size());
+    };
+    rebase(target);
+    rebase(reason);
+    for (HeaderField& h : headers) {
+      rebase(h.name);
+      rebase(h.value);
+    }
+    text_.swap(bigger);
+  }
+  const char* start = continues ? view->data() : text_.data() + text_.size();
+  text_.insert(text_.end(), carried.begin(), carried.end());
+  text_.insert(text_.end(), at, at + len);
+  *view = std::string_view(start, carried.size() + (continues ? view->size() : 0) + len);
 }
 
 bool iequals(std::string_view a, std::string_view b) {

@@ -11,28 +11,61 @@
 
 namespace portico {
 
+// Views into the head's buffer (or, in a head built by hand, into any string that outlives it).
 struct HeaderField {
-  std::string name;  // as received
-  std::string value;
+  std::string_view name;  // as received
+  std::string_view value;
 };
 
+// A head's bytes (request-target, reason phrase, header names and values) are copied from
+// llhttp's spans into one buffer the head owns, and the fields are views into it. clear() keeps
+// the buffer and the field array, so a keep-alive connection allocates for its first head and
+// afterwards only for a head larger than any before it, never past the head limit: nothing per
+// request or response (docs/performance.md). Moving a head moves the buffer and keeps the views
+// valid; copying is not allowed, because a copy's views would point into the original.
 struct HttpHead {
-  std::string method;  // requests
-  std::string target;  // requests: the request-target as received
-  int status = 0;      // responses
-  std::string reason;  // responses
+  std::string_view method;  // requests: llhttp's static name for it
+  std::string_view target;  // requests: the request-target as received
+  int status = 0;           // responses
+  std::string_view reason;  // responses
   uint8_t version_major = 1;
   uint8_t version_minor = 1;
   std::vector<HeaderField> headers;
 
   // Accumulation state for llhttp's split callbacks.
-  size_t bytes = 0;  // head bytes seen so far, for the limit
-  bool in_value = false;
+  bool building_name = false;  // the last span was part of a header name
+  bool in_value = false;       // the last span was part of a header value
+
+  HttpHead() = default;
+  HttpHead(const HttpHead&) = delete;
+  HttpHead& operator=(const HttpHead&) = delete;
+  HttpHead(HttpHead&&) noexcept = default;
+  HttpHead& operator=(HttpHead&&) noexcept = default;
+
+  // Building from llhttp's callbacks, one span at a time (llhttp splits any of these where a
+  // read ends). Each returns false, appending nothing, when the head would pass `max_bytes` in
+  // all (target, reason, names and values) or `max_count` header fields.
+  bool append_target(const char* at, size_t len, size_t max_bytes);
+  bool append_reason(const char* at, size_t len, size_t max_bytes);
+  bool append_name(const char* at, size_t len, size_t max_bytes, size_t max_count);
+  bool append_value(const char* at, size_t len, size_t max_bytes);
+  // False for an empty name: a field-name is one or more token characters (RFC 9110 5.1), and
+  // llhttp 8.1 lets one through after a request line with no version and a bare CR.
+  bool end_name();
+  void end_value() { in_value = false; }
+
+  // Bytes held for this head so far, and what its buffer can hold without allocating.
+  size_t bytes() const { return text_.size(); }
+  size_t capacity() const { return text_.capacity(); }
 
   void clear();
   // The first header with this name (case-insensitive), or nullptr.
   const HeaderField* find(std::string_view name) const;
   size_t count(std::string_view name) const;
+
+ private:
+  void append_span(std::string_view* view, const char* at, size_t len, size_t max_bytes);
+  std::vector<char> text_;
 };
 
 bool iequals(std::string_view a, std::string_view b);

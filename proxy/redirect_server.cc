@@ -210,42 +210,29 @@ void RedirectConnection::answer() {
 int RedirectConnection::on_message_begin(llhttp_t* p) {
   RedirectConnection* c = from_parser(p);
   c->request_.clear();
-  c->building_name_ = false;
   return 0;
 }
 
 int RedirectConnection::on_url(llhttp_t* p, const char* at, size_t len) {
   RedirectConnection* c = from_parser(p);
-  c->request_.bytes += len;
-  if (c->request_.bytes > c->ctx_.config.max_header_bytes) return HPE_USER;
-  c->request_.target.append(at, len);
-  return 0;
+  return c->request_.append_target(at, len, c->ctx_.config.max_header_bytes) ? 0 : HPE_USER;
 }
 
 int RedirectConnection::on_header_field(llhttp_t* p, const char* at, size_t len) {
   RedirectConnection* c = from_parser(p);
-  c->request_.bytes += len;
-  if (c->request_.bytes > c->ctx_.config.max_header_bytes) return HPE_USER;
-  if (!c->building_name_) {
-    if (c->request_.headers.size() >= c->ctx_.config.max_header_count) return HPE_USER;
-    c->request_.headers.emplace_back();
-    c->building_name_ = true;
-  }
-  c->request_.headers.back().name.append(at, len);
-  return 0;
+  return c->request_.append_name(at, len, c->ctx_.config.max_header_bytes,
+                                 c->ctx_.config.max_header_count)
+             ? 0
+             : HPE_USER;
 }
 
 int RedirectConnection::on_header_field_complete(llhttp_t* p) {
-  from_parser(p)->building_name_ = false;
-  return 0;
+  return from_parser(p)->request_.end_name() ? 0 : HPE_USER;
 }
 
 int RedirectConnection::on_header_value(llhttp_t* p, const char* at, size_t len) {
   RedirectConnection* c = from_parser(p);
-  c->request_.bytes += len;
-  if (c->request_.bytes > c->ctx_.config.max_header_bytes) return HPE_USER;
-  c->request_.headers.back().value.append(at, len);
-  return 0;
+  return c->request_.append_value(at, len, c->ctx_.config.max_header_bytes) ? 0 : HPE_USER;
 }
 
 int RedirectConnection::on_message_complete(llhttp_t* p) {

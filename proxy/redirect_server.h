@@ -65,7 +65,6 @@ class RedirectConnection final : private StreamWriter::Owner {
   StreamWriter writer_;
   llhttp_t parser_;
   HttpHead request_;
-  bool building_name_ = false;
   std::string peer_address_;
 };
 

@@ -241,93 +241,108 @@ std::string RouteTable::describe() const {
 
 NormalizedPath normalize_path(std::string_view raw_path) {
   NormalizedPath result;
+  result.status = normalize_path(raw_path, &result.path);
+  return result;
+}
+
+PathStatus normalize_path(std::string_view raw_path, std::string* out) {
+  std::string& path = *out;
+  path.clear();
   if (raw_path.empty() || raw_path.front() != '/') {
-    return result;
+    return PathStatus::kInvalid;
   }
   // Pass 1: decode unreserved escapes first, so that "%2e%2e" is a dot segment below and cannot
   // smuggle a traversal past a prefix check.
-  std::string decoded;
-  decoded.reserve(raw_path.size());
+  path.reserve(raw_path.size());
   for (size_t i = 0; i < raw_path.size(); ++i) {
     const auto c = static_cast<unsigned char>(raw_path[i]);
     if (c == '%') {
       if (i + 2 >= raw_path.size()) {
-        return result;
+        path.clear();
+        return PathStatus::kInvalid;
       }
       const int hi = hex_value(raw_path[i + 1]);
       const int lo = hex_value(raw_path[i + 2]);
       if (hi < 0 || lo < 0) {
-        return result;
+        path.clear();
+        return PathStatus::kInvalid;
       }
       const auto v = static_cast<unsigned char>(hi * 16 + lo);
       if (is_unreserved(v)) {
-        decoded += static_cast<char>(v);
+        path += static_cast<char>(v);
       } else {
         static constexpr char kHex[] = "0123456789ABCDEF";
-        decoded += '%';
-        decoded += kHex[v >> 4];
-        decoded += kHex[v & 0xF];
+        path += '%';
+        path += kHex[v >> 4];
+        path += kHex[v & 0xF];
       }
       i += 2;
       continue;
     }
     if (c < 0x21 || c == 0x7F || c == '#') {
-      return result;
+      path.clear();
+      return PathStatus::kInvalid;
     }
-    decoded += static_cast<char>(c);
+    path += static_cast<char>(c);
   }
 
-  // Pass 2: RFC 3986 section 5.2.4, on whole segments. Unlike the RFC, ".." at the root is an
-  // error rather than ignored: such a request is a traversal probe, not a real link.
-  std::vector<std::string_view> segments;
-  std::string_view rest(decoded);
-  rest.remove_prefix(1);
+  // Pass 2: RFC 3986 section 5.2.4, on whole segments, in place: each kept segment is written
+  // back as "/segment" at `written` (never past the segment being read, so nothing is
+  // overwritten before it is read), and ".." drops the last one written by going back to its
+  // '/'. Unlike the RFC, ".." at the root is an error rather than ignored: such a request is a
+  // traversal probe, not a real link.
+  size_t written = 0;
+  size_t read = 1;  // after the leading '/'
   while (true) {
-    const size_t slash = rest.find('/');
-    const bool last = slash == std::string_view::npos;
-    const std::string_view seg = last ? rest : rest.substr(0, slash);
+    const size_t slash = path.find('/', read);
+    const bool last = slash == std::string::npos;
+    const size_t seg_end = last ? path.size() : slash;
+    const std::string_view seg(path.data() + read, seg_end - read);
     if (seg == ".") {
       if (last) {
-        segments.emplace_back();  // "/a/." keeps its trailing slash: "/a/"
+        path[written++] = '/';  // "/a/." keeps its trailing slash: "/a/"
       }
     } else if (seg == "..") {
-      if (segments.empty()) {
-        result.status = PathStatus::kEscapesRoot;
-        return result;
+      if (written == 0) {
+        path.clear();
+        return PathStatus::kEscapesRoot;
       }
-      segments.pop_back();
+      written = path.rfind('/', written - 1);  // the start of the last segment written
       if (last) {
-        segments.emplace_back();  // "/a/b/.." -> "/a/"
+        path[written++] = '/';  // "/a/b/.." -> "/a/"
       }
     } else {
-      segments.push_back(seg);
+      path[written++] = '/';
+      for (size_t i = read; i < seg_end; ++i) path[written++] = path[i];
     }
     if (last) {
       break;
     }
-    rest.remove_prefix(slash + 1);
+    read = slash + 1;
   }
-  result.path.reserve(decoded.size());
-  for (std::string_view seg : segments) {
-    result.path += '/';
-    result.path += seg;
+  path.resize(written);
+  if (path.empty()) {
+    path = "/";
   }
-  if (result.path.empty()) {
-    result.path = "/";
-  }
-  result.status = PathStatus::kOk;
-  return result;
+  return PathStatus::kOk;
 }
 
 std::string upstream_path(const Route& route, std::string_view normalized_path) {
+  std::string out;
+  append_upstream_path(route, normalized_path, &out);
+  return out;
+}
+
+void append_upstream_path(const Route& route, std::string_view normalized_path, std::string* out) {
   if (!route.options.strip_prefix || !normalized_path.starts_with(route.prefix)) {
-    return std::string(normalized_path);
+    out->append(normalized_path);
+    return;
   }
   const std::string_view rest = normalized_path.substr(route.prefix.size());
   if (rest.empty() || rest.front() != '/') {
-    return "/" + std::string(rest);
+    out->push_back('/');
   }
-  return std::string(rest);
+  out->append(rest);
 }
 
 }  // namespace portico

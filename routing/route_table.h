@@ -109,10 +109,15 @@ struct NormalizedPath {
 };
 // `raw_path` is the path part of an origin-form target (no query); it must start with '/'.
 NormalizedPath normalize_path(std::string_view raw_path);
+// The same into `out` (replacing what it held; empty unless kOk), for a caller that reuses one
+// buffer for every request: it allocates only when a path is longer than any before it.
+PathStatus normalize_path(std::string_view raw_path, std::string* out);
 
 // The path to send upstream: with strip_prefix the route's prefix is removed (keeping a
 // leading '/'), otherwise the normalised path unchanged.
 std::string upstream_path(const Route& route, std::string_view normalized_path);
+// The same, appended to `out`.
+void append_upstream_path(const Route& route, std::string_view normalized_path, std::string* out);
 
 // Parses "http://host:port" style backend URLs (used by the route file parser).
 std::optional<BackendAddress> parse_backend_url(std::string_view url, std::string* error);

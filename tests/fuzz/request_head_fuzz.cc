@@ -20,33 +20,29 @@ namespace {
 
 struct Collector {
   portico::HttpHead head;
-  bool building_name = false;
   bool complete_headers = false;
   int messages = 0;
 };
 
+// The limits are portico's defaults (proxy/config.h); the head's own methods enforce them.
+constexpr size_t kMaxHeadBytes = 32 * 1024;
+constexpr size_t kMaxHeaders = 100;
+
 int on_url(llhttp_t* p, const char* at, size_t len) {
-  static_cast<Collector*>(p->data)->head.target.append(at, len);
-  return 0;
+  return static_cast<Collector*>(p->data)->head.append_target(at, len, kMaxHeadBytes) ? 0
+                                                                                     : HPE_USER;
 }
 int on_field(llhttp_t* p, const char* at, size_t len) {
-  auto* c = static_cast<Collector*>(p->data);
-  if (!c->building_name) {
-    c->head.headers.emplace_back();
-    c->building_name = true;
-  }
-  c->head.headers.back().name.append(at, len);
-  return 0;
+  auto& head = static_cast<Collector*>(p->data)->head;
+  return head.append_name(at, len, kMaxHeadBytes, kMaxHeaders) ? 0 : HPE_USER;
 }
 int on_field_complete(llhttp_t* p) {
-  static_cast<Collector*>(p->data)->building_name = false;
-  return 0;
+  return static_cast<Collector*>(p->data)->head.end_name() ? 0 : HPE_USER;
 }
 int on_value(llhttp_t* p, const char* at, size_t len) {
-  auto* c = static_cast<Collector*>(p->data);
-  if (c->head.headers.empty()) std::abort();
-  c->head.headers.back().value.append(at, len);
-  return 0;
+  auto& head = static_cast<Collector*>(p->data)->head;
+  if (head.headers.empty()) std::abort();
+  return head.append_value(at, len, kMaxHeadBytes) ? 0 : HPE_USER;
 }
 int on_headers_complete(llhttp_t* p) {
   auto* c = static_cast<Collector*>(p->data);
@@ -81,10 +77,22 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   llhttp_t parser;
   llhttp_init(&parser, HTTP_REQUEST, &settings);
   parser.data = &collector;
-  llhttp_errno_t err = llhttp_execute(&parser, reinterpret_cast<const char*>(data), size);
+  // Two reads, split where the input says, so that spans arrive in pieces as they do from a
+  // socket and the head's buffer grows with views already pointing into it.
+  const char* bytes = reinterpret_cast<const char*>(data);
+  size_t first = size == 0 ? 0 : (static_cast<size_t>(data[0]) * 7919) % size;
+  llhttp_errno_t err = llhttp_execute(&parser, bytes, first);
+  if (err == HPE_OK) err = llhttp_execute(&parser, bytes + first, size - first);
   if (err != HPE_PAUSED || !collector.complete_headers) return 0;
 
   portico::HttpHead& head = collector.head;
+  size_t head_bytes = head.target.size();
+  for (const portico::HeaderField& h : head.headers) {
+    // The views account for every byte the head holds (none lost or doubled by a regrowth).
+    head_bytes += h.name.size() + h.value.size();
+    if (h.name.empty()) std::abort();
+  }
+  if (head_bytes != head.bytes() || head.bytes() > kMaxHeadBytes) std::abort();
   const portico::HeaderField* host = head.find("host");
   if (!host || head.count("host") != 1) return 0;
   std::string_view host_part, port_part;

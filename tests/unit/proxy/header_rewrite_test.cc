@@ -6,9 +6,9 @@ using namespace portico;
 
 namespace {
 
-HttpHead request_head(std::vector<HeaderField> headers, std::string method = "GET") {
+HttpHead request_head(std::vector<HeaderField> headers, std::string_view method = "GET") {
   HttpHead head;
-  head.method = std::move(method);
+  head.method = method;
   head.target = "/x";
   head.headers = std::move(headers);
   return head;
