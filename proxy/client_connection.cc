@@ -826,7 +826,7 @@ void ClientConnection::reset_exchange() {
   status_sent_ = 0;
   websocket_ = false;
   switching_ = false;
-  http_->sticky_cookie_in.clear();
+  http_->sticky_cookie_in = {};
   http_->set_cookie.clear();
   http_->ws_accept.clear();
 }

@@ -175,8 +175,8 @@ class ClientConnection final : private StreamWriter::Owner, private UpstreamConn
   // The last byte each parser consumed before the bytes it is parsing now (see line_starts).
   char request_byte_before_ = '\n';
   char response_byte_before_ = '\n';
-  bool value_span_at_end_ = false;   // the last header value span ended at parse_end_
-  int request_error_status_ = 0;     // set by callbacks that reject the request (431, 413)
+  bool value_span_at_end_ = false;  // the last header value span ended at parse_end_
+  int request_error_status_ = 0;    // set by callbacks that reject the request (431, 413)
 
   // The exchange in flight.
   std::shared_ptr<RoutingState> routing_;
@@ -222,10 +222,10 @@ struct ClientConnection::HttpState {
   HttpHead request;
   HttpHead response;
   std::vector<size_t> tried_backends;
-  std::string sticky_cookie_in;  // balance=cookie: the value the client sent
-  std::string set_cookie;        // balance=cookie: the Set-Cookie line to add, if any
-  std::string normalized_path;  // the request's path, normalised (routing/route_table.h)
-  std::string upstream_target;  // the path and query sent to the backend
+  std::string_view sticky_cookie_in;  // balance=cookie: the value the client sent (in `request`)
+  std::string set_cookie;             // balance=cookie: the Set-Cookie line to add, if any
+  std::string normalized_path;        // the request's path, normalised (routing/route_table.h)
+  std::string upstream_target;        // the path and query sent to the backend
   std::string upstream_head;
   std::string ws_accept;  // the Sec-WebSocket-Accept the backend must answer with
 };

@@ -42,15 +42,12 @@ void append_header(std::string* out, std::string_view name, std::string_view val
   out->append(name).append(": ").append(value).append("\r\n");
 }
 
-// Joins the values of every header called `name` (in order) with ", ".
-std::string joined_values(const HttpHead& head, std::string_view name) {
-  std::string joined;
+// Appends the values of every header called `name` (in order), each followed by ", ": what a
+// trusted proxy said before portico adds its own entry to the list.
+void append_prior_values(std::string* out, const HttpHead& head, std::string_view name) {
   for (const HeaderField& h : head.headers) {
-    if (!iequals(h.name, name)) continue;
-    if (!joined.empty()) joined.append(", ");
-    joined.append(h.value);
+    if (iequals(h.name, name) && !h.value.empty()) out->append(h.value).append(", ");
   }
-  return joined;
 }
 
 // RFC 7239 node: IPv6 addresses are quoted and bracketed.
@@ -83,15 +80,13 @@ void build_upstream_request_head(const UpstreamRequest& request, std::string* ou
   }
 
   // Forwarding headers: a client's own values are dropped unless it is a trusted proxy.
-  std::string prior_xff = request.client_trusted ? joined_values(head, "x-forwarded-for") : "";
   out->append("X-Forwarded-For: ");
-  if (!prior_xff.empty()) out->append(prior_xff).append(", ");
+  if (request.client_trusted) append_prior_values(out, head, "x-forwarded-for");
   out->append(request.client_address).append("\r\n");
   append_header(out, "X-Forwarded-Proto", "https");
   append_header(out, "X-Forwarded-Host", request.host);
-  std::string prior_forwarded = request.client_trusted ? joined_values(head, "forwarded") : "";
   out->append("Forwarded: ");
-  if (!prior_forwarded.empty()) out->append(prior_forwarded).append(", ");
+  if (request.client_trusted) append_prior_values(out, head, "forwarded");
   out->append("for=");
   append_forwarded_node(out, request.client_address);
   out->append(";proto=https;host=\"").append(request.host).append("\"\r\n");

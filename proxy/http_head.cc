@@ -131,7 +131,7 @@ bool header_has_token(std::string_view value, std::string_view token) {
   return false;
 }
 
-std::string cookie_value(const HttpHead& head, std::string_view name) {
+std::string_view cookie_value(const HttpHead& head, std::string_view name) {
   for (const HeaderField& h : head.headers) {
     if (!iequals(h.name, "cookie")) continue;
     std::string_view rest = h.value;
@@ -141,13 +141,13 @@ std::string cookie_value(const HttpHead& head, std::string_view name) {
       while (!pair.empty() && pair.front() == ' ') pair.remove_prefix(1);
       size_t eq = pair.find('=');
       if (eq != std::string_view::npos && pair.substr(0, eq) == name) {
-        return std::string(pair.substr(eq + 1));
+        return pair.substr(eq + 1);
       }
       if (semi == std::string_view::npos) break;
       rest.remove_prefix(semi + 1);
     }
   }
-  return "";
+  return {};
 }
 
 bool split_host_port(std::string_view value, std::string_view* host, std::string_view* port) {

@@ -74,8 +74,9 @@ bool iequals(std::string_view a, std::string_view b);
 // "Connection: keep-alive, Upgrade".
 bool header_has_token(std::string_view value, std::string_view token);
 
-// The value of cookie `name` in the request's Cookie headers (RFC 6265 section 5.4), or "".
-std::string cookie_value(const HttpHead& head, std::string_view name);
+// The value of cookie `name` in the request's Cookie headers (RFC 6265 section 5.4), or "": a
+// view into the head, valid while the head is.
+std::string_view cookie_value(const HttpHead& head, std::string_view name);
 
 // Splits a Host header value into host and port after checking its syntax (RFC 3986 host:
 // reg-name, IPv4 or [IPv6]; optional port). Returns false for anything else.

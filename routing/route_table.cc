@@ -248,6 +248,11 @@ NormalizedPath normalize_path(std::string_view raw_path) {
 PathStatus normalize_path(std::string_view raw_path, std::string* out) {
   std::string& path = *out;
   path.clear();
+  // A refused path leaves `out` empty.
+  auto refuse = [&path](PathStatus why) {
+    path.clear();
+    return why;
+  };
   if (raw_path.empty() || raw_path.front() != '/') {
     return PathStatus::kInvalid;
   }
@@ -258,14 +263,12 @@ PathStatus normalize_path(std::string_view raw_path, std::string* out) {
     const auto c = static_cast<unsigned char>(raw_path[i]);
     if (c == '%') {
       if (i + 2 >= raw_path.size()) {
-        path.clear();
-        return PathStatus::kInvalid;
+        return refuse(PathStatus::kInvalid);
       }
       const int hi = hex_value(raw_path[i + 1]);
       const int lo = hex_value(raw_path[i + 2]);
       if (hi < 0 || lo < 0) {
-        path.clear();
-        return PathStatus::kInvalid;
+        return refuse(PathStatus::kInvalid);
       }
       const auto v = static_cast<unsigned char>(hi * 16 + lo);
       if (is_unreserved(v)) {
@@ -280,8 +283,7 @@ PathStatus normalize_path(std::string_view raw_path, std::string* out) {
       continue;
     }
     if (c < 0x21 || c == 0x7F || c == '#') {
-      path.clear();
-      return PathStatus::kInvalid;
+      return refuse(PathStatus::kInvalid);
     }
     path += static_cast<char>(c);
   }
@@ -304,8 +306,7 @@ PathStatus normalize_path(std::string_view raw_path, std::string* out) {
       }
     } else if (seg == "..") {
       if (written == 0) {
-        path.clear();
-        return PathStatus::kEscapesRoot;
+        return refuse(PathStatus::kEscapesRoot);
       }
       written = path.rfind('/', written - 1);  // the start of the last segment written
       if (last) {

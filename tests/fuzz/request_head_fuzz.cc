@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "proxy/config.h"
 #include "proxy/header_rewrite.h"
 #include "proxy/http_head.h"
 #include "proxy/redirect_server.h"
@@ -24,13 +25,13 @@ struct Collector {
   int messages = 0;
 };
 
-// The limits are portico's defaults (proxy/config.h); the head's own methods enforce them.
-constexpr size_t kMaxHeadBytes = 32 * 1024;
-constexpr size_t kMaxHeaders = 100;
+// portico's default limits (--max-header-bytes, --max-headers), enforced by the head itself.
+const size_t kMaxHeadBytes = portico::Config{}.max_header_bytes;
+const size_t kMaxHeaders = portico::Config{}.max_header_count;
 
 int on_url(llhttp_t* p, const char* at, size_t len) {
   return static_cast<Collector*>(p->data)->head.append_target(at, len, kMaxHeadBytes) ? 0
-                                                                                     : HPE_USER;
+                                                                                      : HPE_USER;
 }
 int on_field(llhttp_t* p, const char* at, size_t len) {
   auto& head = static_cast<Collector*>(p->data)->head;

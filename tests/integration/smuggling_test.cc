@@ -3,6 +3,7 @@
 // received.
 
 #include <catch2/catch.hpp>
+#include <thread>
 
 #include "tests/support/http_message.h"
 #include "tests/support/portico_process.h"
@@ -104,6 +105,35 @@ TEST_CASE("ambiguous or malformed requests are refused with 400, nothing forward
     CHECK(raw.find("smuggled") == std::string::npos);
     CHECK(raw.find("internal.example") == std::string::npos);
   }
+}
+
+TEST_CASE("a header line after a bare CR is refused when the CR ends one read", "[smuggling]") {
+  // The check looks at the byte before each header line, which here is the last byte of the
+  // previous read (two TLS records, sent apart).
+  Door door;
+  {
+    RawTlsClient client(door.portico.https_port(), door.cert.ca_cert);
+    REQUIRE(client.ok());
+    REQUIRE(client.send("POST / HTTP/1.1\r\nHost: a\r\nX-A:\r"));
+    std::this_thread::sleep_for(100ms);
+    REQUIRE(client.send(":Content-Length: 5\r\n\r\nhello"));
+    ReadResult read = client.read_all_until_close(5s);
+    CHECK(read.data.rfind("HTTP/1.1 400", 0) == 0);
+    CHECK(read.closed != CloseKind::kOpen);
+  }
+  CHECK(door.backend.request_count() == 0);
+  // A clean request split the same way, before a header line and inside a CRLF, is served.
+  RawTlsClient client(door.portico.https_port(), door.cert.ca_cert);
+  REQUIRE(client.ok());
+  REQUIRE(client.send("GET /split HTTP/1.1\r\nHost: a\r\n"));
+  std::this_thread::sleep_for(100ms);
+  REQUIRE(client.send("X-A: b\r"));
+  std::this_thread::sleep_for(100ms);
+  REQUIRE(client.send("\nX-B: c\r\nConnection: close\r\n\r\n"));
+  ReadResult read = client.read_all_until_close(5s);
+  CHECK(read.data.rfind("HTTP/1.1 200", 0) == 0);
+  REQUIRE(door.backend.wait_for_requests(1));
+  CHECK(door.backend.requests().at(0).target == "/split");
 }
 
 TEST_CASE("an HTTP/2 preface on the HTTP/1 port is refused", "[smuggling]") {

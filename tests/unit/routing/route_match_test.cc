@@ -169,6 +169,29 @@ TEST_CASE("normalize_path", "[routing][normalize]") {
   }
 }
 
+TEST_CASE("normalize_path into a kept buffer: the same answers, and no new buffer per path",
+          "[routing][normalize]") {
+  std::string out;
+  REQUIRE(normalize_path("/api/users/42/./orders/../orders/%7Euser/", &out) == PathStatus::kOk);
+  CHECK(out == "/api/users/42/orders/~user/");
+  const char* buffer = out.data();
+  const size_t capacity = out.capacity();
+  // Later paths no longer than the first reuse its buffer, whatever they resolve to.
+  CHECK(normalize_path("/a/b/../../c", &out) == PathStatus::kOk);
+  CHECK(out == "/c");
+  CHECK(normalize_path("/x/../..", &out) == PathStatus::kEscapesRoot);
+  CHECK(out.empty());
+  CHECK(normalize_path("/bad%zz", &out) == PathStatus::kInvalid);
+  CHECK(out.empty());
+  CHECK(normalize_path("/api/users/42/orders?", &out) == PathStatus::kOk);
+  CHECK(out == "/api/users/42/orders?");
+  CHECK(out.data() == buffer);
+  CHECK(out.capacity() == capacity);
+  // What the buffer held before never leaks into a shorter answer.
+  CHECK(normalize_path("/", &out) == PathStatus::kOk);
+  CHECK(out == "/");
+}
+
 TEST_CASE("upstream_path with and without strip_prefix", "[routing][upstream]") {
   struct Case {
     const char* prefix;
