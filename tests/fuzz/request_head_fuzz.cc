@@ -19,31 +19,35 @@
 
 namespace {
 
+// What portico sends upstream carries the client's head (within portico's default limits,
+// --max-header-bytes and --max-headers) plus headers of its own, so the reparse of it is not
+// held to those limits.
 struct Collector {
+  explicit Collector(bool client_side)
+      : max_bytes(client_side ? portico::Config{}.max_header_bytes : SIZE_MAX),
+        max_headers(client_side ? portico::Config{}.max_header_count : SIZE_MAX) {}
   portico::HttpHead head;
+  size_t max_bytes;
+  size_t max_headers;
   bool complete_headers = false;
   int messages = 0;
 };
 
-// portico's default limits (--max-header-bytes, --max-headers), enforced by the head itself.
-const size_t kMaxHeadBytes = portico::Config{}.max_header_bytes;
-const size_t kMaxHeaders = portico::Config{}.max_header_count;
-
 int on_url(llhttp_t* p, const char* at, size_t len) {
-  return static_cast<Collector*>(p->data)->head.append_target(at, len, kMaxHeadBytes) ? 0
-                                                                                      : HPE_USER;
+  auto* c = static_cast<Collector*>(p->data);
+  return c->head.append_target(at, len, c->max_bytes) ? 0 : HPE_USER;
 }
 int on_field(llhttp_t* p, const char* at, size_t len) {
-  auto& head = static_cast<Collector*>(p->data)->head;
-  return head.append_name(at, len, kMaxHeadBytes, kMaxHeaders) ? 0 : HPE_USER;
+  auto* c = static_cast<Collector*>(p->data);
+  return c->head.append_name(at, len, c->max_bytes, c->max_headers) ? 0 : HPE_USER;
 }
 int on_field_complete(llhttp_t* p) {
   return static_cast<Collector*>(p->data)->head.end_name() ? 0 : HPE_USER;
 }
 int on_value(llhttp_t* p, const char* at, size_t len) {
-  auto& head = static_cast<Collector*>(p->data)->head;
-  if (head.headers.empty()) std::abort();
-  return head.append_value(at, len, kMaxHeadBytes) ? 0 : HPE_USER;
+  auto* c = static_cast<Collector*>(p->data);
+  if (c->head.headers.empty()) std::abort();
+  return c->head.append_value(at, len, c->max_bytes) ? 0 : HPE_USER;
 }
 int on_headers_complete(llhttp_t* p) {
   auto* c = static_cast<Collector*>(p->data);
@@ -74,7 +78,7 @@ llhttp_settings_t make_settings() {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const llhttp_settings_t settings = make_settings();
-  Collector collector;
+  Collector collector(/*client_side=*/true);
   llhttp_t parser;
   llhttp_init(&parser, HTTP_REQUEST, &settings);
   parser.data = &collector;
@@ -93,7 +97,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     head_bytes += h.name.size() + h.value.size();
     if (h.name.empty()) std::abort();
   }
-  if (head_bytes != head.bytes() || head.bytes() > kMaxHeadBytes) std::abort();
+  if (head_bytes != head.bytes() || head.bytes() > collector.max_bytes) std::abort();
   const portico::HeaderField* host = head.find("host");
   if (!host || head.count("host") != 1) return 0;
   std::string_view host_part, port_part;
@@ -130,7 +134,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   portico::build_upstream_request_head(request, &out);
 
   // What goes upstream must parse back strictly as one head, with one Host.
-  Collector reparsed;
+  Collector reparsed(/*client_side=*/false);
   llhttp_t check;
   llhttp_init(&check, HTTP_REQUEST, &settings);
   check.data = &reparsed;
