@@ -165,8 +165,9 @@ ConfigLoadResult build_config_snapshot(const Config& config, const ConfigInputs&
     snapshot->warnings = current->warnings;
     result.certificate_changed = false;
   } else {
-    // make_server_tls_context reads the files again by path. Should they change in between, the
-    // change also raised a new file event, so the next reload settles on the newest files.
+    // make_server_tls_context reads the files again by path (once each: every context it makes
+    // shares what it read). Should they change in between, the change also raised a new file
+    // event, so the next reload settles on the newest files.
     std::vector<CertificateFiles> files;
     for (const CertKeyFiles& pair : certificate_files(config, &result.errors)) {
       files.push_back({pair.cert, pair.key});

@@ -13,7 +13,6 @@
 #include <ctime>
 
 #include "tls/ticket_keys.h"
-#include "tls/tls_stream.h"
 
 namespace portico {
 
@@ -48,6 +47,14 @@ struct X509Free {
 using X509Ptr = std::unique_ptr<X509, X509Free>;
 struct PkeyFree {
   void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
+};
+using PkeyPtr = std::unique_ptr<EVP_PKEY, PkeyFree>;
+
+// One certificate chain (leaf first) and its key, parsed once and put into every context that
+// serves it: the shared one and each thread's copy (TlsContextSet).
+struct CertifiedKey {
+  std::vector<X509Ptr> chain;
+  PkeyPtr key;
 };
 
 FilePtr open_file(const std::string& path, std::string* error) {
@@ -110,10 +117,13 @@ int select_alpn(SSL*, const unsigned char** out, unsigned char* outlen, const un
 
 // No SNI, or a name no certificate covers: the default context answers (RFC 6066 section 3 lets
 // the server go on; most clients then fail the name check with a clear error of their own).
+// OpenSSL calls this for every ClientHello, with or without a name, so that every handshake
+// moves to its thread's own copy of the context.
 int select_by_servername(SSL* ssl, int*, void* arg) {
+  const auto* set = static_cast<const TlsContextSet*>(arg);
   const char* name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
-  if (name == nullptr) return SSL_TLSEXT_ERR_OK;
-  SSL_CTX* chosen = static_cast<const TlsContextSet*>(arg)->select(name);
+  SSL_CTX* chosen = set->context_for_this_thread(name != nullptr ? name : "");
+  if (chosen == nullptr && name != nullptr) chosen = set->select(name);
   if (chosen != nullptr) SSL_set_SSL_CTX(ssl, chosen);
   return SSL_TLSEXT_ERR_OK;
 }
@@ -123,6 +133,12 @@ int set_index() {
       0, nullptr, nullptr, nullptr, [](void*, void* ptr, CRYPTO_EX_DATA*, int, long, void*) {
         delete static_cast<TlsContextSet*>(ptr);
       });
+  return index;
+}
+
+// Marks a thread's own copy (TlsContextSet::is_thread_own).
+int own_copy_index() {
+  static const int index = SSL_CTX_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
   return index;
 }
 
@@ -163,7 +179,6 @@ SslCtxPtr new_context(const TlsOptions& options, std::string* error) {
   SSL_CTX_set_session_id_context(c, kSessionIdContext, sizeof kSessionIdContext - 1);
   TicketKeyStore::install(c);
   SSL_CTX_set_alpn_select_cb(c, select_alpn, nullptr);
-  TlsStream::prepare_server_context(c);
   return ctx;
 }
 
@@ -191,6 +206,7 @@ struct LoadedPair {
   CertificateFiles files;
   CertificateInfo info;
   std::string names_key;  // the sorted names: certificates with the same key share a context
+  std::shared_ptr<const CertifiedKey> certified;  // what the files hold, read once
 };
 
 // Reads and checks one pair without touching any context, so that each failure names its file.
@@ -251,19 +267,30 @@ bool inspect_pair(const CertificateFiles& files, const TlsOptions& options, Load
   std::vector<std::string> sorted = out->info.names;
   std::sort(sorted.begin(), sorted.end());
   for (const std::string& name : sorted) out->names_key += name + ",";
+  auto certified = std::make_shared<CertifiedKey>();
+  certified->chain = std::move(chain);
+  certified->key = std::move(key);
+  out->certified = std::move(certified);
   return true;
 }
 
-bool load_pair(SSL_CTX* ctx, const CertificateFiles& files, std::string* error) {
-  // The whole chain file, as OpenSSL sends it: leaf first, then intermediates. A second pair
-  // with another key type goes into its own slot (OpenSSL keeps one per type).
-  if (SSL_CTX_use_certificate_chain_file(ctx, files.cert_path.c_str()) != 1) {
-    *error = files.cert_path + ": bad certificate chain: " + openssl_error_text();
-    return false;
-  }
-  if (SSL_CTX_use_PrivateKey_file(ctx, files.key_path.c_str(), SSL_FILETYPE_PEM) != 1 ||
-      SSL_CTX_check_private_key(ctx) != 1) {
-    *error = files.key_path + ": cannot use private key: " + openssl_error_text();
+// The chain as OpenSSL sends it: leaf first, then intermediates. A second pair with another key
+// type goes into its own slot (OpenSSL keeps one per type).
+bool install_pair(SSL_CTX* ctx, const CertifiedKey& pair) {
+  STACK_OF(X509)* intermediates = sk_X509_new_null();
+  if (intermediates == nullptr) return false;
+  for (size_t i = 1; i < pair.chain.size(); ++i) sk_X509_push(intermediates, pair.chain[i].get());
+  // OpenSSL takes its own references to all three.
+  const bool ok = SSL_CTX_use_cert_and_key(ctx, pair.chain.front().get(), pair.key.get(),
+                                           intermediates, /*override=*/1) == 1;
+  sk_X509_free(intermediates);
+  return ok;
+}
+
+bool load_pair(SSL_CTX* ctx, const LoadedPair& pair, std::string* error) {
+  if (!install_pair(ctx, *pair.certified) || SSL_CTX_check_private_key(ctx) != 1) {
+    *error = pair.files.cert_path + ": cannot use certificate and key " + pair.files.key_path +
+             ": " + openssl_error_text();
     return false;
   }
   return true;
@@ -271,18 +298,61 @@ bool load_pair(SSL_CTX* ctx, const CertificateFiles& files, std::string* error) 
 
 }  // namespace
 
-SSL_CTX* TlsContextSet::select(std::string_view server_name) const {
+struct TlsContextSet::Group {
+  SslCtxPtr shared;  // null for the default context: it owns the set
+  std::vector<std::shared_ptr<const CertifiedKey>> pairs;
+};
+
+TlsContextSet::TlsContextSet() = default;
+TlsContextSet::~TlsContextSet() = default;
+
+size_t TlsContextSet::group_of(std::string_view server_name) const {
   std::string name = lower(server_name);
   if (!name.empty() && name.back() == '.') name.pop_back();  // "example.com." is the same host
   auto it = by_name_.find(name);
   if (it == by_name_.end()) {
     // RFC 6125 section 6.4.3: a wildcard covers exactly one leftmost label.
     size_t dot = name.find('.');
-    if (dot == std::string::npos || dot == 0) return nullptr;
+    if (dot == std::string::npos || dot == 0) return 0;
     it = by_name_.find("*" + name.substr(dot));
-    if (it == by_name_.end()) return nullptr;
+    if (it == by_name_.end()) return 0;
   }
-  return it->second.get();
+  return it->second;
+}
+
+SSL_CTX* TlsContextSet::select(std::string_view server_name) const {
+  return groups_[group_of(server_name)]->shared.get();
+}
+
+SslCtxPtr TlsContextSet::make_copy(const Group& group) const {
+  std::string error;
+  SslCtxPtr ctx = new_context(options_, &error);
+  if (!ctx) return ctx;
+  for (const auto& pair : group.pairs) {
+    if (!install_pair(ctx.get(), *pair)) {
+      ERR_clear_error();
+      return nullptr;
+    }
+  }
+  static int marker;
+  SSL_CTX_set_ex_data(ctx.get(), own_copy_index(), &marker);
+  return ctx;
+}
+
+// The lock is held for a map lookup per handshake; the copies are made once per thread and
+// configuration, on that thread's first handshake.
+SSL_CTX* TlsContextSet::context_for_this_thread(std::string_view server_name) const {
+  const size_t group = server_name.empty() ? 0 : group_of(server_name);
+  std::lock_guard lock(copies_mutex_);
+  std::vector<SslCtxPtr>& own = copies_[std::this_thread::get_id()];
+  if (own.empty()) {
+    for (const auto& g : groups_) own.push_back(make_copy(*g));
+  }
+  return own[group].get();
+}
+
+bool TlsContextSet::is_thread_own(const SSL_CTX* ctx) {
+  return SSL_CTX_get_ex_data(ctx, own_copy_index()) != nullptr;
 }
 
 const TlsContextSet* TlsContextSet::of(SSL_CTX* default_ctx) {
@@ -323,21 +393,22 @@ TlsContextResult make_server_tls_context(const std::vector<CertificateFiles>& ce
       }
     }
     members[g].push_back(&pair);
-    if (!load_pair(contexts[g].get(), pair.files, &result.error)) return result;
+    if (!load_pair(contexts[g].get(), pair, &result.error)) return result;
   }
 
   auto set = std::make_unique<TlsContextSet>();
+  set->options_ = options;
   for (size_t g = 0; g < contexts.size(); ++g) {
+    auto group = std::make_unique<TlsContextSet::Group>();
+    if (g != 0) {
+      SSL_CTX_up_ref(contexts[g].get());
+      group->shared.reset(contexts[g].get());
+    }
+    for (const LoadedPair* pair : members[g]) group->pairs.push_back(pair->certified);
+    set->groups_.push_back(std::move(group));
     for (const std::string& name : members[g].front()->info.names) {
-      if (!name.starts_with("DNS:")) continue;  // SNI never carries an address (RFC 6066)
-      const std::string host = name.substr(4);
-      if (set->by_name_.count(host) != 0) continue;  // the first certificate for a name wins
-      SSL_CTX* ctx = nullptr;
-      if (g != 0) {
-        ctx = contexts[g].get();
-        SSL_CTX_up_ref(ctx);
-      }
-      set->by_name_.emplace(host, SslCtxPtr(ctx));
+      if (!name.starts_with("DNS:")) continue;   // SNI never carries an address (RFC 6066)
+      set->by_name_.emplace(name.substr(4), g);  // the first certificate for a name wins
     }
   }
   SSL_CTX* default_ctx = contexts.front().get();

@@ -7,8 +7,10 @@
 
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 namespace portico {
@@ -46,15 +48,36 @@ struct TlsContextResult {
 };
 
 // The SNI table of one configuration: host name -> the SSL_CTX holding that name's
-// certificates. Immutable once built. It is owned by the default SSL_CTX (ex_data, freed with
-// it), so every SSL made from that context keeps the whole set alive for its whole handshake,
-// whatever a reload swaps in meanwhile; the named contexts never point back at the default one,
-// so there is no reference cycle.
+// certificates. It is owned by the default SSL_CTX (ex_data, freed with it), so every SSL made
+// from that context keeps the whole set alive for its whole handshake, whatever a reload swaps in
+// meanwhile; the named contexts never point back at the default one, so there is no reference
+// cycle.
+//
+// Every handshake is served from a context of its thread's own: a copy of the shared context for
+// its name, with the same certificate and key objects, made on the thread's first handshake. A
+// connection is still made from the shared default context, whose session cache stays one for
+// all workers; the SNI callback then moves it to the thread's copy. What that buys: a thread may
+// change a setting of its own copy in the middle of a handshake without racing another worker
+// (TlsStream turns OpenSSL's keylog callback on only around the secrets it needs). Apart from
+// that copy table, the set is immutable once built.
 class TlsContextSet {
  public:
-  // The context for `server_name` (exact name first, then "*.rest" for one label), or null for
-  // "the default context". `server_name` in any case.
+  TlsContextSet();
+  ~TlsContextSet();
+  TlsContextSet(const TlsContextSet&) = delete;
+  TlsContextSet& operator=(const TlsContextSet&) = delete;
+
+  // The shared context for `server_name` (exact name first, then "*.rest" for one label), or
+  // null for "the default context". `server_name` in any case.
   SSL_CTX* select(std::string_view server_name) const;
+
+  // The calling thread's own copy of the context select() picks for `server_name` (empty: the
+  // client sent no name), made on the first call from this thread; null if it cannot be made
+  // (then the shared context serves, and TlsStream leaves the keylog callback alone).
+  SSL_CTX* context_for_this_thread(std::string_view server_name) const;
+
+  // True for a context made by context_for_this_thread: one thread handshakes with it.
+  static bool is_thread_own(const SSL_CTX* ctx);
 
   // The set attached to a default context by make_server_tls_context, or null.
   static const TlsContextSet* of(SSL_CTX* default_ctx);
@@ -62,8 +85,18 @@ class TlsContextSet {
  private:
   friend TlsContextResult make_server_tls_context(const std::vector<CertificateFiles>&,
                                                   const TlsOptions&);
-  // Lower-case name -> context; a null value means the default context claimed the name first.
-  std::map<std::string, SslCtxPtr, std::less<>> by_name_;
+  struct Group;  // one shared context's certificates, to make the threads' copies from
+  size_t group_of(std::string_view server_name) const;  // 0: the default context
+  SslCtxPtr make_copy(const Group& group) const;
+
+  TlsOptions options_;
+  // Lower-case name -> index into groups_ (0: the default context claimed the name first).
+  std::map<std::string, size_t, std::less<>> by_name_;
+  std::vector<std::unique_ptr<Group>> groups_;
+  // Each thread's copies, one per group; a thread that has ended leaves its copies here until
+  // the set goes (a new thread may get its id and them, and is then their one user).
+  mutable std::mutex copies_mutex_;
+  mutable std::map<std::thread::id, std::vector<SslCtxPtr>> copies_;
 };
 
 // The TLS 1.3 suites in portico's order of preference: AES-128-GCM first, as for TLS 1.2

@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "tls/tls_context.h"
+
 namespace portico {
 
 BIO_METHOD* TlsStream::bio_method() {
@@ -82,30 +84,43 @@ int TlsStream::ex_index() {
   return index;
 }
 
-// The price: with a keylog callback set, OpenSSL 3.0 formats each of a TLS 1.3 handshake's five
-// secrets as hex with one sprintf per byte, about 225,000 instructions per handshake (9 % of a
-// full one), which the hand-over wins back within a few dozen requests or messages (about 6,500
-// instructions fewer each). OpenSSL 3.0 has no other way to learn the traffic secrets.
-void TlsStream::prepare_server_context(SSL_CTX* ctx) {
+// With a keylog callback set, OpenSSL 3.0 formats every secret it derives as a hex line, one
+// sprintf per byte (about 45,000 instructions a line), and a TLS 1.3 handshake derives five:
+// both handshake traffic secrets, both application traffic secrets and the exporter secret.
+// Portico needs the two application ones, and OpenSSL 3.0 has no other way to give them. Each is
+// derived right after a Finished message (the server's written, the client's read), in the same
+// OpenSSL call, so the message callback turns the callback on at a Finished and on_keylog turns
+// it off at the secret: three lines formatted instead of five (OpenSSL logs the exporter secret
+// just before the server's application secret, with nothing of ours called in between), none
+// for TLS 1.2. The switch is a setting of the SSL_CTX, so it is made only on the thread's own
+// copy of the context, which no other thread handshakes with; and every call into OpenSSL ends
+// with it off.
+void TlsStream::arm_keylog() {
+  SSL_CTX* ctx = SSL_get_SSL_CTX(ssl_.get());
+  if (!TlsContextSet::is_thread_own(ctx)) return;
   SSL_CTX_set_keylog_callback(ctx, &TlsStream::on_keylog);
+  keylog_armed_ = true;
 }
 
-// OpenSSL reports each secret of a handshake as an NSS key log line, "LABEL <client random in
-// hex> <secret in hex>". Of TLS 1.3's five, the two application traffic secrets are kept; the
-// handshake secrets start the bookkeeping, so that it runs for TLS 1.3 connections only.
+void TlsStream::disarm_keylog_now() {
+  SSL_CTX_set_keylog_callback(SSL_get_SSL_CTX(ssl_.get()), nullptr);
+  keylog_armed_ = false;
+}
+
+// OpenSSL reports each secret as an NSS key log line, "LABEL <client random in hex> <secret in
+// hex>". The two application traffic secrets are kept.
 void TlsStream::on_keylog(const SSL* ssl, const char* line) {
   auto* self = static_cast<TlsStream*>(SSL_get_ex_data(ssl, ex_index()));
-  if (self == nullptr) return;
+  if (self == nullptr || !self->handover_) return;
   std::string_view text(line);
   const size_t label_end = text.find(' ');
   if (label_end == std::string_view::npos) return;
   const std::string_view label = text.substr(0, label_end);
-  if (label == "CLIENT_RANDOM") return;  // TLS 1.2
-  if (!self->handover_) self->handover_ = std::make_unique<HandoverState>();
   Tls13Records::TrafficSecret* secret = nullptr;
   if (label == "CLIENT_TRAFFIC_SECRET_0") secret = &self->handover_->client;
   if (label == "SERVER_TRAFFIC_SECRET_0") secret = &self->handover_->server;
   if (secret == nullptr) return;
+  self->disarm_keylog();
   const size_t hex_start = text.rfind(' ') + 1;
   const std::string_view hex = text.substr(hex_start);
   if (hex.size() % 2 != 0 || hex.size() / 2 > Tls13Records::kMaxSecret) return;
@@ -127,12 +142,14 @@ void TlsStream::on_keylog(const SSL* ssl, const char* line) {
 // Counts the records protected with the application traffic secrets. The server's Finished is
 // the last record under its handshake key and the client's Finished the last under its own, so
 // every record header after them is one more record under the application secrets. OpenSSL
-// reports a record's header before the handshake message inside it.
+// reports a record's header before the handshake message inside it, and a message before it
+// derives the keys that follow it.
 void TlsStream::on_tls_message(int write_p, int, int content_type, const void* buf, size_t len,
-                               SSL*, void* arg) {
-  HandoverState* h = static_cast<TlsStream*>(arg)->handover_.get();
-  if (h == nullptr) return;
+                               SSL* ssl, void* arg) {
+  auto* self = static_cast<TlsStream*>(arg);
+  HandoverState* h = self->handover_.get();
   if (content_type == SSL3_RT_HEADER) {
+    if (h == nullptr) return;
     if (write_p != 0) {
       if (h->server_finished_written) ++h->server.records;
     } else if (h->client_finished_read) {
@@ -143,8 +160,17 @@ void TlsStream::on_tls_message(int write_p, int, int content_type, const void* b
   if (content_type != SSL3_RT_HANDSHAKE || len == 0) return;
   const auto type = static_cast<const uint8_t*>(buf)[0];
   if (type == SSL3_MT_FINISHED) {
-    (write_p != 0 ? h->server_finished_written : h->client_finished_read) = true;
-  } else if (type == SSL3_MT_KEY_UPDATE) {
+    if (write_p != 0) {
+      // The server's Finished comes first in TLS 1.3; in TLS 1.2 nothing is kept.
+      if (h != nullptr || SSL_version(ssl) != TLS1_3_VERSION) return;
+      self->handover_ = std::make_unique<HandoverState>();
+      self->handover_->server_finished_written = true;
+    } else {
+      if (h == nullptr) return;
+      h->client_finished_read = true;
+    }
+    self->arm_keylog();
+  } else if (type == SSL3_MT_KEY_UPDATE && h != nullptr) {
     h->key_updated = true;
   }
 }
@@ -161,7 +187,8 @@ bool TlsStream::hand_over_records() {
     return false;
   }
   if (h == nullptr || !h->client_finished_read || !h->server_finished_written ||
-      !SSL_is_init_finished(ssl) || SSL_get_shutdown(ssl) != 0 || has_buffered_input()) {
+      h->client.len == 0 || h->server.len == 0 || !SSL_is_init_finished(ssl) ||
+      SSL_get_shutdown(ssl) != 0 || has_buffered_input()) {
     return false;
   }
   const SSL_CIPHER* cipher = SSL_get_current_cipher(ssl);
@@ -218,6 +245,7 @@ TlsStream::Status TlsStream::map_error(int ret) {
 TlsStream::Status TlsStream::handshake() {
   clear_error_queue();
   int ret = SSL_do_handshake(ssl_.get());
+  disarm_keylog();
   if (ret == 1) return Status::kOk;
   return map_error(ret);
 }
@@ -246,6 +274,7 @@ TlsStream::Status TlsStream::read(char* buf, size_t cap, size_t* n) {
   clear_error_queue();
   size_t got = 0;
   int ret = SSL_read_ex(ssl_.get(), buf, cap, &got);
+  disarm_keylog();
   if (ret == 1) {
     *n = got;
     return Status::kOk;
@@ -273,6 +302,7 @@ TlsStream::Status TlsStream::write(const char* data, size_t len) {
     clear_error_queue();
     size_t written = 0;
     int ret = SSL_write_ex(ssl_.get(), data, record, &written);
+    disarm_keylog();
     if (ret != 1) return map_error(ret);
     data += written;
     len -= written;
@@ -303,6 +333,7 @@ void TlsStream::shutdown() {
   }
   ERR_clear_error();
   if (SSL_is_init_finished(ssl_.get())) SSL_shutdown(ssl_.get());
+  disarm_keylog();
   ERR_clear_error();
 }
 

@@ -40,10 +40,6 @@ class TlsStream {
   TlsStream(const TlsStream&) = delete;
   TlsStream& operator=(const TlsStream&) = delete;
 
-  // Sets what hand_over_records relies on (the keylog callback) on a server context; every
-  // server context a TlsStream uses, SNI's included, must have had this.
-  static void prepare_server_context(SSL_CTX* ctx);
-
   // The ciphertext received from the network, consumed by the next calls. OpenSSL keeps any
   // partial record internally, so after a call that returns kWantRead the input is used up.
   void set_input(const char* data, size_t len) { input_ = std::string_view(data, len); }
@@ -113,7 +109,7 @@ class TlsStream {
 
   // What hand_over_records needs, gathered during a TLS 1.3 handshake: the application traffic
   // secrets (from OpenSSL's keylog callback) and, through its message callback, how many
-  // records each direction has protected with them. Made at the handshake's first secret.
+  // records each direction has protected with them. Made when the server's Finished is written.
   struct HandoverState {
     Tls13Records::TrafficSecret client;  // what the client writes with: portico reads
     Tls13Records::TrafficSecret server;
@@ -124,6 +120,13 @@ class TlsStream {
   };
   static int ex_index();
   static void on_keylog(const SSL* ssl, const char* line);
+  // The keylog callback is on only from a Finished message to the secret derived right after
+  // it, and only on the thread's own context (TlsContextSet::context_for_this_thread).
+  void arm_keylog();
+  void disarm_keylog() {
+    if (keylog_armed_) disarm_keylog_now();
+  }
+  void disarm_keylog_now();
   static void on_tls_message(int write_p, int version, int content_type, const void* buf,
                              size_t len, SSL* ssl, void* arg);
   Status read_records(char* buf, size_t cap, size_t* n);
@@ -136,6 +139,7 @@ class TlsStream {
   std::string error_reason_;
   bool plaintext_peer_ = false;
   bool keeping_buffers_ = false;
+  bool keylog_armed_ = false;
   uint8_t ramp_records_;  // records written in the current ramp; kRampRecords: ramp over
 };
 

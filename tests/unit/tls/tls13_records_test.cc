@@ -8,6 +8,7 @@
 
 #include <catch2/catch.hpp>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "tests/support/temp_dir.h"
@@ -20,7 +21,8 @@ using namespace portico::test;
 
 namespace {
 
-// portico's server context (the one the proxy uses, keylog hook included) for a test cert.
+// portico's server context (the one the proxy uses, SNI set and per-thread copies included) for
+// a test cert.
 SslCtxPtr server_context() {
   static TempDir dir;
   static TestCert cert = make_test_cert(dir);
@@ -390,4 +392,46 @@ TEST_CASE("tls handover: refused for TLS 1.2, after a KeyUpdate, with input unre
     CHECK(link.server.hand_over_records());
     exchange(link, 22);
   }
+}
+
+// The keylog callback is a setting of the SSL_CTX: it may be switched on and off during a
+// handshake only because each thread handshakes with a context of its own.
+TEST_CASE("tls handover: one context copy per thread, keylog off between calls",
+          "[tls][handover]") {
+  SslCtxPtr server_ctx = server_context();
+  const std::string sni = GENERATE(std::string(), std::string("localhost"));
+  const int version = GENERATE(TLS1_3_VERSION, TLS1_2_VERSION);
+  INFO("sni=" << sni << " version=" << version);
+  SslCtxPtr client_ctx = client_context(nullptr, version);
+  SSL_CTX* own = nullptr;
+  for (int round = 0; round < 2; ++round) {
+    Link link(server_ctx.get(), client_ctx.get());
+    if (!sni.empty()) SSL_set_tlsext_host_name(link.client, sni.c_str());
+    link.handshake();
+    SSL_CTX* used = SSL_get_SSL_CTX(link.server.ssl());
+    CHECK(used != server_ctx.get());
+    CHECK(TlsContextSet::is_thread_own(used));
+    CHECK_FALSE(TlsContextSet::is_thread_own(server_ctx.get()));
+    CHECK(SSL_CTX_get_keylog_callback(used) == nullptr);
+    if (own == nullptr) own = used;
+    CHECK(used == own);  // the same copy for every handshake of this thread
+    // The keylog callback was on for exactly the secrets the hand-over needs (TLS 1.3), and
+    // never on for TLS 1.2.
+    CHECK(link.server.hand_over_records() == (version == TLS1_3_VERSION));
+    exchange(link, 6);
+    CHECK(SSL_CTX_get_keylog_callback(own) == nullptr);
+  }
+
+  SSL_CTX* other_thread_own = nullptr;
+  bool other_handed_over = false;
+  std::thread other([&] {
+    Link link(server_ctx.get(), client_ctx.get());
+    link.handshake();
+    other_thread_own = SSL_get_SSL_CTX(link.server.ssl());
+    other_handed_over = link.server.hand_over_records();
+  });
+  other.join();
+  CHECK(other_thread_own != nullptr);
+  CHECK(other_thread_own != own);
+  CHECK(other_handed_over == (version == TLS1_3_VERSION));
 }

@@ -30,6 +30,23 @@ std::string served_for(const TlsContextResult& r, const std::string& sni) {
   return subject_cn(chosen ? chosen : r.ctx.get());
 }
 
+// The CN this thread's own copy of the context serves for `sni` ("" for none).
+std::string served_by_copy_for(const TlsContextResult& r, const std::string& sni) {
+  SSL_CTX* own = TlsContextSet::of(r.ctx.get())->context_for_this_thread(sni);
+  REQUIRE(own != nullptr);
+  CHECK(TlsContextSet::is_thread_own(own));
+  return subject_cn(own);
+}
+
+int certificate_slots(SSL_CTX* ctx) {
+  int slots = 0;
+  for (int rc = SSL_CTX_set_current_cert(ctx, SSL_CERT_SET_FIRST); rc == 1;
+       rc = SSL_CTX_set_current_cert(ctx, SSL_CERT_SET_NEXT)) {
+    if (SSL_CTX_get0_certificate(ctx)) ++slots;
+  }
+  return slots;
+}
+
 std::string read_all(const std::string& path) {
   std::ifstream in(path);
   std::stringstream s;
@@ -57,6 +74,13 @@ TEST_CASE("SNI picks exact names, then one-label wildcards, else the first certi
   CHECK(served_for(r, "example.com") == "first.test");
   CHECK(served_for(r, "localhost") == "first.test");
   CHECK(served_for(r, "unknown.test") == "first.test");
+  // A thread's own copies serve the same certificates as the shared contexts.
+  for (const char* name : {"a.example.com", "A.Example.COM", "b.example.com", "x.y.example.com",
+                           "localhost", "unknown.test", ""}) {
+    INFO(name);
+    CHECK(served_by_copy_for(r, name) == served_for(r, *name ? name : "unknown.test"));
+  }
+  CHECK_FALSE(TlsContextSet::is_thread_own(r.ctx.get()));
   REQUIRE(r.certificates.size() == 3);
   CHECK(r.certificates[2].names ==
         std::vector<std::string>{"DNS:w.example.com", "DNS:*.example.com"});
@@ -73,14 +97,9 @@ TEST_CASE("an ECDSA and an RSA certificate for the same names share one context"
   TlsContextResult r = make_server_tls_context({files_of(ec), files_of(rsa)});
   REQUIRE(r.error == "");
   CHECK(r.certificates[1].key_type == "RSA");
-  // Both slots filled in the default context.
-  SSL_CTX* ctx = r.ctx.get();
-  int slots = 0;
-  for (int rc = SSL_CTX_set_current_cert(ctx, SSL_CERT_SET_FIRST); rc == 1;
-       rc = SSL_CTX_set_current_cert(ctx, SSL_CERT_SET_NEXT)) {
-    if (SSL_CTX_get0_certificate(ctx)) ++slots;
-  }
-  CHECK(slots == 2);
+  // Both slots filled in the default context, and in this thread's copy of it.
+  CHECK(certificate_slots(r.ctx.get()) == 2);
+  CHECK(certificate_slots(TlsContextSet::of(r.ctx.get())->context_for_this_thread("")) == 2);
 
   TestCert ec2 = issue_cert(dir, ca, {{"localhost"}, "ec2"});
   TlsContextResult dup = make_server_tls_context({files_of(ec), files_of(ec2)});
