@@ -435,3 +435,35 @@ TEST_CASE("tls handover: one context copy per thread, keylog off between calls",
   CHECK(other_thread_own != own);
   CHECK(other_handed_over == (version == TLS1_3_VERSION));
 }
+
+// The copies are per thread; what resumes a session is not: a session cached on one worker's
+// thread (TLS 1.2 without tickets: the shared default context's cache) or a ticket it issued
+// (the process's ticket keys) resumes on another's.
+TEST_CASE("tls handover: a session made on one thread resumes on another", "[tls][handover]") {
+  SslCtxPtr server_ctx = server_context();
+  const int version = GENERATE(TLS1_3_VERSION, TLS1_2_VERSION);
+  INFO("version=" << version);
+  SslCtxPtr client_ctx = client_context(nullptr, version);
+  if (version == TLS1_2_VERSION) SSL_CTX_set_options(client_ctx.get(), SSL_OP_NO_TICKET);
+  SSL_SESSION* session = nullptr;
+  std::thread first([&] {
+    Link link(server_ctx.get(), client_ctx.get());
+    link.handshake();
+    link.server_write("x");
+    CHECK(link.client_read() == "x");  // reads a TLS 1.3 ticket too
+    session = SSL_get1_session(link.client);
+    // Both ends close cleanly: OpenSSL drops a session from its cache when a connection ends
+    // without close_notify.
+    SSL_shutdown(link.client);
+    link.server.shutdown();
+  });
+  first.join();
+  REQUIRE(session != nullptr);
+  CHECK(SSL_SESSION_has_ticket(session) == (version == TLS1_3_VERSION ? 1 : 0));
+  Link second(server_ctx.get(), client_ctx.get(), session);
+  second.handshake();
+  CHECK(SSL_session_reused(second.client) == 1);
+  CHECK(SSL_version(second.client) == version);
+  CHECK(second.server.hand_over_records() == (version == TLS1_3_VERSION));
+  SSL_SESSION_free(session);
+}
