@@ -1,15 +1,25 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages portico needs to build, test and run its demo.
 # Only what is missing is installed; needs root (or sudo).
+#   bash scripts/install-deps.sh [--build-only] [EXTRA-PACKAGE ...]
+# --build-only: just what a Release build of portico needs (tests/bench/run.sh), not the
+# sanitizer compilers and test clients.
 set -euo pipefail
 
 packages=(
-  build-essential cmake ninja-build pkg-config git
+  build-essential cmake ninja-build pkg-config openssl
   libuv1-dev libssl-dev libwslay-dev catch2 node-llhttp   # the fixed stack
-  clang libclang-rt-14-dev                                # sanitizer and libFuzzer builds
-  curl openssl sslscan                                    # the real clients the tests use
-  procps                                                  # ps/pgrep for the demo's clean-up
 )
+if [ "${1:-}" = "--build-only" ]; then
+  shift
+else
+  packages+=(
+    git
+    clang libclang-rt-14-dev                              # sanitizer and libFuzzer builds
+    curl sslscan                                          # the real clients the tests use
+    procps                                                # ps/pgrep for the demo's clean-up
+  )
+fi
 [ $# -gt 0 ] && packages+=("$@")
 
 missing=()

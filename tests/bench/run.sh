@@ -55,7 +55,9 @@ TARGETS=(portico nginx haproxy)
 log() { echo "[bench $(date +%H:%M:%S)] $*" >&2; }
 
 # ---------------------------------------------------------------------------------------------
-# Tools.
+# Tools: what the build needs (the same list the test command installs from), then the
+# benchmark's own.
+bash "$ROOT/scripts/install-deps.sh" --build-only
 need_pkgs=()
 command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || need_pkgs+=(nginx-light)
 command -v haproxy >/dev/null 2>&1 || [[ -x /usr/sbin/haproxy ]] || need_pkgs+=(haproxy)
