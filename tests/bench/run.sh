@@ -16,7 +16,7 @@
 # or message. Unlike requests/s on a shared 2-core VM, these do not move between runs.
 #
 # --rounds N alternates the proxies N times instead of 3 (1 with --quick); the medians are then
-# taken over N rounds. Each round takes about 2.6 minutes.
+# taken over N rounds. Each round takes 2.1-2.6 minutes.
 set -euo pipefail
 
 COMMAND_ARGS="$*"  # for the report; the loop below consumes the arguments
