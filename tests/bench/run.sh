@@ -62,11 +62,8 @@ need_pkgs=()
 command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || need_pkgs+=(nginx-light)
 command -v haproxy >/dev/null 2>&1 || [[ -x /usr/sbin/haproxy ]] || need_pkgs+=(haproxy)
 command -v wrk >/dev/null 2>&1 || need_pkgs+=(wrk)
-command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)
 command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
 command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3)
-command -v cmake >/dev/null 2>&1 || need_pkgs+=(cmake)
-command -v ninja >/dev/null 2>&1 || need_pkgs+=(ninja-build)
 ((INSTR)) && { command -v valgrind >/dev/null 2>&1 || need_pkgs+=(valgrind); }
 if ((${#need_pkgs[@]})); then
   log "installing ${need_pkgs[*]}"
