@@ -55,9 +55,8 @@ TARGETS=(portico nginx haproxy)
 log() { echo "[bench $(date +%H:%M:%S)] $*" >&2; }
 
 # ---------------------------------------------------------------------------------------------
-# Tools: what the build needs (the same list the test command installs from), then the
-# benchmark's own.
-bash "$ROOT/scripts/install-deps.sh" --build-only
+# Tools: the benchmark's own (looked for as commands, whichever package brought them), then
+# installed with what the build needs through the one install script the test command uses.
 need_pkgs=()
 command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || need_pkgs+=(nginx-light)
 command -v haproxy >/dev/null 2>&1 || [[ -x /usr/sbin/haproxy ]] || need_pkgs+=(haproxy)
@@ -65,15 +64,10 @@ command -v wrk >/dev/null 2>&1 || need_pkgs+=(wrk)
 command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
 command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3)
 ((INSTR)) && { command -v valgrind >/dev/null 2>&1 || need_pkgs+=(valgrind); }
-if ((${#need_pkgs[@]})); then
-  log "installing ${need_pkgs[*]}"
-  apt-get update -qq
-  # nginx-light went away in newer Debian releases; fall back to nginx.
-  if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null; then
-    need_pkgs=("${need_pkgs[@]/nginx-light/nginx}")
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
-  fi
-fi
+((${#need_pkgs[@]})) && log "installing ${need_pkgs[*]} (and what the build lacks)"
+# nginx-light went away in newer Debian releases; fall back to nginx.
+bash "$ROOT/scripts/install-deps.sh" --build-only "${need_pkgs[@]}" ||
+  bash "$ROOT/scripts/install-deps.sh" --build-only "${need_pkgs[@]/nginx-light/nginx}"
 export PATH="$PATH:/usr/sbin:/sbin"
 # Debian's packages start their own services; we want only our foreground copies.
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet nginx 2>/dev/null; then
