@@ -6,8 +6,8 @@
 #
 # Installs what it lacks (Debian packages), builds portico, the example backends and ws_load in
 # build-bench/ (Release), makes one ECDSA P-256 certificate, starts api_server and ws_server, then
-# puts each proxy in front of them in turn (portico, NGINX, HAProxy, portico, NGINX, HAProxy, ...)
-# and runs the scenarios of docs/performance.md against it. Prints the machine and a Markdown
+# puts each proxy in front of them in turn (portico, NGINX, HAProxy; then NGINX, HAProxy, portico;
+# each round starting one proxy later) and runs the scenarios of docs/performance.md against it. Prints the machine and a Markdown
 # table of medians and ratios, also written to build-bench/bench-results.md. Every load is bounded
 # in time; every process started here is ended on exit.
 #
@@ -666,8 +666,14 @@ if ((INSTR)); then
   exit 0
 fi
 
+# Each round starts one proxy later than the round before (portico NGINX HAProxy, then NGINX
+# HAProxy portico, then HAProxy portico NGINX, ...), so that over the rounds each proxy takes each
+# place in a round equally often: a slow spell of the machine that recurs at the same point of
+# every round then lands on all three alike instead of on one.
 for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
-  for t in "${TARGETS[@]}"; do run_target "$t"; done
+  for ((i = 0; i < ${#TARGETS[@]}; i++)); do
+    run_target "${TARGETS[(ROUND - 1 + i) % ${#TARGETS[@]}]}"
+  done
   run_direct
 done
 
