@@ -120,8 +120,35 @@ stop_pid() {  # stop_pid PID: TERM, up to 5 s, then KILL
   forget_pid "$pid"
 }
 
-free_port() {
-  "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+# A free port below the kernel's ephemeral range. Each proxy is restarted on the same ports every
+# round, and between its turns the loads open tens of thousands of client connections; a port
+# from the ephemeral range can meanwhile be taken as some client socket's source port (and stay
+# in TIME_WAIT), which makes the proxy's next bind fail with "address already in use".
+USED_PORTS=()
+free_port() {  # sets FREE_PORT, never to a port it gave before in this run
+  local port
+  port=$("$PY" - "${USED_PORTS[@]}" <<'PYEOF'
+import random, socket, sys
+low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+used = {int(p) for p in sys.argv[1:]}
+candidates = [p for p in range(10000, max(10001, low)) if p not in used]
+random.shuffle(candidates)
+for port in candidates:
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        continue
+    finally:
+        s.close()
+    print(port)
+    break
+else:
+    raise SystemExit("run.sh: no free port below the ephemeral range")
+PYEOF
+  ) || exit 1
+  USED_PORTS+=("$port")
+  FREE_PORT=$port
 }
 
 wait_for_line() {  # wait_for_line FILE REGEX SECONDS
@@ -141,8 +168,8 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
 cat "$WORK/cert.pem" "$WORK/key.pem" >"$WORK/haproxy.pem"
 
 # Backends.
-API_PORT=$(free_port)
-WS_PORT=$(free_port)
+free_port; API_PORT=$FREE_PORT
+free_port; WS_PORT=$FREE_PORT
 "$API_SERVER" --port "$API_PORT" --listen 127.0.0.1 --quiet >"$WORK/api_server.log" 2>&1 &
 API_PID=$!; PIDS+=("$API_PID")
 "$WS_SERVER" --port "$WS_PORT" --quiet >"$WORK/ws_server.log" 2>&1 &
@@ -154,8 +181,8 @@ wait_for_line "$WORK/ws_server.log" "listening" 10 || { cat "$WORK/ws_server.log
 # Proxy configurations (equivalent on purpose; docs/performance.md explains each line).
 declare -A HTTPS_PORT HTTP_PORT
 for t in "${TARGETS[@]}"; do
-  HTTPS_PORT[$t]=$(free_port)
-  HTTP_PORT[$t]=$(free_port)
+  free_port; HTTPS_PORT[$t]=$FREE_PORT
+  free_port; HTTP_PORT[$t]=$FREE_PORT
 done
 
 # Portico's cipher order (tls/tls_context.h), given to NGINX and HAProxy too, so that all three
