@@ -6,10 +6,11 @@
 #
 # Installs what it lacks (Debian packages), builds portico, the example backends and ws_load in
 # build-bench/ (Release), makes one ECDSA P-256 certificate, starts api_server and ws_server, then
-# puts each proxy in front of them in turn (portico, NGINX, HAProxy; then NGINX, HAProxy, portico;
-# each round starting one proxy later) and runs the scenarios of docs/performance.md against it. Prints the machine and a Markdown
-# table of medians and ratios, also written to build-bench/bench-results.md. Every load is bounded
-# in time; every process started here is ended on exit.
+# puts each proxy in front of them in turn (portico, NGINX, HAProxy; NGINX, HAProxy, portico; ...
+# each round one proxy later) and runs the scenarios of docs/performance.md against it. Prints
+# the machine and a Markdown table of medians and ratios, also written to
+# build-bench/bench-results.md. Every load is bounded in time; every process started here is
+# ended on exit.
 #
 # --instructions counts instead of timing: each proxy runs under callgrind, and the table gives
 # the instructions it executes (user space: its own code, OpenSSL, libc) per request, handshake
