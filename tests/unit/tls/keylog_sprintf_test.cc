@@ -2,6 +2,8 @@
 // does and pass every other format to glibc unchanged. This executable links it, as portico
 // does, so the hand-over tests here also take OpenSSL's keylog lines through it.
 
+#include <dlfcn.h>
+
 #include <catch2/catch.hpp>
 #include <cstdio>
 #include <cstring>
@@ -60,4 +62,19 @@ TEST_CASE("keylog sprintf: every other format is glibc's own", "[tls][keylog]") 
   char buf[64];
   REQUIRE(__sprintf_chk(buf, 1, sizeof buf, "%s=%d", "port", 443) == 8);
   REQUIRE(std::string(buf) == "port=443");
+}
+
+TEST_CASE("keylog sprintf: the dynamic linker resolves __sprintf_chk to this definition",
+          "[tls][keylog]") {
+  // What libssl's calls bind to: the global lookup, executable first. Without
+  // tls/keylog_sprintf.c linked in, this finds glibc's and the tests above compare glibc
+  // with itself.
+  void* resolved = dlsym(RTLD_DEFAULT, "__sprintf_chk");
+  REQUIRE(resolved != nullptr);
+  REQUIRE(resolved == reinterpret_cast<void*>(&__sprintf_chk));
+  Dl_info info{};
+  REQUIRE(dladdr(resolved, &info) != 0);
+  REQUIRE(info.dli_fname != nullptr);
+  CAPTURE(info.dli_fname);
+  REQUIRE(std::string(info.dli_fname).find("libc.so") == std::string::npos);
 }
