@@ -6,8 +6,9 @@
 #
 # Installs what it lacks (Debian packages), builds portico, the example backends and ws_load in
 # build-bench/ (Release), makes one ECDSA P-256 certificate, starts api_server and ws_server, then
-# puts each proxy in front of them in turn (portico, NGINX, HAProxy; NGINX, HAProxy, portico; ...
-# each round one proxy later) and runs the scenarios of docs/performance.md against it. Prints
+# each round starts the three proxies in front of them and runs each scenario of
+# docs/performance.md against the three in turn (portico, NGINX, HAProxy; NGINX, HAProxy,
+# portico; ... one proxy later each scenario and each round). Prints
 # the machine and a Markdown table of medians and ratios, also written to
 # build-bench/bench-results.md. Every load is bounded in time; every process started here is
 # ended on exit.
@@ -526,8 +527,16 @@ mem_per_conn() {
 POST_LUA="$WORK/post.lua"
 echo 'wrk.method = "POST"; wrk.body = string.rep("x", 1048576); wrk.headers["Content-Type"] = "application/octet-stream"' >"$POST_LUA"
 
-run_target() {  # run_target NAME: every scenario against one freshly started proxy
+# A round starts all three proxies afresh and keeps them up until its end; an idle proxy sleeps
+# in epoll_wait and costs the one under load nothing. Each scenario then runs against the three
+# back to back, a few seconds apart, rather than every scenario against one proxy and then the
+# next: this machine's speed changes over tens of seconds, and loads a minute apart (one proxy's
+# whole turn) could land in different spells, where loads seconds apart mostly share one.
+declare -A ROUND_PID  # proxy -> its process in this round; empty if it did not start
+
+start_round_target() {  # start_round_target NAME: start, sanity checks, warm-up, S7
   local t=$1
+  ROUND_PID[$t]=""
   if ! start_target "$t"; then
     local k
     for k in s1_rps s2_rps s2b_rps s3_rps s4_rps s5_msgs s6_mbps s7_kb_2000 s7_kb_5000 s8_rps s9_ms; do
@@ -536,6 +545,7 @@ run_target() {  # run_target NAME: every scenario against one freshly started pr
     return
   fi
   local pid=$TARGET_PID url="https://127.0.0.1:${HTTPS_PORT[$t]}"
+  ROUND_PID[$t]=$pid
   # Sanity: each proxy must hand back the backend's own answers.
   local body
   body=$(curl -sk --max-time 5 "$url/small" || true)
@@ -549,30 +559,63 @@ run_target() {  # run_target NAME: every scenario against one freshly started pr
       </dev/null 2>/dev/null | sed -nE 's/^New, (TLS[^,]*), Cipher is (.*)/\1 \2/p')"
   fi
   wrk -t1 -c10 -d1s "$url/small" >/dev/null 2>&1 || true  # warm-up
+  # S7 first, while the process has served nothing but the warm-up: its base RSS is the
+  # same for every proxy and every round.
   log "round $ROUND $t: S7 idle wss connections"
   mem_per_conn "$t" "${HTTPS_PORT[$t]}" "$pid"
-  log "round $ROUND $t: S1..S6, S8"
-  cpu_mark "$pid"
-  wrk_run "$t" s1 -t1 -c50 -d"${D_S1}s" "$url/small"
-  cpu_split "$t" s1 "$D_S1" "$pid"
-  wrk_run "$t" s2 -t1 -c50 -d"${D_SHORT}s" -H 'Connection: close' "$url/small"
-  cpu_mark "$pid"
-  handshakes "$t" "${HTTPS_PORT[$t]}"
-  cpu_split "$t" s2b "$D_SHORT" "$pid"
-  wrk_run "$t" s3 -t1 -c4 -d"${D_SHORT}s" "$url/bytes/1048576"
-  wrk_run "$t" s4 -t1 -c4 -d"${D_SHORT}s" -s "$POST_LUA" "$url/upload"
-  cpu_mark "$pid"
-  ws_echo "$t" s5 "${HTTPS_PORT[$t]}" 1 50 64 "$D_SHORT"
-  cpu_split "$t" s5 "$D_SHORT" "$pid"
-  ws_echo "$t" s6 "${HTTPS_PORT[$t]}" 1 8 65536 "$D_SHORT"
-  cpu_mark "$pid"
-  wrk_run "$t" s8 -t1 -c50 -d"${D_SHORT}s" "http://127.0.0.1:${HTTP_PORT[$t]}/small"
-  cpu_split "$t" s8 "$D_SHORT" "$pid"
-  first_byte "$t" "${HTTPS_PORT[$t]}"
-  if ! kill -0 "$pid" 2>/dev/null; then
-    note "round $ROUND $t: the proxy process died during the run; its output: $(tail -5 "$WORK/$t.log" | tr '\n' ' ')"
-  fi
-  stop_pid "$pid"
+}
+
+run_scenario() {  # run_scenario NAME KEY: one scenario against one running proxy
+  local t=$1 key=$2 pid=${ROUND_PID[$1]}
+  local url="https://127.0.0.1:${HTTPS_PORT[$t]}"
+  case "$key" in
+    s1)
+      cpu_mark "$pid"
+      wrk_run "$t" s1 -t1 -c50 -d"${D_S1}s" "$url/small"
+      cpu_split "$t" s1 "$D_S1" "$pid" ;;
+    s2) wrk_run "$t" s2 -t1 -c50 -d"${D_SHORT}s" -H 'Connection: close' "$url/small" ;;
+    s2b)
+      cpu_mark "$pid"
+      handshakes "$t" "${HTTPS_PORT[$t]}"
+      cpu_split "$t" s2b "$D_SHORT" "$pid" ;;
+    s3) wrk_run "$t" s3 -t1 -c4 -d"${D_SHORT}s" "$url/bytes/1048576" ;;
+    s4) wrk_run "$t" s4 -t1 -c4 -d"${D_SHORT}s" -s "$POST_LUA" "$url/upload" ;;
+    s5)
+      cpu_mark "$pid"
+      ws_echo "$t" s5 "${HTTPS_PORT[$t]}" 1 50 64 "$D_SHORT"
+      cpu_split "$t" s5 "$D_SHORT" "$pid" ;;
+    s6) ws_echo "$t" s6 "${HTTPS_PORT[$t]}" 1 8 65536 "$D_SHORT" ;;
+    s8)
+      cpu_mark "$pid"
+      wrk_run "$t" s8 -t1 -c50 -d"${D_SHORT}s" "http://127.0.0.1:${HTTP_PORT[$t]}/small"
+      cpu_split "$t" s8 "$D_SHORT" "$pid" ;;
+    s9) first_byte "$t" "${HTTPS_PORT[$t]}" ;;
+  esac
+}
+
+# The order of the proxies rotates by one from round to round and from scenario to scenario
+# (portico NGINX HAProxy, then NGINX HAProxy portico, then HAProxy portico NGINX, ...), so that
+# over the rounds each proxy runs each scenario first, second and third equally often.
+run_round() {
+  local n=${#TARGETS[@]} i k t key keys=(s1 s2 s2b s3 s4 s5 s6 s8 s9)
+  for ((i = 0; i < n; i++)); do
+    start_round_target "${TARGETS[(ROUND - 1 + i) % n]}"
+  done
+  log "round $ROUND: S1..S6, S8, S9, each against the three in turn"
+  for ((k = 0; k < ${#keys[@]}; k++)); do
+    key=${keys[$k]}
+    for ((i = 0; i < n; i++)); do
+      t=${TARGETS[(ROUND - 1 + k + i) % n]}
+      [[ -n "${ROUND_PID[$t]}" ]] && run_scenario "$t" "$key"
+    done
+  done
+  for t in "${TARGETS[@]}"; do
+    [[ -z "${ROUND_PID[$t]}" ]] && continue
+    if ! kill -0 "${ROUND_PID[$t]}" 2>/dev/null; then
+      note "round $ROUND $t: the proxy process died during the run; its output: $(tail -5 "$WORK/$t.log" | tr '\n' ' ')"
+    fi
+    stop_pid "${ROUND_PID[$t]}"
+  done
 }
 
 run_direct() {  # the ceiling: S1, S3, S5 straight to the backends, no proxy, no TLS
@@ -694,14 +737,8 @@ if ((INSTR)); then
   exit 0
 fi
 
-# Each round starts one proxy later than the round before (portico NGINX HAProxy, then NGINX
-# HAProxy portico, then HAProxy portico NGINX, ...), so that over the rounds each proxy takes each
-# place in a round equally often: a slow spell of the machine that recurs at the same point of
-# every round then lands on all three alike instead of on one.
 for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
-  for ((i = 0; i < ${#TARGETS[@]}; i++)); do
-    run_target "${TARGETS[(ROUND - 1 + i) % ${#TARGETS[@]}]}"
-  done
+  run_round
   run_direct
 done
 
