@@ -6,7 +6,6 @@
 #include <openssl/x509v3.h>
 
 #include <cstring>
-#include <ctime>
 #include <memory>
 #include <set>
 #include <string>
@@ -15,6 +14,7 @@
 
 #include "proxy/config_loader.h"
 #include "proxy/probe.h"
+#include "tls/tls_context.h"
 
 namespace portico {
 namespace {
@@ -49,14 +49,6 @@ std::string ip_bytes(const std::string& host) {
   return "";
 }
 
-std::string format_time(const ASN1_TIME* time) {
-  std::tm tm{};
-  if (ASN1_TIME_to_tm(time, &tm) != 1) return "?";
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
 std::string joined(const std::vector<std::string>& items) {
   std::string out;
   for (const std::string& item : items) {
@@ -76,7 +68,7 @@ void check_certificate(const CertKeyFiles& pair, X509* leaf, FILE* out, Tally* t
   const ASN1_TIME* not_before = X509_get0_notBefore(leaf);
   int days = 0, seconds = 0;
   ASN1_TIME_diff(&days, &seconds, nullptr, not_after);  // from now to the expiry
-  const std::string expires = format_time(not_after);
+  const std::string expires = format_asn1_time(not_after);
   if (X509_cmp_current_time(not_after) <= 0) {
     ++tally->failures;
     std::fprintf(out, "cert FAIL file=%s expires=%s days_left=%d detail=expired\n",
@@ -93,7 +85,7 @@ void check_certificate(const CertKeyFiles& pair, X509* leaf, FILE* out, Tally* t
   if (X509_cmp_current_time(not_before) > 0) {
     ++tally->warnings;
     std::fprintf(out, "cert WARN file=%s detail=not valid before %s\n", pair.cert.c_str(),
-                 format_time(not_before).c_str());
+                 format_asn1_time(not_before).c_str());
   }
   // The pair was checked when the TLS context was built; a mismatch never gets this far.
   std::fprintf(out, "cert PASS file=%s key=%s detail=the private key matches the certificate\n",

@@ -71,14 +71,6 @@ std::string lower(std::string_view s) {
   return out;
 }
 
-std::string format_time(const ASN1_TIME* time) {
-  std::tm tm{};
-  if (ASN1_TIME_to_tm(time, &tm) != 1) return "?";
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
 std::string subject_of(X509* cert) {
   char buf[256];
   X509_NAME_oneline(X509_get_subject_name(cert), buf, sizeof buf);
@@ -254,7 +246,7 @@ bool inspect_pair(const CertificateFiles& files, const TlsOptions& options, Load
   out->info.key_path = files.key_path;
   out->info.key_type = key_type_of(key.get());
   out->info.names = certificate_names(leaf).shown;
-  out->info.not_after = format_time(X509_get0_notAfter(leaf));
+  out->info.not_after = format_asn1_time(X509_get0_notAfter(leaf));
   out->info.expired = X509_cmp_current_time(X509_get0_notAfter(leaf)) <= 0;
   if (out->info.expired) {
     std::string line = files.cert_path + ": certificate expired on " + out->info.not_after;
@@ -297,6 +289,14 @@ bool load_pair(SSL_CTX* ctx, const LoadedPair& pair, std::string* error) {
 }
 
 }  // namespace
+
+std::string format_asn1_time(const ASN1_TIME* time) {
+  std::tm tm{};
+  if (ASN1_TIME_to_tm(time, &tm) != 1) return "?";
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
 
 struct TlsContextSet::Group {
   SslCtxPtr shared;  // null for the default context: it owns the set

@@ -40,6 +40,10 @@ struct CertificateInfo {
   bool expired = false;
 };
 
+// A certificate time as UTC ISO 8601 ("2026-01-31T12:00:00Z"), as the start-up log and
+// `portico check` print it; "?" if OpenSSL cannot read it.
+std::string format_asn1_time(const ASN1_TIME* time);
+
 struct TlsContextResult {
   SslCtxPtr ctx;                      // the default context (SNI selection inside); null on error
   std::string error;                  // one line naming the file and what is wrong

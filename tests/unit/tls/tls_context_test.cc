@@ -169,3 +169,16 @@ TEST_CASE("tls context: --tls-min 1.3 sets the context's lowest version", "[tls]
   CHECK(SSL_CTX_get_min_proto_version(
             make_server_tls_context({files_of(cert)}, options).ctx.get()) == TLS1_3_VERSION);
 }
+
+TEST_CASE("certificate times print as UTC ISO 8601, unreadable ones as ?", "[tls]") {
+  ASN1_TIME* time = ASN1_TIME_set(nullptr, 1769860800);  // 2026-01-31 12:00:00 UTC
+  REQUIRE(time != nullptr);
+  CHECK(format_asn1_time(time) == "2026-01-31T12:00:00Z");
+  // A GeneralizedTime (after 2049) goes through the same path.
+  REQUIRE(ASN1_TIME_set_string(time, "20510102030405Z") == 1);
+  CHECK(format_asn1_time(time) == "2051-01-02T03:04:05Z");
+  // Bytes that are no time at all: the log says "?" rather than a made-up date.
+  REQUIRE(ASN1_STRING_set(time, "not a time", -1) == 1);
+  CHECK(format_asn1_time(time) == "?");
+  ASN1_TIME_free(time);
+}
