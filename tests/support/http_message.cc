@@ -31,6 +31,27 @@ std::vector<std::string> header_values(const HeaderList& headers, std::string_vi
   return out;
 }
 
+void HeaderCollector::reset() {
+  field.clear();
+  value.clear();
+  last_was_value = false;
+}
+
+void HeaderCollector::field_piece(std::string_view piece, HeaderList& into) {
+  if (last_was_value) finish(into);
+  field.append(piece);
+}
+
+void HeaderCollector::value_piece(std::string_view piece) {
+  value.append(piece);
+  last_was_value = true;
+}
+
+void HeaderCollector::finish(HeaderList& into) {
+  if (!field.empty() || last_was_value) into.emplace_back(field, value);
+  reset();
+}
+
 namespace {
 
 struct ResponseParser {
@@ -40,17 +61,10 @@ struct ResponseParser {
   size_t method_index = 0;
   std::vector<HttpResponse> responses;
   bool in_headers = false;
-  bool last_was_value = false;
-  std::string field, value;
+  HeaderCollector collector;
 
   HttpResponse& current() { return responses.back(); }
   HeaderList& header_target() { return in_headers ? current().headers : current().trailers; }
-  void flush_header() {
-    if (!field.empty() || last_was_value) header_target().emplace_back(field, value);
-    field.clear();
-    value.clear();
-    last_was_value = false;
-  }
 };
 
 ResponseParser* self(llhttp_t* p) { return static_cast<ResponseParser*>(p->data); }
@@ -59,9 +73,7 @@ int on_message_begin(llhttp_t* p) {
   auto* s = self(p);
   s->responses.emplace_back();
   s->in_headers = true;
-  s->field.clear();
-  s->value.clear();
-  s->last_was_value = false;
+  s->collector.reset();
   return 0;
 }
 
@@ -72,21 +84,18 @@ int on_status(llhttp_t* p, const char* at, size_t len) {
 
 int on_header_field(llhttp_t* p, const char* at, size_t len) {
   auto* s = self(p);
-  if (s->last_was_value) s->flush_header();
-  s->field.append(at, len);
+  s->collector.field_piece(std::string_view(at, len), s->header_target());
   return 0;
 }
 
 int on_header_value(llhttp_t* p, const char* at, size_t len) {
-  auto* s = self(p);
-  s->value.append(at, len);
-  s->last_was_value = true;
+  self(p)->collector.value_piece(std::string_view(at, len));
   return 0;
 }
 
 int on_headers_complete(llhttp_t* p) {
   auto* s = self(p);
-  if (s->last_was_value || !s->field.empty()) s->flush_header();
+  s->collector.finish(s->header_target());
   s->in_headers = false;
   HttpResponse& r = s->current();
   r.status = p->status_code;
@@ -105,7 +114,7 @@ int on_body(llhttp_t* p, const char* at, size_t len) {
 
 int on_message_complete(llhttp_t* p) {
   auto* s = self(p);
-  if (s->last_was_value || !s->field.empty()) s->flush_header();  // trailers
+  s->collector.finish(s->header_target());  // trailers
   s->current().complete = true;
   return 0;
 }

@@ -21,6 +21,19 @@ std::string header_value(const HeaderList& headers, std::string_view name);
 bool has_header(const HeaderList& headers, std::string_view name);
 std::vector<std::string> header_values(const HeaderList& headers, std::string_view name);
 
+// Gathers llhttp's header callbacks, which may split one name or value over several calls,
+// into whole name/value pairs: a name piece after a value starts the next header. Used by both
+// test-side parsers (the backend's requests, the raw clients' responses).
+struct HeaderCollector {
+  std::string field, value;
+  bool last_was_value = false;
+
+  void reset();                                                // at a message's start
+  void field_piece(std::string_view piece, HeaderList& into);  // llhttp on_header_field
+  void value_piece(std::string_view piece);                    // llhttp on_header_value
+  void finish(HeaderList& into);  // at the end of the headers or trailers: the last one, if any
+};
+
 struct HttpResponse {
   std::string version;  // "HTTP/1.1"
   int status = 0;

@@ -104,18 +104,11 @@ struct RequestParser {
   ReceivedRequest current;
   BodyHash hash;
   bool in_headers = true;
-  bool last_was_value = false;
-  std::string field, value;
+  HeaderCollector collector;
   bool keep_alive = false;
   bool upgrade = false;
 
   HeaderList& header_target() { return in_headers ? current.headers : current.trailers; }
-  void flush_header() {
-    header_target().emplace_back(field, value);
-    field.clear();
-    value.clear();
-    last_was_value = false;
-  }
 };
 
 RequestParser* self(llhttp_t* p) { return static_cast<RequestParser*>(p->data); }
@@ -129,9 +122,7 @@ int on_message_begin(llhttp_t* p) {
   s->current.index_on_connection = index;
   s->hash = BodyHash{};
   s->in_headers = true;
-  s->last_was_value = false;
-  s->field.clear();
-  s->value.clear();
+  s->collector.reset();
   return 0;
 }
 
@@ -142,21 +133,18 @@ int on_url(llhttp_t* p, const char* at, size_t len) {
 
 int on_header_field(llhttp_t* p, const char* at, size_t len) {
   auto* s = self(p);
-  if (s->last_was_value) s->flush_header();
-  s->field.append(at, len);
+  s->collector.field_piece(std::string_view(at, len), s->header_target());
   return 0;
 }
 
 int on_header_value(llhttp_t* p, const char* at, size_t len) {
-  auto* s = self(p);
-  s->value.append(at, len);
-  s->last_was_value = true;
+  self(p)->collector.value_piece(std::string_view(at, len));
   return 0;
 }
 
 int on_headers_complete(llhttp_t* p) {
   auto* s = self(p);
-  if (s->last_was_value || !s->field.empty()) s->flush_header();
+  s->collector.finish(s->header_target());
   s->in_headers = false;
   ReceivedRequest& r = s->current;
   r.method = llhttp_method_name(static_cast<llhttp_method_t>(p->method));
@@ -181,7 +169,7 @@ int on_body(llhttp_t* p, const char* at, size_t len) {
 
 int on_message_complete(llhttp_t* p) {
   auto* s = self(p);
-  if (s->last_was_value || !s->field.empty()) s->flush_header();  // trailers
+  s->collector.finish(s->header_target());  // trailers
   s->current.body_hash = s->hash.value();
   s->keep_alive = llhttp_should_keep_alive(p) != 0;
   s->upgrade = p->upgrade != 0;
