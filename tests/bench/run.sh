@@ -883,16 +883,17 @@ if len(vals.get(("portico", "s1_rps"), [])) > 1:
     print()
     print("| scenario | metric | portico | NGINX | HAProxy | portico ahead of both |")
     print("|---|---|--:|--:|--:|--:|")
-    def ahead_of_both(key, lower_is_better):
+    def round_readings(key):  # (portico, NGINX, HAProxy) of each round in which all three ran
         cols = [by_round.get((t, key), {}) for t in ("portico", "nginx", "haproxy")]
-        led = counted = 0
-        for rnd, value in cols[0].items():
+        for rnd in cols[0]:
             readings = [c.get(rnd, "") for c in cols]
-            if any(x in ("", "fail") for x in readings):
-                continue
-            mine, others = float(readings[0]), [float(x) for x in readings[1:]]
+            if not any(x in ("", "fail") for x in readings):
+                yield tuple(float(x) for x in readings)
+    def ahead_of_both(key, lower_is_better):
+        led = counted = 0
+        for mine, n, h in round_readings(key):
             counted += 1
-            led += mine < min(others) if lower_is_better else mine > max(others)
+            led += mine < min(n, h) if lower_is_better else mine > max(n, h)
         return "%d of %d" % (led, counted) if counted else "–"
     for name, metric, key, _ in rows:
         if key.endswith(("_p50_ms", "_kb_5000", "_bytes")):
@@ -901,6 +902,33 @@ if len(vals.get(("portico", "s1_rps"), [])) > 1:
                  for t in ("portico", "nginx", "haproxy")]
         lower = "lower is better" in metric or key.endswith("_ms")
         print("| %s | %s | %s | %s |" % (name, metric, " | ".join(cells), ahead_of_both(key, lower)))
+    # The three readings of a scenario in one round are seconds apart, so the machine's speed
+    # changes far less between them than between rounds: the median of the per-round ratios
+    # compares the proxies within each spell, where a ratio of medians can pair a fast round's
+    # reading with a slow one's.
+    print()
+    print("Paired ratios: in each round, portico's reading divided by NGINX's, by HAProxy's and by"
+          " the better of the two in that same round (the three taken seconds apart); medians over"
+          " the rounds.")
+    print()
+    print("| scenario | metric | portico/NGINX | portico/HAProxy | portico/better | rounds |")
+    print("|---|---|--:|--:|--:|--:|")
+    def paired(key, lower_is_better):
+        to_n, to_h, to_best = [], [], []
+        for mine, n, h in round_readings(key):
+            if n <= 0 or h <= 0:
+                continue
+            to_n.append(mine / n)
+            to_h.append(mine / h)
+            to_best.append(mine / (min(n, h) if lower_is_better else max(n, h)))
+        if not to_n:
+            return ["–"] * 3 + ["0"]
+        return ["%.2f" % statistics.median(x) for x in (to_n, to_h, to_best)] + [str(len(to_n))]
+    for name, metric, key, _ in rows:
+        if key.endswith(("_p50_ms", "_bytes")):
+            continue
+        lower = "lower is better" in metric or key.endswith("_ms")
+        print("| %s | %s | %s |" % (name, metric, " | ".join(paired(key, lower))))
 notes_text = open(notes).read().strip()
 if notes_text:
     print()
