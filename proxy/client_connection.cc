@@ -195,7 +195,7 @@ void ClientConnection::update_reading() {
       want = true;
       break;
     case Phase::kTunnel:
-      want = !(upstream_ && upstream_->above_high_water());
+      want = !client_eof_ && !(upstream_ && upstream_->above_high_water());
       break;
     case Phase::kIdle:
     case Phase::kHead:
@@ -351,12 +351,12 @@ void ClientConnection::parse(const char* data, size_t len) {
     return;
   }
   if (err == HPE_USER && request_error_status_ != 0) {
-    respond_error(request_error_status_, llhttp_get_error_reason(&http_->request_parser));
+    respond_error(request_error_status_, parse_error_reason(&http_->request_parser));
     return;
   }
   // A malformed or ambiguous request: answer 400 and close; nothing is forwarded.
   log_info("http", "bad request client=", peer_address_, " reason=\"",
-           llhttp_get_error_reason(&http_->request_parser), "\"");
+           parse_error_reason(&http_->request_parser), "\"");
   // When the body's framing breaks mid-stream, the backend already has part of it:
   // respond_error() drops that connection (the backend never sees a complete request) and,
   // unless the backend's answer has begun, the client still gets its 400.
@@ -379,9 +379,7 @@ void ClientConnection::on_parser_paused() {
 
 void ClientConnection::on_client_eof() {
   if (phase_ == Phase::kTunnel) {
-    // The backend gets its FIN as the upstream connection closes.
-    tunnel_finish("client closed");
-    close_now();
+    tunnel_client_gone();
     return;
   }
   if (phase_ == Phase::kClosing || phase_ == Phase::kIdle || phase_ == Phase::kHandshake) {
@@ -406,9 +404,20 @@ void ClientConnection::on_client_eof() {
 void ClientConnection::start_exchange() {
   exchange_started_ = true;
   routing_ = ctx_.routing;
+  if (http_->request.version_major > 1) {  // (0.9 has no Host: the 400 below)
+    respond_error(505, "only HTTP/1.x is served on this port");
+    return;
+  }
   const HeaderField* host = http_->request.find("host");
   if (!host || http_->request.count("host") != 1 || host->value.empty()) {
     respond_error(400, "missing or repeated Host header");
+    return;
+  }
+  // RFC 9112 section 3.2: an invalid Host gets 400. It is matched against host routes and
+  // forwarded in Host, X-Forwarded-Host and Forwarded, where a quote or a comma would let the
+  // client write a Forwarded element of its own (for=...).
+  if (std::string_view name, port; !split_host_port(host->value, &name, &port)) {
+    respond_error(400, "invalid Host header");
     return;
   }
   std::string_view target = http_->request.target;
@@ -611,6 +620,9 @@ void ClientConnection::on_upstream_ready() {
 void ClientConnection::send_request_body(const char* data, size_t len) {
   request_body_bytes_ += len;
   if (!upstream_) return;
+  // The backend's read_timeout counts from the last byte it was sent: a slow upload is not a
+  // slow backend. (arm_timer only moves a deadline; the timer itself is rarely restarted.)
+  if (!response_head_sent_) arm_timer(route_->options.read_timeout);
   if (request_framing_ == BodyFraming::kChunked) {
     char size_line[20];
     size_t n = chunk_header(len, size_line);
@@ -623,7 +635,16 @@ void ClientConnection::send_request_body(const char* data, size_t len) {
   }
 }
 
-void ClientConnection::on_upstream_drained(UpstreamConnection&) { update_reading(); }
+void ClientConnection::on_upstream_drained(UpstreamConnection&) {
+  if (phase_ == Phase::kTunnel && client_eof_) {
+    if (upstream_ && upstream_->queued() == 0) {
+      tunnel_finish("client closed");
+      close_now();
+    }
+    return;
+  }
+  update_reading();
+}
 
 void ClientConnection::on_upstream_data(UpstreamConnection&, const char* data, size_t len) {
   if (phase_ == Phase::kTunnel) {
@@ -644,7 +665,7 @@ void ClientConnection::on_upstream_data(UpstreamConnection&, const char* data, s
   }
   if (err != HPE_OK && !(err == HPE_PAUSED && response_complete_)) {
     log_warn("upstream", "invalid response backend=", upstream_key_, " reason=\"",
-             llhttp_get_error_reason(&http_->response_parser), "\"");
+             parse_error_reason(&http_->response_parser), "\"");
     ctx_.metrics.count_backend_error(upstream_key_, BackendErrorKind::kInvalidResponse);
     if (!response_head_sent_) {
       drop_upstream(false);
@@ -683,8 +704,11 @@ void ClientConnection::on_upstream_closed(UpstreamConnection& conn, int status) 
       return;
     }
   }
-  if (response_bytes_from_backend_ == 0 && conn.reused() && !retried_ && request_body_bytes_ == 0) {
-    // A kept-alive connection the backend had already closed: the request never reached it.
+  if (response_bytes_from_backend_ == 0 && conn.reused() && !retried_ && request_body_bytes_ == 0 &&
+      is_idempotent(http_->request.method)) {
+    // A kept-alive connection the backend had already closed: the request most likely never
+    // reached it. Most likely: a backend may also close after reading it, so only a request
+    // that may be sent twice is (RFC 9110 section 9.2.2; NGINX does not retry POST either).
     retried_ = true;
     drop_upstream(false);
     http_->tried_backends.clear();
@@ -826,6 +850,7 @@ void ClientConnection::reset_exchange() {
   status_sent_ = 0;
   websocket_ = false;
   switching_ = false;
+  ws_deflate_ = false;
   http_->sticky_cookie_in = {};
   http_->set_cookie.clear();
   http_->ws_accept.clear();
@@ -1020,6 +1045,14 @@ void ClientConnection::on_timer(uv_timer_t* timer) {
       conn->connect_upstream();
       break;
     case Phase::kExchange:
+      if (!conn->request_complete_ && !conn->response_head_sent_ &&
+          !(conn->upstream_ && conn->upstream_->above_high_water())) {
+        // The backend was taking the body and the client stopped sending it (NGINX's
+        // client_body_timeout): the client's fault, not the backend's.
+        log_info("http", "request body stalled client=", conn->peer_address_);
+        conn->respond_error(408, "request body not received in time");
+        break;
+      }
       conn->ctx_.metrics.count_backend_error(conn->upstream_key_, BackendErrorKind::kTimeout);
       if (!conn->response_head_sent_) {
         log_warn("upstream", "response timed out backend=", conn->upstream_key_);
@@ -1171,7 +1204,9 @@ const llhttp_settings_t& ClientConnection::request_settings() {
 
 int ClientConnection::on_response_status(llhttp_t* p, const char* at, size_t len) {
   ClientConnection* c = from_parser(p);
-  return c->http_->response.append_reason(at, len, kMaxResponseHeadBytes) ? 0 : HPE_USER;
+  if (c->http_->response.append_reason(at, len, kMaxResponseHeadBytes)) return 0;
+  llhttp_set_error_reason(p, "response head too large");
+  return HPE_USER;
 }
 
 int ClientConnection::on_response_header_field(llhttp_t* p, const char* at, size_t len) {
@@ -1181,9 +1216,11 @@ int ClientConnection::on_response_header_field(llhttp_t* p, const char* at, size
     llhttp_set_error_reason(p, "bare CR in the response head");
     return HPE_USER;
   }
-  return c->http_->response.append_name(at, len, kMaxResponseHeadBytes, kMaxResponseHeaders)
-             ? 0
-             : HPE_USER;
+  if (c->http_->response.append_name(at, len, kMaxResponseHeadBytes, kMaxResponseHeaders)) {
+    return 0;
+  }
+  llhttp_set_error_reason(p, "response head too large");
+  return HPE_USER;
 }
 
 int ClientConnection::on_response_header_field_complete(llhttp_t* p) {
@@ -1198,7 +1235,9 @@ int ClientConnection::on_response_header_value(llhttp_t* p, const char* at, size
     llhttp_set_error_reason(p, "obs-fold in response header value");
     return HPE_USER;
   }
-  return c->http_->response.append_value(at, len, kMaxResponseHeadBytes) ? 0 : HPE_USER;
+  if (c->http_->response.append_value(at, len, kMaxResponseHeadBytes)) return 0;
+  llhttp_set_error_reason(p, "response head too large");
+  return HPE_USER;
 }
 
 int ClientConnection::on_response_header_value_complete(llhttp_t* p) {
@@ -1210,9 +1249,11 @@ int ClientConnection::on_response_headers_complete(llhttp_t* p) {
   ClientConnection* c = from_parser(p);
   int status = llhttp_get_status_code(p);
   if (status >= 100 && status < 200 && status != 101) {
-    // Interim answers (100 Continue, 103 Early Hints) are portico's to give, not relayed.
+    // Interim answers (100 Continue, 103 Early Hints) are portico's to give, not relayed. Like
+    // every 1xx they end at their blank line whatever length they claim (RFC 9112 section 6.3):
+    // 1 tells llhttp so, where it would otherwise read a claimed body.
     c->response_informational_ = true;
-    return 0;
+    return 1;
   }
   if (status == 101) {
     // Only a WebSocket handshake may switch, and only with the answer its key calls for.
@@ -1224,6 +1265,7 @@ int ClientConnection::on_response_headers_complete(llhttp_t* p) {
       return -1;
     }
     c->switching_ = true;
+    c->ws_deflate_ = ws_extension_negotiated(c->http_->response, "permessage-deflate");
   }
   c->http_->response.status = status;
   c->http_->response.version_major = p->http_major;
@@ -1253,8 +1295,12 @@ int ClientConnection::on_response_headers_complete(llhttp_t* p) {
   c->bytes_to_client_ += c->plain_out_.size() - before;
   c->response_head_sent_ = true;
   c->status_sent_ = status;
-  // llhttp cannot know that a response to HEAD has no body: 1 tells it to skip one.
-  return response.head_request ? 1 : 0;
+  // llhttp cannot know that a response to HEAD has no body: 1 tells it to skip one. A 101, 204
+  // or 304 has none either (RFC 9112 section 6.3), but llhttp reads one when the backend claims
+  // a length: bytes that would reach the client after a head that said there were none (a 101's
+  // would bypass the frame checks). What follows the blank line is the tunnel's after a 101, and
+  // for a 204 or 304 the backend is out of step: it is not reused (on_upstream_data).
+  return response.head_request || status == 101 || status == 204 || status == 304 ? 1 : 0;
 }
 
 int ClientConnection::on_response_body(llhttp_t* p, const char* at, size_t len) {

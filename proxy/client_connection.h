@@ -102,6 +102,7 @@ class ClientConnection final : private StreamWriter::Owner, private UpstreamConn
   void tunnel_from_backend(const char* data, size_t len);
   void tunnel_send_close(uint16_t to_client, uint16_t to_backend, std::string_view why);
   void tunnel_backend_gone(int status);
+  void tunnel_client_gone();
   void tunnel_on_timer();
   void tunnel_finish(std::string_view why);
   bool websocket_checks_pass(const HeaderField& host);
@@ -153,7 +154,7 @@ class ClientConnection final : private StreamWriter::Owner, private UpstreamConn
   bool reading_ = false;
   bool shutting_down_ = false;
   bool processing_input_ = false;
-  bool client_eof_ = false;  // the client half-closed after a complete request
+  bool client_eof_ = false;  // the client half-closed (after a complete request, or in a tunnel)
   bool shutdown_sent_ = false;
   bool answered_ = false;  // at least one exchange finished (see begin_shutdown)
   ClientConnection* prev_ = nullptr;
@@ -205,8 +206,9 @@ class ClientConnection final : private StreamWriter::Owner, private UpstreamConn
   bool upstream_paused_ = false;  // upstream reads stopped because the client is slow
 
   // WebSocket.
-  bool websocket_ = false;  // the request in flight is a WebSocket opening handshake
-  bool switching_ = false;  // the backend accepted it with 101
+  bool websocket_ = false;   // the request in flight is a WebSocket opening handshake
+  bool switching_ = false;   // the backend accepted it with 101
+  bool ws_deflate_ = false;  // and agreed permessage-deflate: RSV1 marks compressed messages
   std::unique_ptr<Tunnel> tunnel_;
   bool entered_tunnel_ = false;  // counted in metrics.open_tunnels until the connection ends
 };

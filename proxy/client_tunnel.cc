@@ -52,6 +52,10 @@ void ClientConnection::enter_tunnel(const char* backend_bytes, size_t len) {
   entered_tunnel_ = true;
   ++ctx_.metrics.open_tunnels;
   tunnel_ = std::make_unique<Tunnel>(route_->options.max_ws_message, uv_now(ctx_.loop));
+  if (ws_deflate_) {
+    tunnel_->from_client.allow_rsv1(true);
+    tunnel_->from_backend.allow_rsv1(true);
+  }
   flush_to_client();  // the 101
   // The handshake is over: of the HTTP state only what the tunnel's access-log line names stays.
   if (const HeaderField* host = http_->request.find("host")) tunnel_->host = host->value;
@@ -170,8 +174,29 @@ void ClientConnection::tunnel_backend_gone(int status) {
   close_gracefully();
 }
 
+// The client has closed its side. What it sent before still goes to the backend (its Close
+// frame is often the last of it), as NGINX does: the tunnel ends once the backend has taken
+// those bytes (on_upstream_drained), or after kCloseHandshakeMs if it does not read. Closing at
+// once would discard them with the upstream connection.
+void ClientConnection::tunnel_client_gone() {
+  client_eof_ = true;
+  update_reading();
+  if (upstream_ && upstream_->queued() > 0) {
+    arm_timer(std::chrono::milliseconds(kCloseHandshakeMs));
+    return;
+  }
+  // The backend gets its FIN as the upstream connection closes.
+  tunnel_finish("client closed");
+  close_now();
+}
+
 void ClientConnection::tunnel_on_timer() {
   Tunnel& t = *tunnel_;
+  if (client_eof_) {
+    tunnel_finish("client closed, backend not reading");
+    close_now();
+    return;
+  }
   if (t.closing) {
     tunnel_finish("close handshake timed out");
     close_now();

@@ -19,6 +19,12 @@ namespace {
 // `run_as`: the --user portico switched to; a permission error then says whose permission.
 bool read_file(const std::string& path, std::string* out, std::string* error,
                const std::string& run_as) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    // An ifstream opens a directory and then reads it as an empty file.
+    *error = path + ": cannot read: " + std::strerror(EISDIR);
+    return false;
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     const int err = errno;

@@ -118,10 +118,21 @@ size_t HttpHead::count(std::string_view name) const {
   return n;
 }
 
-bool header_has_token(std::string_view value, std::string_view token) {
+bool is_idempotent(std::string_view method) {
+  return method == "GET" || method == "HEAD" || method == "OPTIONS" || method == "TRACE" ||
+         method == "PUT" || method == "DELETE";
+}
+
+const char* parse_error_reason(const llhttp_t* parser) {
+  const char* reason = llhttp_get_error_reason(parser);
+  return reason != nullptr ? reason : llhttp_errno_name(llhttp_get_errno(parser));
+}
+
+bool header_has_token(std::string_view value, std::string_view token, bool with_parameters) {
   while (!value.empty()) {
     size_t comma = value.find(',');
     std::string_view item = value.substr(0, comma);
+    if (with_parameters) item = item.substr(0, item.find(';'));
     while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
     while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
     if (iequals(item, token)) return true;

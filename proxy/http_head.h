@@ -3,6 +3,8 @@
 // A parsed HTTP/1 message head (request or response), filled from llhttp's callbacks with
 // limits on its size and header count, and the small pure helpers that read it.
 
+#include <llhttp.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -70,9 +72,17 @@ struct HttpHead {
 
 bool iequals(std::string_view a, std::string_view b);
 
+// RFC 9110 section 9.2.2: GET, HEAD, OPTIONS, TRACE, PUT and DELETE may be sent twice.
+bool is_idempotent(std::string_view method);
+
+// Why llhttp stopped: the reason a callback or llhttp set, or else the error's name. Never null
+// (llhttp_get_error_reason is null when a callback failed without setting one).
+const char* parse_error_reason(const llhttp_t* parser);
+
 // True when the comma-separated header value contains `token` (case-insensitive), as in
-// "Connection: keep-alive, Upgrade".
-bool header_has_token(std::string_view value, std::string_view token);
+// "Connection: keep-alive, Upgrade". With with_parameters, each item's ";..." parameters are
+// left out of the comparison, as in "Sec-WebSocket-Extensions: permessage-deflate; x=1".
+bool header_has_token(std::string_view value, std::string_view token, bool with_parameters = false);
 
 // The value of cookie `name` in the request's Cookie headers (RFC 6265 section 5.4), or "": a
 // view into the head, valid while the head is.

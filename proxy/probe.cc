@@ -17,6 +17,7 @@
 #include <string_view>
 #include <vector>
 
+#include "proxy/http_head.h"
 #include "proxy/ws_frames.h"
 #include "tls/upstream_tls.h"
 
@@ -272,7 +273,7 @@ bool read_head(Channel& channel, ResponseHead* head, Clock::time_point deadline,
     total += static_cast<size_t>(n);
     llhttp_errno_t rc = llhttp_execute(&parser, buf, static_cast<size_t>(n));
     if (rc != HPE_OK && rc != HPE_PAUSED) {
-      *error = std::string("not a well-formed HTTP response: ") + llhttp_get_error_reason(&parser);
+      *error = std::string("not a well-formed HTTP response: ") + parse_error_reason(&parser);
       return false;
     }
     if (!head->complete && total > kMaxHead) {

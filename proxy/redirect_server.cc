@@ -177,7 +177,9 @@ void RedirectConnection::answer() {
     location = https_redirect_location(host->value, request_.target, ctx_.public_https_port);
   }
   std::string response;
-  bool keep_alive = llhttp_should_keep_alive(&parser_) && !ctx_.shutting_down;
+  // After an Upgrade request llhttp stays paused (what follows would be another protocol's):
+  // the connection ends with the answer, as on the TLS side.
+  bool keep_alive = llhttp_should_keep_alive(&parser_) && !parser_.upgrade && !ctx_.shutting_down;
   int status = 400;
   if (location.empty()) {
     build_simple_response(400, "400 Bad Request: invalid Host header or target\n", false, {},

@@ -48,12 +48,31 @@ int check_websocket_request(const HttpHead& request, std::string* why) {
     *why = "Sec-WebSocket-Version must be 13";
     return 400;
   }
+  // An opening handshake has no body (RFC 6455 section 4.1). Bytes after one would be a body to
+  // some backends and the first frames to others, which take the socket over at the blank line:
+  // frames that portico's checks never saw.
+  const HeaderField* length = request.find("content-length");
+  if (request.find("transfer-encoding") ||
+      (length && length->value.find_first_not_of('0') != std::string::npos)) {
+    *why = "WebSocket upgrade must not carry a body";
+    return 400;
+  }
   const HeaderField* key = request.find("sec-websocket-key");
   if (!key || request.count("sec-websocket-key") != 1 || !ws_key_is_valid(key->value)) {
     *why = "Sec-WebSocket-Key must be 16 bytes in base64";
     return 400;
   }
   return 0;
+}
+
+bool ws_extension_negotiated(const HttpHead& response, std::string_view name) {
+  for (const HeaderField& h : response.headers) {
+    if (iequals(h.name, "sec-websocket-extensions") &&
+        header_has_token(h.value, name, /*with_parameters=*/true)) {
+      return true;
+    }
+  }
+  return false;
 }
 
 bool websocket_origin_allowed(std::string_view origin, std::string_view host,

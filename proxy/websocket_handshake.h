@@ -14,9 +14,14 @@ namespace portico {
 // True when the request asks for a WebSocket upgrade (Upgrade: websocket, Connection: upgrade).
 bool is_websocket_upgrade(const HttpHead& request);
 
-// Checks method, version, Sec-WebSocket-Version and Sec-WebSocket-Key. Returns 0 when the
-// request is a valid opening handshake, else the status to answer (400) with *why set.
+// Checks method, version, Sec-WebSocket-Version and Sec-WebSocket-Key, and that there is no
+// body. Returns 0 when the request is a valid opening handshake, else the status to answer (400)
+// with *why set.
 int check_websocket_request(const HttpHead& request, std::string* why);
+
+// True when one of the response's Sec-WebSocket-Extensions headers names the extension `name`
+// (RFC 6455 section 9.1: a comma-separated list of extensions, each with ;-parameters).
+bool ws_extension_negotiated(const HttpHead& response, std::string_view name);
 
 // The cross-site WebSocket hijacking check. Browsers always send Origin on WebSocket requests
 // and do not apply CORS to them, so a page on another site could otherwise open a socket with

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <filesystem>
 
 #include "tls/ticket_keys.h"
 
@@ -58,6 +59,11 @@ struct CertifiedKey {
 };
 
 FilePtr open_file(const std::string& path, std::string* error) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {  // fopen opens one, and it then reads as empty
+    *error = path + ": cannot read: " + std::strerror(EISDIR);
+    return nullptr;
+  }
   FILE* f = std::fopen(path.c_str(), "rb");
   if (!f) *error = path + ": cannot read: " + std::strerror(errno);
   return FilePtr(f);

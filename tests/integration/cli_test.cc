@@ -81,6 +81,10 @@ TEST_CASE("an unreadable or invalid route file is reported with its line", "[cli
   check_config_error(run_portico({"--routes", files.dir.file("nope.conf"), "--cert",
                                   files.cert.fullchain, "--key", files.cert.key}),
                      "nope.conf: cannot read: No such file or directory");
+  // A directory opens like a file and then reads as an empty one: "no routes" would mislead.
+  check_config_error(run_portico({"--routes", files.dir.path(), "--cert", files.cert.fullchain,
+                                  "--key", files.cert.key}),
+                     files.dir.path() + ": cannot read: Is a directory");
 
   std::string bad = files.dir.write_file(
       "bad.conf", "# comment\n/api/ http://127.0.0.1:3000\n/ws ftp://127.0.0.1:4000\n/x\n");
@@ -118,6 +122,9 @@ TEST_CASE("certificate problems are reported naming the file", "[cli]") {
   check_config_error(run_portico({"--routes", files.routes, "--cert", files.dir.file("missing.pem"),
                                   "--key", files.cert.key}),
                      "missing.pem: cannot read: No such file or directory");
+  check_config_error(
+      run_portico({"--routes", files.routes, "--cert", files.dir.path(), "--key", files.cert.key}),
+      files.dir.path() + ": cannot read: Is a directory");
   std::string junk = files.dir.write_file("junk.pem", "not a certificate\n");
   check_config_error(
       run_portico({"--routes", files.routes, "--cert", junk, "--key", files.cert.key}),

@@ -260,6 +260,56 @@ TEST_CASE("pipelined requests are answered in order", "[front-door][keepalive]")
   CHECK(read.closed == CloseKind::kCloseNotify);
 }
 
+TEST_CASE("a 1xx, 204 or 304 that claims a body ends at its blank line", "[front-door]") {
+  // RFC 9112 section 6.3. Relayed as a body, these bytes would reach the client after a head
+  // that announced none, and the client would take them for its next answer.
+  const char* responses[] = {
+      "HTTP/1.1 204 No Content\r\nContent-Length: 45\r\n\r\n"
+      "HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nPOISONED!",
+      "HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "9\r\nPOISONED!\r\n0\r\n\r\n",
+      "HTTP/1.1 150 Odd\r\nContent-Length: 9\r\n\r\nPOISONED!"
+      "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nreal",
+  };
+  for (const char* raw : responses) {
+    INFO(raw);
+    FrontDoor door([raw](const ReceivedRequest&) {
+      Response r;
+      r.raw = raw;
+      return r;
+    });
+    RawTlsClient client(door.portico.https_port(), door.cert.ca_cert);
+    REQUIRE(client.send("GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"));
+    ReadResult read = client.read_until("\r\n\r\n", 5s);
+    client.send("GET /next HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    read.data += client.read_all_until_close(10s).data;
+    INFO(read.data);
+    CHECK(read.data.find("POISONED!") == std::string::npos);
+  }
+  // A 304 may carry the length its 200 would have (RFC 9110 8.6): it is answered at once, not
+  // held until read_timeout waiting for that many bytes.
+  FrontDoor door([](const ReceivedRequest& request) {
+    Response r;
+    if (request.target == "/304") {
+      r.raw = "HTTP/1.1 304 Not Modified\r\nContent-Length: 1234\r\nETag: \"x\"\r\n\r\n";
+    } else {
+      r.body = "after";
+    }
+    return r;
+  });
+  RawTlsClient client(door.portico.https_port(), door.cert.ca_cert);
+  REQUIRE(
+      client.send("GET /304 HTTP/1.1\r\nHost: localhost\r\n\r\n"
+                  "GET /next HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"));
+  ReadResult read = client.read_until("after", 5s);
+  INFO(read.data);
+  CHECK(read.matched);
+  auto parsed = parse_http_responses(read.data, {"GET", "GET"});
+  REQUIRE(parsed.size() == 2);
+  CHECK(parsed[0].status == 304);
+  CHECK(parsed[1].body == "after");
+}
+
 TEST_CASE("HEAD, 204 and 304 are answered without bodies", "[front-door]") {
   FrontDoor door([](const ReceivedRequest& request) {
     Response r;
@@ -314,6 +364,17 @@ TEST_CASE("the redirect listener sends every request to https", "[front-door][re
   CHECK(only_response(bad_host).status == 400);
   CommandResult no_host = curl({"-i", "-H", "Host:", door.portico.http_url("/")});
   CHECK(only_response(no_host).status == 400);
+  // An Upgrade request (h2c here) is answered, and the connection ends with the answer: what
+  // follows it would be another protocol's.
+  RawTcpClient upgrade(door.portico.http_port());
+  REQUIRE(
+      upgrade.send("GET /u HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n"
+                   "GET /next HTTP/1.1\r\nHost: a\r\n\r\n"));
+  ReadResult upgraded = upgrade.read_all_until_close(5s);
+  INFO(upgraded.data);
+  CHECK(upgraded.data.rfind("HTTP/1.1 301", 0) == 0);
+  CHECK(upgraded.data.find("Connection: close") != std::string::npos);
+  CHECK(upgraded.closed != CloseKind::kOpen);
   // Nothing on port 80 is ever forwarded.
   CHECK(door.backend.request_count() == 0);
 }
@@ -359,6 +420,36 @@ TEST_CASE("a backend that does not answer in time gives 504", "[front-door][erro
   auto response = only_response(door.get("/slow"));
   CHECK(response.status == 504);
   CHECK(door.portico.process().try_wait_for_output(std::regex("access: .*status=504"), 5s));
+}
+
+TEST_CASE("read_timeout counts from the last body byte sent; a stalled body gets 408",
+          "[front-door][errors]") {
+  FrontDoor door(default_response, "read_timeout=1s");
+  SECTION("an upload slower than read_timeout in all, never silent that long") {
+    RawTlsClient client(door.portico.https_port(), door.cert.ca_cert);
+    REQUIRE(
+        client.send("POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 6\r\n"
+                    "Connection: close\r\n\r\n"));
+    for (int i = 0; i < 6; ++i) {
+      std::this_thread::sleep_for(400ms);
+      REQUIRE(client.send("x"));
+    }
+    ReadResult read = client.read_all_until_close(5s);
+    INFO(read.data);
+    CHECK(read.data.rfind("HTTP/1.1 200", 0) == 0);
+    REQUIRE(door.backend.wait_for_requests(1));
+    CHECK(door.backend.requests()[0].body == "xxxxxx");
+  }
+  SECTION("a client that stops halfway through its body") {
+    RawTlsClient client(door.portico.https_port(), door.cert.ca_cert);
+    REQUIRE(
+        client.send("POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 6\r\n\r\nabc"));
+    ReadResult read = client.read_all_until_close(5s);
+    INFO(read.data);
+    CHECK(read.data.rfind("HTTP/1.1 408", 0) == 0);
+    CHECK(read.closed != CloseKind::kOpen);
+    CHECK(door.backend.request_count() == 0);  // it never saw a whole request
+  }
 }
 
 TEST_CASE("a backend closing mid-response truncates the client's response",
@@ -441,6 +532,12 @@ TEST_CASE("a malformed or ambiguous request gets 400 and nothing is forwarded",
       "GET http://evil.example/ HTTP/1.1\r\nHost: a\r\n\r\n",
       "GET /../etc/passwd HTTP/1.1\r\nHost: a\r\n\r\n",
       "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked, identity\r\n\r\n",
+      // Invalid Host values (RFC 9112 3.2): one would write a Forwarded element of its own.
+      "GET / HTTP/1.1\r\nHost: a\", for=6.6.6.6;host=\"b\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost: evil.example, good.example\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost: a/b?c\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost: good.example:443@evil.example\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost: good.example:99999\r\n\r\n",
   };
   for (const char* request : cases) {
     INFO(request);
@@ -451,6 +548,12 @@ TEST_CASE("a malformed or ambiguous request gets 400 and nothing is forwarded",
     CHECK(read.data.rfind("HTTP/1.1 400", 0) == 0);
     CHECK(read.closed != CloseKind::kOpen);
   }
+  // Another major version than 1 on an HTTP/1 request line: 505, not served as HTTP/1.x.
+  RawTlsClient client(door.portico.https_port(), door.cert.ca_cert);
+  REQUIRE(client.send("GET / HTTP/2.0\r\nHost: a\r\n\r\n"));
+  ReadResult read = client.read_all_until_close(5s);
+  INFO(read.data);
+  CHECK(read.data.rfind("HTTP/1.1 505", 0) == 0);
   CHECK(door.backend.request_count() == 0);
   CHECK(door.backend.connections_accepted() == 0);
 }
@@ -537,6 +640,12 @@ TEST_CASE("a request that meets a pooled connection closing is retried once",
   CHECK(second.body == "answer /two");
   CHECK(door.backend.connections_accepted() == 2);
   CHECK(door.backend.request_count() == 3);  // /one, /two lost with the connection, /two again
+
+  // A POST is not idempotent (RFC 9110 9.2.2): the backend may have acted on it, so it is not
+  // sent twice; the client gets the 502 and decides (NGINX does the same).
+  auto post = only_response(door.get("/three", {"-X", "POST"}));
+  CHECK(post.status == 502);
+  CHECK(door.backend.request_count() == 4);
 }
 
 TEST_CASE("backend names are resolved", "[front-door]") {

@@ -27,8 +27,19 @@ namespace portico::test {
 // can see the Close codes portico sends a backend. It can also send raw bytes of its own.
 class RawWsBackend {
  public:
-  RawWsBackend() {
+  struct Options {
+    std::string extra_101_headers;  // whole lines, each ending in \r\n, added to the 101
+    // A 4 KiB socket buffer (no autotuning) and a 1 ms pause after each read: slower than a
+    // client can send, so the proxy's own queue towards it fills.
+    bool slow_reader = false;
+  };
+  RawWsBackend() : RawWsBackend(Options{}) {}
+  explicit RawWsBackend(Options options) : options_(std::move(options)) {
     listen_fd_ = listen_loopback(16, &port_);
+    if (options_.slow_reader) {
+      int size = 4096;  // accepted sockets inherit it
+      setsockopt(listen_fd_, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+    }
     thread_ = std::thread([this] { serve(); });
   }
   ~RawWsBackend() {
@@ -60,6 +71,11 @@ class RawWsBackend {
   // A backend that stops reading: what the client sends must pile up in the client, not in
   // the proxy.
   void stop_reading() { reading_ = false; }
+  // Every byte received after the upgrade request's head.
+  std::string received() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return frames_;
+  }
   // Sends unmasked binary frames of `size` bytes until `total` is out or a send blocks for
   // `timeout`; returns the bytes the proxy took.
   uint64_t flood(uint64_t total, size_t size, std::chrono::milliseconds timeout) {
@@ -102,7 +118,7 @@ class RawWsBackend {
     std::string response =
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
         "Connection: Upgrade\r\nSec-WebSocket-Accept: " +
-        portico::ws_accept_for_key(key[1].str()) + "\r\n\r\n";
+        portico::ws_accept_for_key(key[1].str()) + "\r\n" + options_.extra_101_headers + "\r\n";
     ::send(fd, response.data(), response.size(), MSG_NOSIGNAL);
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -118,12 +134,16 @@ class RawWsBackend {
       if (poll(&p, 1, 100) <= 0) continue;
       ssize_t n = recv(fd, buf, sizeof buf, 0);
       if (n <= 0) break;
-      std::lock_guard<std::mutex> lock(mutex_);
-      frames_.append(buf, static_cast<size_t>(n));
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        frames_.append(buf, static_cast<size_t>(n));
+      }
+      if (options_.slow_reader) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
     eof_ = true;
   }
 
+  Options options_;
   int listen_fd_ = -1;
   int conn_fd_ = -1;
   uint16_t port_ = 0;

@@ -277,6 +277,82 @@ TEST_CASE("an unmasked client frame gets 1002; a masked backend frame too", "[we
   }
 }
 
+TEST_CASE("permessage-deflate agreed by the backend: compressed (RSV1) frames pass both ways",
+          "[websocket]") {
+  RawWsBackend backend({"Sec-WebSocket-Extensions: permessage-deflate\r\n"});
+  WsFront front(backend.address());
+  WsClientOptions options = front.options();
+  options.extra_headers = {{"Sec-WebSocket-Extensions", "permessage-deflate"}};
+  auto client = WsClient::connect(options);
+  INFO(client->error() << "\n" << client->response_head());
+  REQUIRE(client->ok());
+  REQUIRE(backend.wait_upgraded(5s));
+  CHECK(client->response_head().find("Sec-WebSocket-Extensions: permessage-deflate") !=
+        std::string::npos);
+  // RSV1 set: the bytes stand for a compressed message; portico does not inflate, only relays.
+  std::string up = WsClient::encode_frame(1, true, "\xf2\x48\x05\x00");
+  up[0] = static_cast<char>(up[0] | 0x40);
+  REQUIRE(client->send_raw(up));
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (backend.received() != up && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);
+  }
+  CHECK(backend.received() == up);
+  std::string down = WsClient::encode_frame(2, true, "\xca\x48\x05\x00", /*mask=*/false);
+  down[0] = static_cast<char>(down[0] | 0x40);
+  backend.send_raw(down);
+  CHECK(client->receive_raw(down.size(), 5s) == down);
+  CHECK_FALSE(backend.saw_eof());
+}
+
+TEST_CASE("a 101 that claims a body: what follows its blank line is checked as frames",
+          "[websocket]") {
+  // RFC 9112 section 6.3: a 1xx ends at its blank line whatever its Content-Length says. Read as
+  // a 10-byte body, the frame header below would reach the client unchecked and the tracker
+  // would start inside the payload, so a message over max_ws_message would pass.
+  RawWsBackend backend({"Content-Length: 10\r\n"});
+  WsFront front(backend.address(), "max_ws_message=1k");
+  auto client = front.connect();
+  REQUIRE(backend.wait_upgraded(5s));
+  CHECK(client->response_head().find("Content-Length") == std::string::npos);
+  backend.send_raw(WsClient::encode_frame(2, true, std::string(4096, '\0'), /*mask=*/false));
+  auto close = client->receive(10s);
+  REQUIRE(close);
+  CHECK(close->opcode == 8);
+  CHECK(close_code_of(*close) == 1011);  // the backend broke the limit: 1009 goes to it
+  CHECK(backend.wait_close_code(10s) == 1009);
+}
+
+TEST_CASE("a client that sends and leaves: its bytes and Close still reach a slow backend",
+          "[websocket]") {
+  RawWsBackend backend({.extra_101_headers = "", .slow_reader = true});
+  WsFront front(backend.address());
+  auto client = front.connect();
+  REQUIRE(backend.wait_upgraded(5s));
+  std::string sent;
+  // More than the kernel's socket buffers hold (portico's send buffer grows to 4 MiB), so that
+  // portico's own queue towards the backend is not empty when the client leaves.
+  for (int i = 0; i < 128; ++i) {
+    std::string frame =
+        WsClient::encode_frame(2, true, std::string(64 * 1024, static_cast<char>('a' + i % 26)));
+    REQUIRE(client->send_raw(frame));
+    sent += frame;
+  }
+  std::string close_frame = WsClient::encode_frame(8, true,
+                                                   std::string("\x03\xe8"
+                                                               "bye",
+                                                               5));
+  REQUIRE(client->send_raw(close_frame));
+  sent += close_frame;
+  client.reset();  // close_notify and FIN, with much of it still queued in portico
+  CHECK(backend.wait_close_code(10s) == 1000);
+  CHECK(backend.saw_eof());
+  std::string received = backend.received();
+  CHECK(received.size() == sent.size());
+  CHECK(received == sent);
+  CHECK(front.portico.process().try_wait_for_output(std::string("ended=client_closed\n"), 5s));
+}
+
 TEST_CASE("the origin check refuses foreign pages and allows listed ones", "[websocket]") {
   WsServer backend;
   WsFront front(backend.address(), "origins=https://app.example");
@@ -308,6 +384,15 @@ TEST_CASE("bad upgrade requests get 400; a non-101 answer leaves the connection 
       "Sec-WebSocket-Version: 8\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
       "GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
       "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: c2hvcnQ=\r\n\r\n",
+      // A body: to some backends the first frames, unchecked (here an unmasked one).
+      "GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+      "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+      "Content-Length: 5\r\n\r\n\x82\x03"
+      "abc",
+      "GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+      "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+      "Transfer-Encoding: chunked\r\n\r\n5\r\n\x82\x03"
+      "abc\r\n0\r\n\r\n",
   };
   for (const char* request : bad) {
     INFO(request);

@@ -438,6 +438,16 @@ std::optional<WsMessage> WsClient::receive(std::chrono::milliseconds timeout) {
   return m;
 }
 
+std::string WsClient::receive_raw(size_t n, std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  while (rx_.size() - rx_pos_ < n && read_some(deadline)) {
+  }
+  const size_t take = std::min(n, rx_.size() - rx_pos_);
+  std::string out = rx_.substr(rx_pos_, take);
+  rx_pos_ += take;
+  return out;
+}
+
 bool WsClient::close(uint16_t code, std::string_view reason) {
   if (ws_ == nullptr) return false;
   if (!wslay_event_get_close_sent(ws_)) {

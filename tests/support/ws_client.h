@@ -77,6 +77,11 @@ class WsClient {
   // nullopt on timeout or when the connection ended without a further message.
   std::optional<WsMessage> receive(std::chrono::milliseconds timeout);
 
+  // The next `n` bytes as they arrive, not parsed as frames (fewer on timeout or EOF): for frames
+  // wslay would refuse, such as RSV1 ones of an extension it does not implement. Bytes read this
+  // way never reach receive().
+  std::string receive_raw(size_t n, std::chrono::milliseconds timeout);
+
   // Sends a Close, then waits (up to the options' timeout) for the peer's Close. True when the
   // close handshake completed: the peer answered with a Close.
   bool close(uint16_t code = 1000, std::string_view reason = "");

@@ -52,6 +52,16 @@ TEST_CASE("header tokens", "[http-head]") {
   CHECK(header_has_token(" close ", "close"));
   CHECK_FALSE(header_has_token("upgraded", "upgrade"));
   CHECK_FALSE(header_has_token("", "close"));
+  CHECK(is_idempotent("GET"));
+  CHECK(is_idempotent("DELETE"));
+  CHECK_FALSE(is_idempotent("POST"));
+  CHECK_FALSE(is_idempotent("PATCH"));
+  // With parameters, as in Sec-WebSocket-Extensions.
+  CHECK(header_has_token("x-foo, permessage-deflate; client_max_window_bits", "permessage-deflate",
+                         /*with_parameters=*/true));
+  CHECK(header_has_token(" Permessage-Deflate ;x=1", "permessage-deflate", true));
+  CHECK_FALSE(header_has_token("permessage-deflate; x=1", "permessage-deflate"));
+  CHECK_FALSE(header_has_token("x; permessage-deflate", "permessage-deflate", true));
 }
 
 TEST_CASE("redirect Location keeps path and query exactly", "[redirect]") {
@@ -104,6 +114,30 @@ TEST_CASE("WebSocket opening handshake checks", "[websocket]") {
   HttpHead no_connection = websocket_request();
   no_connection.headers[1].value = "keep-alive";
   CHECK_FALSE(is_websocket_upgrade(no_connection));
+  // No body: some backends would read it as a body, others as the first frames.
+  HttpHead with_length = websocket_request();
+  with_length.headers.push_back({"Content-Length", "5"});
+  CHECK(check_websocket_request(with_length, &why) == 400);
+  CHECK(why == "WebSocket upgrade must not carry a body");
+  HttpHead chunked = websocket_request();
+  chunked.headers.push_back({"Transfer-Encoding", "chunked"});
+  CHECK(check_websocket_request(chunked, &why) == 400);
+  HttpHead zero_length = websocket_request();
+  zero_length.headers.push_back({"Content-Length", "0"});
+  CHECK(check_websocket_request(zero_length, &why) == 0);
+}
+
+TEST_CASE("WebSocket extensions agreed in a 101", "[websocket]") {
+  HttpHead response;
+  response.headers = {{"Upgrade", "websocket"}};
+  CHECK_FALSE(ws_extension_negotiated(response, "permessage-deflate"));
+  response.headers.push_back(
+      {"Sec-WebSocket-Extensions", "permessage-deflate; server_no_context_takeover"});
+  CHECK(ws_extension_negotiated(response, "permessage-deflate"));
+  response.headers.back() = {"sec-websocket-extensions", "x-webkit-deflate-frame"};
+  CHECK_FALSE(ws_extension_negotiated(response, "permessage-deflate"));
+  response.headers.push_back({"Sec-WebSocket-Extensions", "foo, permessage-deflate"});
+  CHECK(ws_extension_negotiated(response, "permessage-deflate"));
 }
 
 TEST_CASE("WebSocket origin check", "[websocket]") {
