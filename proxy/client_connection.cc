@@ -337,6 +337,12 @@ void ClientConnection::process_input() {
 }
 
 void ClientConnection::parse(const char* data, size_t len) {
+  if (chunk_crlf_left_ > 0 && !chunk_crlf_ok(data, data + len)) {
+    log_info("http", "bad request client=", peer_address_,
+             " reason=\"chunk data not followed by CRLF\"");
+    respond_error(400, "malformed request");
+    return;
+  }
   parse_begin_ = data;
   parse_end_ = data + len;
   llhttp_errno_t err = llhttp_execute(&http_->request_parser, data, len);
@@ -851,6 +857,7 @@ void ClientConnection::reset_exchange() {
   websocket_ = false;
   switching_ = false;
   ws_deflate_ = false;
+  chunk_crlf_left_ = 0;
   http_->sticky_cookie_in = {};
   http_->set_cookie.clear();
   http_->ws_accept.clear();
@@ -1157,8 +1164,27 @@ int ClientConnection::on_request_headers_complete(llhttp_t* p) {
   return HPE_PAUSED;
 }
 
+// Checks the bytes after a chunk's data, as far as they have arrived, against the CRLF that
+// must follow it (RFC 9112 section 7.1): llhttp skips them unseen, so "5\r\nhelloXX0\r\n\r\n"
+// would pass for a complete body.
+bool ClientConnection::chunk_crlf_ok(const char* from, const char* end) {
+  static constexpr char kCrlf[] = "\r\n";
+  for (; chunk_crlf_left_ > 0 && from < end; ++from, --chunk_crlf_left_) {
+    if (*from != kCrlf[2 - chunk_crlf_left_]) return false;
+  }
+  return true;
+}
+
 int ClientConnection::on_request_body(llhttp_t* p, const char* at, size_t len) {
   ClientConnection* c = from_parser(p);
+  if ((p->flags & F_CHUNKED) && p->content_length == 0) {  // this chunk's data ends here
+    c->chunk_crlf_left_ = 2;
+    if (!c->chunk_crlf_ok(at + len, c->parse_end_)) {
+      c->request_error_status_ = 400;
+      llhttp_set_error_reason(p, "chunk data not followed by CRLF");
+      return HPE_USER;
+    }
+  }
   uint64_t max_body = c->route_ ? c->route_->options.max_body : 0;
   if (max_body != 0 && c->request_body_bytes_ + len > max_body) {
     // A chunked body has no length up front: the limit is enforced as it streams.

@@ -103,6 +103,7 @@ class ClientConnection final : private StreamWriter::Owner, private UpstreamConn
   void tunnel_send_close(uint16_t to_client, uint16_t to_backend, std::string_view why);
   void tunnel_backend_gone(int status);
   void tunnel_client_gone();
+  bool chunk_crlf_ok(const char* from, const char* end);
   void tunnel_on_timer();
   void tunnel_finish(std::string_view why);
   bool websocket_checks_pass(const HeaderField& host);
@@ -175,6 +176,9 @@ class ClientConnection final : private StreamWriter::Owner, private UpstreamConn
   const char* parse_end_ = nullptr;
   // The last byte each parser consumed before the bytes it is parsing now (see line_starts).
   char request_byte_before_ = '\n';
+  // llhttp 8.1 (not built in its strict mode) skips the two bytes after a chunk's data without
+  // looking at them: how many of that CRLF are still to be checked (chunk_crlf_ok).
+  uint8_t chunk_crlf_left_ = 0;
   char response_byte_before_ = '\n';
   bool value_span_at_end_ = false;  // the last header value span ended at parse_end_
   int request_error_status_ = 0;    // set by callbacks that reject the request (431, 413)

@@ -69,6 +69,8 @@ TEST_CASE("ambiguous or malformed requests are refused with 400, nothing forward
       {"invalid chunk extension",
        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
        "5;a\"b\r\nhello\r\n0\r\n\r\n"},
+      {"chunk data not followed by CRLF",
+       "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n"},
       {"chunk data longer than its size",
        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nhello\r\n0\r\n\r\n"},
       {"obs-fold", "GET / HTTP/1.1\r\nHost: a\r\nX-A: b\r\n c\r\n\r\n"},
@@ -134,6 +136,37 @@ TEST_CASE("a header line after a bare CR is refused when the CR ends one read", 
   CHECK(read.data.rfind("HTTP/1.1 200", 0) == 0);
   REQUIRE(door.backend.wait_for_requests(1));
   CHECK(door.backend.requests().at(0).target == "/split");
+}
+
+TEST_CASE("the CRLF after chunk data is checked when a read ends inside or before it",
+          "[smuggling]") {
+  Door door;
+  for (const char* rest : {"X\n0\r\n\r\n", "\rX0\r\n\r\n"}) {
+    INFO(rest);
+    RawTlsClient client(door.portico.https_port(), door.cert.ca_cert);
+    REQUIRE(client.ok());
+    REQUIRE(
+        client.send("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello"));
+    std::this_thread::sleep_for(100ms);
+    REQUIRE(client.send(rest));
+    ReadResult read = client.read_all_until_close(5s);
+    CHECK(read.data.rfind("HTTP/1.1 400", 0) == 0);
+  }
+  CHECK(door.backend.request_count() == 0);
+  // The same body split at the same places, well-formed, goes through whole.
+  RawTlsClient client(door.portico.https_port(), door.cert.ca_cert);
+  REQUIRE(client.ok());
+  REQUIRE(
+      client.send("POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+                  "Connection: close\r\n\r\n5\r\nhello"));
+  std::this_thread::sleep_for(100ms);
+  REQUIRE(client.send("\r"));
+  std::this_thread::sleep_for(100ms);
+  REQUIRE(client.send("\n6\r\n world\r\n0\r\n\r\n"));
+  ReadResult read = client.read_all_until_close(5s);
+  CHECK(read.data.rfind("HTTP/1.1 200", 0) == 0);
+  REQUIRE(door.backend.wait_for_requests(1));
+  CHECK(door.backend.requests().at(0).body == "hello world");
 }
 
 TEST_CASE("an HTTP/2 preface on the HTTP/1 port is refused", "[smuggling]") {
