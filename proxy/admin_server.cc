@@ -100,7 +100,9 @@ struct AdminServer::Connection {
 
   static int on_message_complete(llhttp_t* p) {
     auto* c = static_cast<Connection*>(p->data);
-    c->answer(p->method == HTTP_GET);
+    // HEAD as GET without the body: RFC 9110 section 9.1 asks every server for both.
+    c->head_only = p->method == HTTP_HEAD;
+    c->answer(p->method == HTTP_GET || p->method == HTTP_HEAD);
     return HPE_PAUSED;
   }
 
@@ -110,7 +112,7 @@ struct AdminServer::Connection {
       log_info("admin", "refused client=", address_text(peer));
       respond(403, "text/plain", "forbidden\n");
     } else if (!get) {
-      respond(405, "text/plain", "only GET\n");
+      respond(405, "text/plain", "only GET and HEAD\n");
     } else if (url == "/metrics") {
       respond(200, "text/plain; version=0.0.4; charset=utf-8", server->render_metrics_());
     } else if (url == "/healthz") {
@@ -134,8 +136,9 @@ struct AdminServer::Connection {
                          : status == 431 ? "Request Header Fields Too Large"
                                          : "Bad Request";
     out = str_cat("HTTP/1.1 ", status, " ", reason, "\r\nContent-Type: ", type,
-                  "\r\nContent-Length: ", body.size(), "\r\nConnection: close\r\n\r\n");
-    out.append(body);
+                  "\r\nContent-Length: ", body.size(), status == 405 ? "\r\nAllow: GET, HEAD" : "",
+                  "\r\nConnection: close\r\n\r\n");
+    if (!head_only) out.append(body);
     uv_buf_t buf = uv_buf_init(out.data(), static_cast<unsigned>(out.size()));
     if (uv_write(&write_req, reinterpret_cast<uv_stream_t*>(&tcp), &buf, 1,
                  &Connection::on_written) != 0) {
@@ -158,6 +161,7 @@ struct AdminServer::Connection {
   size_t head_bytes = 0;
   std::string out;  // the response; uv_write keeps pointing at it until on_written
   bool responded = false;
+  bool head_only = false;  // a HEAD request: the head of the GET answer, no body
   bool closing = false;
   Connection* prev = nullptr;
   Connection* next = nullptr;

@@ -273,9 +273,16 @@ void ClientConnection::on_ciphertext(const char* data, size_t len) {
           tls_.peer_spoke_plaintext() ? std::string_view("plaintext_http") : tls_.error_reason());
       if (tls_.peer_spoke_plaintext()) {
         log_info("tls", "plain HTTP on the TLS port client=", peer_address_);
-      } else {
-        log_info("tls", "handshake failed client=", peer_address_, " reason=", tls_.error_reason());
+        // Say so in HTTP, which the client speaks (NGINX and Caddy do too), rather than with
+        // a TLS alert it cannot read; then close without a reset that could destroy it.
+        std::string answer;
+        build_simple_response(400, "400 Bad Request: this port speaks HTTPS; use https://\n", false,
+                              {}, &answer);
+        writer_.write(answer.data(), answer.size());
+        close_gracefully();
+        return;
       }
+      log_info("tls", "handshake failed client=", peer_address_, " reason=", tls_.error_reason());
       // Any alert OpenSSL produced goes out; then the connection ends.
       writer_.write_owned(std::move(tls_.output()));
       close_now();
@@ -386,6 +393,16 @@ void ClientConnection::on_parser_paused() {
 void ClientConnection::on_client_eof() {
   if (phase_ == Phase::kTunnel) {
     tunnel_client_gone();
+    return;
+  }
+  if (phase_ == Phase::kIdle && tls_.handshake_done()) {
+    // A close_notify (or a FIN) between requests: answer with close_notify of our own, as
+    // RFC 8446 section 6.1 asks, so the client can tell our close from a cut. close_now()
+    // offers the gathered alert to the socket before it closes.
+    tls_.shutdown();
+    writer_.write_owned(std::move(tls_.output()));
+    tls_.output().clear();
+    close_now();
     return;
   }
   if (phase_ == Phase::kClosing || phase_ == Phase::kIdle || phase_ == Phase::kHandshake) {
@@ -702,7 +719,7 @@ void ClientConnection::on_upstream_closed(UpstreamConnection& conn, int status) 
     return;
   }
   if (status == UV_EOF && response_bytes_from_backend_ > 0 && !response_complete_ &&
-      llhttp_message_needs_eof(&http_->response_parser)) {
+      !conn.tls_cut() && llhttp_message_needs_eof(&http_->response_parser)) {
     // A close-delimited body ends here.
     if (llhttp_finish(&http_->response_parser) == HPE_OK || response_complete_) {
       drop_upstream(false);
@@ -722,7 +739,9 @@ void ClientConnection::on_upstream_closed(UpstreamConnection& conn, int status) 
     return;
   }
   ctx_.metrics.count_backend_error(upstream_key_, BackendErrorKind::kClosed);
-  upstream_failed(status == UV_EOF ? "backend closed the connection" : uv_err_name(status));
+  upstream_failed(status != UV_EOF ? uv_err_name(status)
+                  : conn.tls_cut() ? "backend closed TLS without close_notify"
+                                   : "backend closed the connection");
 }
 
 void ClientConnection::upstream_failed(std::string_view why) {

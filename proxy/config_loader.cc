@@ -62,7 +62,10 @@ std::vector<CertKeyFiles> certificate_files(const Config& config,
   const size_t before = files.size();
   for (const fs::path& entry : entries) {
     std::error_code type_ec;
-    if (entry.extension() == ".crt" && fs::is_regular_file(entry, type_ec)) {
+    // A link that points nowhere is kept, not skipped: reading it then names the file and the
+    // error, where skipping it would drop a certificate without a word (a broken certbot
+    // renewal). Likewise live/NAME/ counts when its fullchain.pem link exists at all.
+    if (entry.extension() == ".crt" && !fs::is_directory(entry, type_ec)) {
       fs::path key = entry;
       key.replace_extension(".key");
       if (!fs::exists(key, type_ec)) {
@@ -70,7 +73,8 @@ std::vector<CertKeyFiles> certificate_files(const Config& config,
         continue;
       }
       files.push_back({entry.string(), key.string()});
-    } else if (fs::is_directory(entry, type_ec) && fs::exists(entry / "fullchain.pem", type_ec)) {
+    } else if (fs::is_directory(entry, type_ec) &&
+               fs::exists(fs::symlink_status(entry / "fullchain.pem", type_ec))) {
       // certbot's live/NAME/: the links point into archive/ and are re-pointed at renewal.
       files.push_back({(entry / "fullchain.pem").string(), (entry / "privkey.pem").string()});
     }

@@ -31,6 +31,8 @@ bool parse_port(std::string_view text, uint16_t* out) {
 
 bool parse_address(std::string_view text, bool v6, uint16_t port, sockaddr_storage* out) {
   if (text.size() > INET6_ADDRSTRLEN) return false;
+  // inet_pton stops at a NUL: "203.0.113.1\0junk" would pass for its first part.
+  if (text.find('\0') != std::string_view::npos) return false;
   std::string z(text);  // inet_pton wants a terminated string
   *out = sockaddr_storage{};
   if (v6) {

@@ -212,6 +212,7 @@ void UpstreamConnection::on_read(uv_stream_t* stream, ssize_t nread, const uv_bu
     flush_gathered_writes(stream->loop);
   } else if (nread < 0) {
     conn->read_stop();
+    if (conn->tls_ && nread == UV_EOF) conn->tls_cut_ = true;  // close_notify comes as data
     if (conn->delegate_) conn->delegate_->on_upstream_closed(*conn, static_cast<int>(nread));
   }
 }

@@ -66,6 +66,9 @@ class UpstreamConnection final : private StreamWriter::Owner {
   // Why the TLS handshake with the backend failed (the certificate check's reason when that
   // was it); "" when it did not.
   const std::string& tls_failure() const { return tls_failure_; }
+  // The TCP connection of a TLS backend ended without close_notify: its end proves nothing (a
+  // cut on the path looks the same), so it cannot end a close-delimited body.
+  bool tls_cut() const { return tls_cut_; }
 
  private:
   friend class UpstreamPool;
@@ -97,6 +100,7 @@ class UpstreamConnection final : private StreamWriter::Owner {
   int pending_callbacks_ = 0;  // resolve/close callbacks still to come; freed at zero
   bool closing_ = false;
   bool reading_ = false;
+  bool tls_cut_ = false;
 };
 
 class UpstreamPool final : private UpstreamConnection::Delegate {

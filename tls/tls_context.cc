@@ -110,7 +110,9 @@ int select_alpn(SSL*, const unsigned char** out, unsigned char* outlen, const un
     }
     i += 1 + len;
   }
-  return SSL_TLSEXT_ERR_NOACK;
+  // RFC 7301 section 3.2: a client that offers only protocols the server does not speak (h2
+  // alone, say) gets the no_application_protocol alert, not an HTTP/1.1 it did not ask for.
+  return SSL_TLSEXT_ERR_ALERT_FATAL;
 }
 
 // No SNI, or a name no certificate covers: the default context answers (RFC 6066 section 3 lets

@@ -114,7 +114,14 @@ TEST_CASE("admin: /healthz, unknown paths and methods", "[admin]") {
   CHECK(health.starts_with("HTTP/1.1 200 OK\r\n"));
   CHECK(health.ends_with("\r\n\r\nok\n"));
   CHECK(portico.admin_get("/nope").starts_with("HTTP/1.1 404"));
-  CHECK(portico.admin_get("/metrics", "POST").starts_with("HTTP/1.1 405"));
+  std::string post = portico.admin_get("/metrics", "POST");
+  CHECK(post.starts_with("HTTP/1.1 405"));
+  CHECK(post.find("\r\nAllow: GET, HEAD\r\n") != std::string::npos);
+  // HEAD: the GET answer's head, its length, no body (RFC 9110 9.1, 9.3.2).
+  std::string head = portico.admin_get("/healthz", "HEAD");
+  CHECK(head.starts_with("HTTP/1.1 200 OK\r\n"));
+  CHECK(head.find("Content-Length: 3\r\n") != std::string::npos);
+  CHECK(head.ends_with("\r\n\r\n"));
   CHECK(portico.admin_get("/metrics HTTP/1.1\r\nX: \x01", "GET").starts_with("HTTP/1.1 400"));
   // The admin listener serves nothing of the proxy's.
   CHECK(backend.request_count() == 0);

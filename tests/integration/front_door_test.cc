@@ -466,14 +466,17 @@ TEST_CASE("a backend closing mid-response truncates the client's response",
   CHECK(result.exit_code == 18);
 }
 
-TEST_CASE("plain HTTP on the TLS port gets its connection closed", "[front-door][tls]") {
+TEST_CASE("plain HTTP on the TLS port gets a plain 400 saying so, and a close",
+          "[front-door][tls]") {
   FrontDoor door;
   RawTcpClient client(door.portico.https_port());
   REQUIRE(client.ok());
   REQUIRE(client.send("GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"));
   ReadResult read = client.read_all_until_close(5s);
+  INFO(read.data);
   CHECK(read.closed != CloseKind::kOpen);
-  CHECK(read.data.find("HTTP/1.1") == std::string::npos);
+  CHECK(read.data.rfind("HTTP/1.1 400", 0) == 0);
+  CHECK(read.data.find("use https://") != std::string::npos);
   CHECK(door.backend.request_count() == 0);
 }
 
@@ -491,6 +494,14 @@ TEST_CASE("TLS: 1.2 and 1.3 only, ALPN http/1.1, close_notify", "[front-door][tl
                    "-CAfile", door.cert.ca_cert, "-alpn", "h2,http/1.1"},
                   "", 15s);
   CHECK(alpn.stdout.find("ALPN protocol: http/1.1") != std::string::npos);
+  // Only h2 offered: no_application_protocol (RFC 7301 3.2), as NGINX answers.
+  CommandResult h2_only =
+      run_command({"openssl", "s_client", "-connect", connect, "-servername", "localhost",
+                   "-CAfile", door.cert.ca_cert, "-alpn", "h2", "-brief"},
+                  "", 15s);
+  INFO(h2_only.stderr);
+  CHECK(h2_only.exit_code != 0);
+  CHECK(h2_only.stderr.find("no application protocol") != std::string::npos);
   CommandResult tls12 = run_command({"openssl", "s_client", "-connect", connect, "-tls1_2",
                                      "-CAfile", door.cert.ca_cert, "-brief"},
                                     "", 15s);
@@ -507,6 +518,14 @@ TEST_CASE("TLS: 1.2 and 1.3 only, ALPN http/1.1, close_notify", "[front-door][tl
   ReadResult read = client.read_all_until_close(5s);
   CHECK(read.data.rfind("HTTP/1.1 200", 0) == 0);
   CHECK(read.closed == CloseKind::kCloseNotify);
+
+  // A client's close_notify between requests is answered with portico's own.
+  RawTlsClient idle(door.portico.https_port(), door.cert.ca_cert);
+  REQUIRE(idle.ok());
+  REQUIRE(idle.send("GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"));
+  CHECK(idle.read_until("ok GET /", 5s).matched);
+  idle.shutdown_write();
+  CHECK(idle.read_all_until_close(5s).closed == CloseKind::kCloseNotify);
 }
 
 TEST_CASE("a client that never finishes its handshake is dropped", "[front-door][tls]") {

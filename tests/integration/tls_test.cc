@@ -156,6 +156,28 @@ TEST_CASE("tls: --cert-dir loads NAME.crt/NAME.key pairs and certbot live/NAME/ 
   INFO(r.describe());
   CHECK(r.exit_code == 2);
   CHECK(r.stderr.find((lonely / "c.crt").string() + ": no matching key file") != std::string::npos);
+
+  // Links that point nowhere (a broken renewal) are errors naming the file, not skipped.
+  for (const char* layout : {"pair", "certbot"}) {
+    INFO(layout);
+    const fs::path broken = dir.file(std::string("broken-") + layout);
+    fs::create_directories(broken / "d.test");
+    fs::path crt =
+        std::string(layout) == "pair" ? broken / "d.crt" : broken / "d.test" / "fullchain.pem";
+    fs::path key =
+        std::string(layout) == "pair" ? broken / "d.key" : broken / "d.test" / "privkey.pem";
+    fs::create_symlink(dir.file("gone.pem"), crt);
+    fs::create_symlink(a.key, key);
+    fs::copy_file(a.fullchain, broken / "a.crt");
+    fs::copy_file(a.key, broken / "a.key");
+    CommandResult broken_run =
+        run_portico({"--routes", portico.routes_path(), "--cert-dir", broken.string(),
+                     "--https-port", "0", "--http-port", "0"});
+    INFO(broken_run.describe());
+    CHECK(broken_run.exit_code == 2);
+    CHECK(broken_run.stderr.find(crt.string() + ": cannot read: No such file or directory") !=
+          std::string::npos);
+  }
 }
 
 TEST_CASE("tls: sessions resume, TLS 1.2 (cache and tickets) and TLS 1.3 (tickets)", "[tls]") {

@@ -112,6 +112,31 @@ TEST_CASE("https:// backend: requests re-encrypted, verified with ca=, SNI is th
   CHECK(tls.backend->tls_failures() == 0);
 }
 
+TEST_CASE("https:// backend: a close-delimited body ends only with close_notify",
+          "[upstream_tls]") {
+  // Without close_notify the end of the TCP connection proves nothing (RFC 8446 6.1: anyone on
+  // the path can send a FIN): the client must see the body cut short, not a complete one.
+  TempDir dir;
+  TlsBackend tls(dir, {"localhost"}, [](const ReceivedRequest& request) {
+    Response r;
+    r.framing = Response::kCloseDelimited;
+    r.body = std::string(10000, 'b');
+    r.skip_close_notify = request.target == "/cut";
+    return r;
+  });
+  Front front(dir, "/ https://localhost:" + std::to_string(tls.port()) +
+                       " ca=" + file_name(tls.ca.cert) + "\n");
+  CommandResult whole = front.get("/whole");
+  INFO(whole.describe());
+  CHECK(whole.exit_code == 0);
+  CHECK(whole.stdout == std::string(10000, 'b'));
+  CommandResult cut = front.get("/cut");
+  INFO(cut.describe());
+  CHECK(cut.exit_code == 18);  // curl: the chunked body never ended
+  CHECK(front.portico.process().try_wait_for_output(
+      std::string("error=\"backend closed TLS without close_notify\""), 5s));
+}
+
 TEST_CASE("https:// backend: the TLS connection is pooled and reused across clients",
           "[upstream_tls]") {
   TempDir dir;

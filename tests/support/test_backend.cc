@@ -331,6 +331,7 @@ void TestBackend::serve(Connection* conn) {
 
   bool open = true;
   bool lingering_close = true;
+  bool close_notify = true;
   std::vector<char> buf(64 * 1024);
   while (open) {
     ssize_t n = io_recv(io, buf.data(), buf.size());
@@ -371,6 +372,7 @@ void TestBackend::serve(Connection* conn) {
       ++s.current.index_on_connection;
       Response response;
       open = respond(conn, request, s.keep_alive && !s.upgrade, &response);
+      if (response.skip_close_notify) close_notify = false;
       if (s.upgrade) {
         // After a 101 the bytes are another protocol: just record them. Anything else ends the
         // connection, since the parser cannot go back to HTTP after an upgrade request.
@@ -381,7 +383,7 @@ void TestBackend::serve(Connection* conn) {
     }
   }
 
-  if (conn->ssl) SSL_shutdown(conn->ssl);  // close_notify
+  if (conn->ssl && close_notify) SSL_shutdown(conn->ssl);
   if (lingering_close) {
     // Close gracefully: a close with unread input sends RST, which can destroy the response still
     // in flight to the peer. So send FIN, drain for a bounded time, then close.

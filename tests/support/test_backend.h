@@ -63,6 +63,8 @@ struct Response {
   // (or the peer closes it).
   bool never_respond = false;
   bool close_without_response = false;  // read the request, then close without a byte
+  // Over TLS: end the connection without close_notify, as a cut on the path would.
+  bool skip_close_notify = false;
   // If non-empty: written verbatim instead of a formatted response (the connection stays open
   // unless close_after).
   std::string raw;

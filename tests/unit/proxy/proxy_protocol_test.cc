@@ -131,6 +131,11 @@ std::vector<Case> cases() {
        "v1_malformed"},
       {"v1 double space", "PROXY TCP4  1.2.3.4 5.6.7.8 1 2\r\n", Status::kError, "v1_malformed"},
       {"v1 bad source", "PROXY TCP4 1.2.3 5.6.7.8 1 2\r\n", Status::kError, "bad_source_address"},
+      // inet_pton would stop at the NUL and take the address before it.
+      {"v1 NUL in the source", std::string("PROXY TCP4 203.0.113.1\0junk 5.6.7.8 1 2\r\n", 41),
+       Status::kError, "bad_source_address"},
+      {"v1 NUL in the destination", std::string("PROXY TCP4 1.2.3.4 5.6.7.8\0x 1 2\r\n", 34),
+       Status::kError, "bad_destination_address"},
       {"v1 tcp4 with v6 source", "PROXY TCP4 ::1 5.6.7.8 1 2\r\n", Status::kError,
        "bad_source_address"},
       {"v1 tcp6 with v4 source", "PROXY TCP6 1.2.3.4 ::1 1 2\r\n", Status::kError,
