@@ -572,7 +572,7 @@ void ClientConnection::connect_upstream() {
   }
   const BackendAddress& backend = route_->backends[backend_index_];
   SSL_CTX* tls = backend.scheme == "https" ? routing_->upstream_tls_for(*route_) : nullptr;
-  upstream_key_ = tls ? str_cat("https://", backend.authority()) : backend.authority();
+  upstream_key_ = backend.label();
   // Pooled connections are reused only under the same trust: the client context (its CA
   // bundle, this configuration's) is part of the pool key for TLS backends.
   std::string pool_key = upstream_key_;

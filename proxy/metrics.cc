@@ -92,6 +92,24 @@ void Metrics::count_backend_error(std::string_view backend, BackendErrorKind kin
   ++backend_errors[{std::string(backend), kind}];
 }
 
+void Metrics::forget_all_but(const RouteTable& table) {
+  std::erase_if(routes, [&](const auto& entry) {
+    if (entry.first == "-") return false;  // requests no route matched
+    for (const Route& route : table.routes()) {
+      if (route.prefix == entry.first) return false;
+    }
+    return true;
+  });
+  std::erase_if(backend_errors, [&](const auto& entry) {
+    for (const Route& route : table.routes()) {
+      for (const BackendAddress& backend : route.backends) {
+        if (backend.label() == entry.first.first) return false;
+      }
+    }
+    return true;
+  });
+}
+
 void Metrics::add(const Metrics& other) {
   open_connections += other.open_connections;
   open_tunnels += other.open_tunnels;

@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "proxy/access_log.h"
+#include "routing/route_table.h"
 
 namespace portico {
 
@@ -53,6 +54,9 @@ struct Metrics {
   void count_backend_error(std::string_view backend, BackendErrorKind kind);
 
   void add(const Metrics& other);
+  // Drops the series of routes and backends `table` no longer names, at a reload: a route file
+  // whose prefixes change over time would otherwise grow the maps (and every scrape) for ever.
+  void forget_all_but(const RouteTable& table);
 };
 
 // Prometheus text exposition format 0.0.4.

@@ -57,6 +57,7 @@ struct WorkerContext {
   void set_routes(std::shared_ptr<const RouteTable> table,
                   std::vector<std::shared_ptr<SSL_CTX>> upstream_tls) {
     routing = std::make_shared<RoutingState>(std::move(table), std::move(upstream_tls));
+    metrics.forget_all_but(*routing->table);
   }
 
   uv_loop_t* loop;

@@ -312,6 +312,23 @@ bool is_option_field(std::string_view f) {
                      [](char c) { return is_alpha(c) || is_digit(c) || c == '_' || c == '-'; });
 }
 
+// `prefix` with '?' and bytes above 0x7E written as %XX, as a request path carries them.
+std::string escape_unmatchable(std::string_view prefix) {
+  static const char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (char c : prefix) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '?' || u > 0x7E) {
+      out += '%';
+      out += kHex[u >> 4];
+      out += kHex[u & 0xF];
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
 // Parses one line's fields into `route`; reports through `error(column, message)`.
 template <typename ErrorFn>
 void parse_route_fields(const std::vector<Field>& fields, Route& route, ErrorFn&& error) {
@@ -358,6 +375,11 @@ void parse_route_fields(const std::vector<Field>& fields, Route& route, ErrorFn&
     } else if (norm.path != prefix) {
       error(prefix_column,
             "prefix " + quoted(prefix) + " is not normalised (means " + quoted(norm.path) + ")");
+    } else if (std::string escaped = escape_unmatchable(prefix); escaped != prefix) {
+      // A request's path never holds '?' (the query starts there), and browsers send other
+      // bytes than ASCII %-escaped: such a prefix would never match what they send.
+      error(prefix_column, "prefix " + quoted(prefix) + " can never match a request path; write " +
+                               quoted(escaped));
     }
     route.prefix = std::string(prefix);
   }
@@ -480,6 +502,11 @@ void parse_route_fields(const std::vector<Field>& fields, Route& route, ErrorFn&
         o.ca_file = std::string(value);
       }
     }
+  }
+  // The sticky cookie's Path is the prefix, and in a cookie ';' ends the value (RFC 6265 4.1.1):
+  // "/a;Domain=x/" would set a Domain.
+  if (o.balance == BalancePolicy::kCookie && route.prefix.find(';') != std::string::npos) {
+    error(pattern.column, "balance=cookie needs a prefix without ';' (it is the cookie's Path)");
   }
 }
 

@@ -124,6 +124,10 @@ std::string BackendAddress::authority() const {
   return host + ":" + std::to_string(port);
 }
 
+std::string BackendAddress::label() const {
+  return scheme == "https" ? "https://" + authority() : authority();
+}
+
 std::string RouteError::to_string() const {
   return file + ":" + std::to_string(line) + ":" + std::to_string(column) + ": " + message;
 }

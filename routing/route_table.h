@@ -23,6 +23,8 @@ struct BackendAddress {
 
   // "host:port", or "[v6]:port": the key of the upstream pool and what logs show.
   std::string authority() const;
+  // What logs and metrics call the backend: the authority, after "https://" for a TLS one.
+  std::string label() const;
 };
 
 enum class BalancePolicy { kRoundRobin, kLeastConn, kIpHash, kCookie };

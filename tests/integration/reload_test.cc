@@ -400,3 +400,26 @@ TEST_CASE("reload: a certbot-style symlink swap (live/ -> archive/) is seen", "[
   CHECK(served_serial(portico) == file_serial(issued[2].cert));
   CHECK(whoami(portico, linked) == "A");
 }
+
+TEST_CASE("reload: the metrics of routes and backends the new table drops are dropped too",
+          "[reload][admin]") {
+  TempDir dir;
+  TestCert cert = make_test_cert(dir);
+  TestBackend a(named("A")), b(named("B"));
+  PorticoProcess portico(dir, "/old/ http://" + a.address() + "\n", cert,
+                         {"--admin", "127.0.0.1:0"});
+  CHECK(curl("--cacert", cert.ca_cert, portico.url("/old/x")).stdout == "A");
+  std::string before = portico.admin_get("/metrics");
+  CHECK(before.find("route=\"/old/\"") != std::string::npos);
+
+  const size_t from = stderr_size(portico);
+  dir.write_file("routes.conf", "/new/ http://" + b.address() + "\n");
+  REQUIRE(portico.process().signal(SIGHUP));
+  portico.process().wait_for_output(kReloaded, 10s, Stream::kStderr, from);
+  CHECK(curl("--cacert", cert.ca_cert, portico.url("/new/x")).stdout == "B");
+  std::string after = portico.admin_get("/metrics");
+  INFO(after);
+  // A file whose prefixes change over time would otherwise grow the maps and every scrape.
+  CHECK(after.find("route=\"/old/\"") == std::string::npos);
+  CHECK(after.find("route=\"/new/\"") != std::string::npos);
+}

@@ -207,5 +207,28 @@ TEST_CASE("config: operations flags", "[metrics]") {
   }
 }
 
+TEST_CASE("metrics: a reload forgets the routes and backends it dropped", "[metrics]") {
+  Metrics m;
+  AccessLogEntry entry;
+  entry.status = 200;
+  for (const char* route : {"/api/", "/old/", "-"}) {
+    entry.route = route;
+    m.count_request(entry);
+  }
+  m.count_backend_error("127.0.0.1:3000", BackendErrorKind::kConnect);
+  m.count_backend_error("127.0.0.1:9999", BackendErrorKind::kConnect);
+  m.count_backend_error("https://10.0.0.1:443", BackendErrorKind::kTls);
+  RouteParseResult parsed = RouteTable::parse(
+      "/api/ http://127.0.0.1:3000 https://10.0.0.1\n/new/ http://127.0.0.1:4000\n", "r.conf");
+  REQUIRE(parsed.table);
+  m.forget_all_but(*parsed.table);
+  CHECK(m.routes.count("/api/") == 1);
+  CHECK(m.routes.count("-") == 1);  // no route matched: always kept
+  CHECK(m.routes.count("/old/") == 0);
+  CHECK(m.backend_errors.size() == 2);
+  CHECK(m.backend_errors.count({"127.0.0.1:9999", BackendErrorKind::kConnect}) == 0);
+  CHECK(m.backend_errors.count({"https://10.0.0.1:443", BackendErrorKind::kTls}) == 1);
+}
+
 }  // namespace
 }  // namespace portico
