@@ -176,16 +176,12 @@ bool split_host_port(std::string_view value, std::string_view* host, std::string
     std::string_view rest = value.substr(close + 1);
     if (!rest.empty()) {
       if (rest.front() != ':') return false;
-      p = rest.substr(1);
-      if (p.empty()) return false;
+      p = rest.substr(1);  // may be empty: port = *DIGIT (RFC 3986 3.2.3)
     }
   } else {
     size_t colon = value.find(':');
     h = value.substr(0, colon);
-    if (colon != std::string_view::npos) {
-      p = value.substr(colon + 1);
-      if (p.empty()) return false;
-    }
+    if (colon != std::string_view::npos) p = value.substr(colon + 1);  // may be empty, as above
     if (h.empty() || h.size() > 253) return false;
     for (char c : h) {
       bool ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||

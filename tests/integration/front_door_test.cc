@@ -575,6 +575,10 @@ TEST_CASE("a malformed or ambiguous request gets 400 and nothing is forwarded",
   CHECK(read.data.rfind("HTTP/1.1 505", 0) == 0);
   CHECK(door.backend.request_count() == 0);
   CHECK(door.backend.connections_accepted() == 0);
+  // An empty port is a valid Host (port = *DIGIT, RFC 3986 3.2.3): served.
+  RawTlsClient empty_port(door.portico.https_port(), door.cert.ca_cert);
+  REQUIRE(empty_port.send("GET / HTTP/1.1\r\nHost: a:\r\nConnection: close\r\n\r\n"));
+  CHECK(empty_port.read_all_until_close(5s).data.rfind("HTTP/1.1 200", 0) == 0);
 }
 
 TEST_CASE("a 1 GiB download and a 256 MiB upload stream with flat memory",

@@ -25,7 +25,8 @@ TEST_CASE("Host header syntax", "[http-head]") {
       {"[::1]", true, "[::1]", ""},
       {"[2001:db8::1]:443", true, "[2001:db8::1]", "443"},
       {"", false, "", ""},
-      {"example.com:", false, "", ""},
+      {"example.com:", true, "example.com", ""},  // port = *DIGIT: empty is allowed
+      {"[::1]:", true, "[::1]", ""},
       {"example.com:0", false, "", ""},
       {"example.com:65536", false, "", ""},
       {"example.com:8x", false, "", ""},
