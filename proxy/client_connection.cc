@@ -171,15 +171,17 @@ void ClientConnection::close_gracefully() {
   if (phase_ == Phase::kClosing || phase_ == Phase::kClosed) return;
   if (upstream_) drop_upstream(/*reusable=*/false);
   flush_to_client();
-  if (tls_.handshake_done()) {
-    tls_.shutdown();
-    writer_.write_owned(std::move(tls_.output()));
-    tls_.output().clear();
-  }
+  if (tls_.handshake_done()) queue_close_notify();
   phase_ = Phase::kClosing;
   arm_timer(kLingerTime);
   update_reading();
   if (writer_.queued() == 0) on_write_done(0);
+}
+
+void ClientConnection::queue_close_notify() {
+  tls_.shutdown();
+  writer_.write_owned(std::move(tls_.output()));
+  tls_.output().clear();
 }
 
 void ClientConnection::on_shutdown_done(uv_shutdown_t* req, int) { delete req; }
@@ -399,9 +401,7 @@ void ClientConnection::on_client_eof() {
     // A close_notify (or a FIN) between requests: answer with close_notify of our own, as
     // RFC 8446 section 6.1 asks, so the client can tell our close from a cut. close_now()
     // offers the gathered alert to the socket before it closes.
-    tls_.shutdown();
-    writer_.write_owned(std::move(tls_.output()));
-    tls_.output().clear();
+    queue_close_notify();
     close_now();
     return;
   }
@@ -1341,11 +1341,11 @@ int ClientConnection::on_response_headers_complete(llhttp_t* p) {
   c->response_head_sent_ = true;
   c->status_sent_ = status;
   // llhttp cannot know that a response to HEAD has no body: 1 tells it to skip one. A 101, 204
-  // or 304 has none either (RFC 9112 section 6.3), but llhttp reads one when the backend claims
+  // or 304 has none either (status_has_no_content), but llhttp reads one when the backend claims
   // a length: bytes that would reach the client after a head that said there were none (a 101's
   // would bypass the frame checks). What follows the blank line is the tunnel's after a 101, and
   // for a 204 or 304 the backend is out of step: it is not reused (on_upstream_data).
-  return response.head_request || status == 101 || status == 204 || status == 304 ? 1 : 0;
+  return response.head_request || status_has_no_content(status) ? 1 : 0;
 }
 
 int ClientConnection::on_response_body(llhttp_t* p, const char* at, size_t len) {

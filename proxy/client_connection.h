@@ -114,8 +114,9 @@ class ClientConnection final : private StreamWriter::Owner, private UpstreamConn
   void fire_timer_by(uint64_t due_ms);
   static void on_timer(uv_timer_t* timer);
   void on_client_eof();
-  void close_gracefully();  // close_notify, flush, FIN, linger, close
-  void close_now();         // the one place where handles are closed
+  void close_gracefully();    // close_notify, flush, FIN, linger, close
+  void queue_close_notify();  // the alert goes out with the writer's next flush
+  void close_now();           // the one place where handles are closed
   static void on_handle_closed(uv_handle_t* handle);
   static void on_shutdown_done(uv_shutdown_t* req, int status);
 

@@ -134,8 +134,7 @@ BodyFraming build_client_response_head(const ClientResponse& response, std::stri
 
   bool keep_alive = response.keep_alive;
   BodyFraming out_framing = BodyFraming::kNone;
-  const bool bodiless = response.head_request || head.status == 204 || head.status == 304 ||
-                        (head.status >= 100 && head.status < 200);
+  const bool bodiless = response.head_request || status_has_no_content(head.status);
   if (bodiless) {
     // A HEAD answer keeps the length the GET would have had; 204 and 304 carry none.
     if (response.head_request && response.framing == BodyFraming::kContentLength) {

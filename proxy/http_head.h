@@ -72,6 +72,12 @@ struct HttpHead {
 
 bool iequals(std::string_view a, std::string_view b);
 
+// RFC 9112 section 6.3: a 1xx, 204 or 304 response ends at its blank line, whatever length it
+// claims.
+inline bool status_has_no_content(int status) {
+  return (status >= 100 && status < 200) || status == 204 || status == 304;
+}
+
 // RFC 9110 section 9.2.2: GET, HEAD, OPTIONS, TRACE, PUT and DELETE may be sent twice.
 bool is_idempotent(std::string_view method);
 

@@ -314,14 +314,11 @@ bool is_option_field(std::string_view f) {
 
 // `prefix` with '?' and bytes above 0x7E written as %XX, as a request path carries them.
 std::string escape_unmatchable(std::string_view prefix) {
-  static const char kHex[] = "0123456789ABCDEF";
   std::string out;
   for (char c : prefix) {
     const auto u = static_cast<unsigned char>(c);
     if (c == '?' || u > 0x7E) {
-      out += '%';
-      out += kHex[u >> 4];
-      out += kHex[u & 0xF];
+      append_percent_escape(&out, u);
     } else {
       out += c;
     }

@@ -249,6 +249,13 @@ NormalizedPath normalize_path(std::string_view raw_path) {
   return result;
 }
 
+void append_percent_escape(std::string* out, unsigned char byte) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  *out += '%';
+  *out += kHex[byte >> 4];
+  *out += kHex[byte & 0xF];
+}
+
 PathStatus normalize_path(std::string_view raw_path, std::string* out) {
   std::string& path = *out;
   path.clear();
@@ -278,10 +285,7 @@ PathStatus normalize_path(std::string_view raw_path, std::string* out) {
       if (is_unreserved(v)) {
         path += static_cast<char>(v);
       } else {
-        static constexpr char kHex[] = "0123456789ABCDEF";
-        path += '%';
-        path += kHex[v >> 4];
-        path += kHex[v & 0xF];
+        append_percent_escape(&path, v);
       }
       i += 2;
       continue;

@@ -114,6 +114,8 @@ NormalizedPath normalize_path(std::string_view raw_path);
 // The same into `out` (replacing what it held; empty unless kOk), for a caller that reuses one
 // buffer for every request: it allocates only when a path is longer than any before it.
 PathStatus normalize_path(std::string_view raw_path, std::string* out);
+// Appends `byte` as "%XX" with upper-case hex, the form normalize_path leaves escapes in.
+void append_percent_escape(std::string* out, unsigned char byte);
 
 // The path to send upstream: with strip_prefix the route's prefix is removed (keeping a
 // leading '/'), otherwise the normalised path unchanged.

@@ -28,6 +28,18 @@ struct Door {
     REQUIRE(client.send(bytes));
     return client.read_all_until_close(5s);
   }
+  // Each piece in its own TLS record, 100 ms apart, so that portico reads them one by one.
+  ReadResult exchange_in_pieces(std::initializer_list<std::string_view> pieces) {
+    RawTlsClient client(portico.https_port(), cert.ca_cert);
+    REQUIRE(client.ok());
+    bool first = true;
+    for (std::string_view piece : pieces) {
+      if (!first) std::this_thread::sleep_for(100ms);
+      first = false;
+      REQUIRE(client.send(piece));
+    }
+    return client.read_all_until_close(5s);
+  }
   TempDir dir;
   TestCert cert;
   TestBackend backend;
@@ -113,26 +125,14 @@ TEST_CASE("a header line after a bare CR is refused when the CR ends one read", 
   // The check looks at the byte before each header line, which here is the last byte of the
   // previous read (two TLS records, sent apart).
   Door door;
-  {
-    RawTlsClient client(door.portico.https_port(), door.cert.ca_cert);
-    REQUIRE(client.ok());
-    REQUIRE(client.send("POST / HTTP/1.1\r\nHost: a\r\nX-A:\r"));
-    std::this_thread::sleep_for(100ms);
-    REQUIRE(client.send(":Content-Length: 5\r\n\r\nhello"));
-    ReadResult read = client.read_all_until_close(5s);
-    CHECK(read.data.rfind("HTTP/1.1 400", 0) == 0);
-    CHECK(read.closed != CloseKind::kOpen);
-  }
+  ReadResult bad = door.exchange_in_pieces(
+      {"POST / HTTP/1.1\r\nHost: a\r\nX-A:\r", ":Content-Length: 5\r\n\r\nhello"});
+  CHECK(bad.data.rfind("HTTP/1.1 400", 0) == 0);
+  CHECK(bad.closed != CloseKind::kOpen);
   CHECK(door.backend.request_count() == 0);
   // A clean request split the same way, before a header line and inside a CRLF, is served.
-  RawTlsClient client(door.portico.https_port(), door.cert.ca_cert);
-  REQUIRE(client.ok());
-  REQUIRE(client.send("GET /split HTTP/1.1\r\nHost: a\r\n"));
-  std::this_thread::sleep_for(100ms);
-  REQUIRE(client.send("X-A: b\r"));
-  std::this_thread::sleep_for(100ms);
-  REQUIRE(client.send("\nX-B: c\r\nConnection: close\r\n\r\n"));
-  ReadResult read = client.read_all_until_close(5s);
+  ReadResult read = door.exchange_in_pieces(
+      {"GET /split HTTP/1.1\r\nHost: a\r\n", "X-A: b\r", "\nX-B: c\r\nConnection: close\r\n\r\n"});
   CHECK(read.data.rfind("HTTP/1.1 200", 0) == 0);
   REQUIRE(door.backend.wait_for_requests(1));
   CHECK(door.backend.requests().at(0).target == "/split");
@@ -143,27 +143,16 @@ TEST_CASE("the CRLF after chunk data is checked when a read ends inside or befor
   Door door;
   for (const char* rest : {"X\n0\r\n\r\n", "\rX0\r\n\r\n"}) {
     INFO(rest);
-    RawTlsClient client(door.portico.https_port(), door.cert.ca_cert);
-    REQUIRE(client.ok());
-    REQUIRE(
-        client.send("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello"));
-    std::this_thread::sleep_for(100ms);
-    REQUIRE(client.send(rest));
-    ReadResult read = client.read_all_until_close(5s);
+    ReadResult read = door.exchange_in_pieces(
+        {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello", rest});
     CHECK(read.data.rfind("HTTP/1.1 400", 0) == 0);
   }
   CHECK(door.backend.request_count() == 0);
   // The same body split at the same places, well-formed, goes through whole.
-  RawTlsClient client(door.portico.https_port(), door.cert.ca_cert);
-  REQUIRE(client.ok());
-  REQUIRE(
-      client.send("POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
-                  "Connection: close\r\n\r\n5\r\nhello"));
-  std::this_thread::sleep_for(100ms);
-  REQUIRE(client.send("\r"));
-  std::this_thread::sleep_for(100ms);
-  REQUIRE(client.send("\n6\r\n world\r\n0\r\n\r\n"));
-  ReadResult read = client.read_all_until_close(5s);
+  ReadResult read =
+      door.exchange_in_pieces({"POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: "
+                               "chunked\r\nConnection: close\r\n\r\n5\r\nhello",
+                               "\r", "\n6\r\n world\r\n0\r\n\r\n"});
   CHECK(read.data.rfind("HTTP/1.1 200", 0) == 0);
   REQUIRE(door.backend.wait_for_requests(1));
   CHECK(door.backend.requests().at(0).body == "hello world");
