@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -33,8 +34,10 @@ namespace {
 // long a session may be resumed: as long as a ticket key lives at most.
 constexpr long kSessionCacheSize = 20'000;
 constexpr long kSessionTimeoutSeconds = 12 * 3600;
-// The same on every context, so a session made under one SNI context resumes under another
-// (SSL_set_SSL_CTX copies the new context's id context onto the connection).
+// The contexts' own id context, the same on all of them. It never decides a resumption: every
+// connection gets its certificate group's id context (resume_within_group) before OpenSSL
+// looks a session up, and SSL_set_SSL_CTX then leaves it alone (it copies the new context's id
+// context only over one still equal to the old context's).
 constexpr unsigned char kSessionIdContext[] = "portico";
 
 struct FileCloser {
@@ -126,6 +129,43 @@ int select_by_servername(SSL* ssl, int*, void* arg) {
   if (chosen == nullptr && name != nullptr) chosen = set->select(name);
   if (chosen != nullptr) SSL_set_SSL_CTX(ssl, chosen);
   return SSL_TLSEXT_ERR_OK;
+}
+
+// The host name of a ClientHello's server_name extension (RFC 6066 section 3), or empty: none
+// sent, or malformed (OpenSSL refuses those itself, right after this callback).
+std::string_view client_hello_server_name(SSL* ssl) {
+  const unsigned char* data = nullptr;
+  size_t size = 0;
+  if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &data, &size) != 1 || size < 2) {
+    return {};
+  }
+  const size_t list_size = (size_t{data[0]} << 8) | data[1];
+  if (list_size != size - 2) return {};
+  size_t at = 2;
+  while (at + 3 <= size) {
+    const unsigned char type = data[at];
+    const size_t name_size = (size_t{data[at + 1]} << 8) | data[at + 2];
+    at += 3;
+    if (at + name_size > size) return {};
+    if (type == TLSEXT_NAMETYPE_host_name) {
+      return {reinterpret_cast<const char*>(data + at), name_size};
+    }
+    at += name_size;
+  }
+  return {};
+}
+
+// RFC 6066 section 3: a server MUST NOT resume a session under a different name. Sessions are
+// kept apart per certificate group instead (as NGINX keeps them per server{}): a client may
+// resume under any name the same certificates cover, which is also what TLS 1.3 lets a client
+// do (RFC 8446 section 4.6.1), and never under a name another certificate serves. This must run
+// from the ClientHello callback: OpenSSL looks the session or ticket up, and checks its id
+// context, before the SNI callback would have a say.
+int resume_within_group(SSL* ssl, int*, void* arg) {
+  const auto* set = static_cast<const TlsContextSet*>(arg);
+  const auto& id_context = set->session_id_context(client_hello_server_name(ssl));
+  SSL_set_session_id_context(ssl, id_context.data(), static_cast<unsigned int>(id_context.size()));
+  return SSL_CLIENT_HELLO_SUCCESS;
 }
 
 int set_index() {
@@ -309,6 +349,9 @@ std::string format_asn1_time(const ASN1_TIME* time) {
 struct TlsContextSet::Group {
   SslCtxPtr shared;  // null for the default context: it owns the set
   std::vector<std::shared_ptr<const CertifiedKey>> pairs;
+  // SHA-256 of the names the group's certificates cover: what a session made under this group
+  // carries, the same across reloads that keep those names (tickets outlive a reload).
+  SessionIdContext session_id_context{};
 };
 
 TlsContextSet::TlsContextSet() = default;
@@ -326,6 +369,11 @@ size_t TlsContextSet::group_of(std::string_view server_name) const {
     if (it == by_name_.end()) return 0;
   }
   return it->second;
+}
+
+const TlsContextSet::SessionIdContext& TlsContextSet::session_id_context(
+    std::string_view server_name) const {
+  return groups_[server_name.empty() ? 0 : group_of(server_name)]->session_id_context;
 }
 
 SSL_CTX* TlsContextSet::select(std::string_view server_name) const {
@@ -413,6 +461,12 @@ TlsContextResult make_server_tls_context(const std::vector<CertificateFiles>& ce
       group->shared.reset(contexts[g].get());
     }
     for (const LoadedPair* pair : members[g]) group->pairs.push_back(pair->certified);
+    const std::string id_input = "portico session id context: " + group_keys[g];
+    if (EVP_Digest(id_input.data(), id_input.size(), group->session_id_context.data(), nullptr,
+                   EVP_sha256(), nullptr) != 1) {
+      result.error = "cannot hash the session id context: " + openssl_error_text();
+      return result;
+    }
     set->groups_.push_back(std::move(group));
     for (const std::string& name : members[g].front()->info.names) {
       if (!name.starts_with("DNS:")) continue;   // SNI never carries an address (RFC 6066)
@@ -420,6 +474,7 @@ TlsContextResult make_server_tls_context(const std::vector<CertificateFiles>& ce
     }
   }
   SSL_CTX* default_ctx = contexts.front().get();
+  SSL_CTX_set_client_hello_cb(default_ctx, resume_within_group, set.get());
   SSL_CTX_set_tlsext_servername_callback(default_ctx, select_by_servername);
   SSL_CTX_set_tlsext_servername_arg(default_ctx, set.get());
   SSL_CTX_set_ex_data(default_ctx, set_index(), set.release());

@@ -5,6 +5,7 @@
 
 #include <openssl/ssl.h>
 
+#include <array>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -74,6 +75,11 @@ class TlsContextSet {
   // The shared context for `server_name` (exact name first, then "*.rest" for one label), or
   // null for "the default context". `server_name` in any case.
   SSL_CTX* select(std::string_view server_name) const;
+
+  // The session id context of the certificate group that serves `server_name` (empty: the
+  // client sent no name): sessions resume only within the group that made them.
+  using SessionIdContext = std::array<unsigned char, SSL_MAX_SID_CTX_LENGTH>;
+  const SessionIdContext& session_id_context(std::string_view server_name) const;
 
   // The calling thread's own copy of the context select() picks for `server_name` (empty: the
   // client sent no name), made on the first call from this thread; null if it cannot be made

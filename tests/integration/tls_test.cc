@@ -35,11 +35,15 @@ std::string read_all(const std::string& path) {
 const char kRequest[] = "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
 
 // openssl s_client against portico, sending one request and reading until portico closes (so
-// that TLS 1.3 tickets, sent after the handshake, are received).
+// that TLS 1.3 tickets, sent after the handshake, are received). SNI localhost unless `args`
+// name another (-servername) or none (-noservername).
 CommandResult s_client(uint16_t port, std::vector<std::string> args) {
-  std::vector<std::string> argv = {
-      "openssl",     "s_client",  "-connect", "127.0.0.1:" + std::to_string(port),
-      "-servername", "localhost", "-ign_eof"};
+  std::vector<std::string> argv = {"openssl", "s_client", "-connect",
+                                   "127.0.0.1:" + std::to_string(port), "-ign_eof"};
+  if (std::find(args.begin(), args.end(), "-servername") == args.end() &&
+      std::find(args.begin(), args.end(), "-noservername") == args.end()) {
+    argv.insert(argv.end(), {"-servername", "localhost"});
+  }
   argv.insert(argv.end(), args.begin(), args.end());
   return run_command(argv, kRequest);
 }
@@ -206,6 +210,70 @@ TEST_CASE("tls: sessions resume, TLS 1.2 (cache and tickets) and TLS 1.3 (ticket
   CommandResult cached =
       s_client(portico.https_port(), {"-tls1_2", "-no_ticket", "-sess_in", session});
   CHECK(cached.stdout.find("Reused, TLSv1.2") != std::string::npos);
+}
+
+TEST_CASE("tls: a session resumes only under a name its certificate covers (RFC 6066 3)", "[tls]") {
+  TempDir dir;
+  TestCa ca = make_test_ca(dir);
+  TestCert first = issue_cert(dir, ca, {{"localhost", "127.0.0.1"}, "first"});
+  TestCert ab = issue_cert(dir, ca, {{"a.test", "b.test"}, "ab"});
+  TestCert c = issue_cert(dir, ca, {{"c.test"}, "c"});
+  PorticoProcess portico(
+      dir, "/ http://127.0.0.1:9\n",
+      TlsArgs{{"--cert", first.fullchain, "--key", first.key, "--cert", ab.fullchain, "--key",
+               ab.key, "--cert", c.fullchain, "--key", c.key}},
+      {"--http-port", "0"});
+  const uint16_t port = portico.https_port();
+  // What a client offering the session saved under a.test gets when it asks for `name`.
+  auto resumed_as = [&](const std::vector<std::string>& version, const std::string& name) {
+    const std::string session = dir.file("session-a");
+    std::vector<std::string> out = version;
+    out.insert(out.end(), {"-servername", "a.test", "-sess_out", session});
+    CommandResult made = s_client(port, out);
+    INFO(made.describe());
+    CHECK(made.stdout.find("New, TLSv1.") != std::string::npos);
+    std::vector<std::string> in = version;
+    in.insert(in.end(), {"-sess_in", session});
+    if (name.empty()) {
+      in.push_back("-noservername");
+    } else {
+      in.insert(in.end(), {"-servername", name});
+    }
+    CommandResult again = s_client(port, in);
+    INFO(again.describe());
+    if (again.stdout.find("Reused, TLSv1.") != std::string::npos) return std::string("reused");
+    if (again.stdout.find("New, TLSv1.") != std::string::npos) return std::string("new");
+    return std::string("failed");
+  };
+  const std::vector<std::vector<std::string>> versions = {
+      {"-tls1_3"}, {"-tls1_2"}, {"-tls1_2", "-no_ticket"}};
+  for (const auto& version : versions) {
+    INFO((version.size() == 2 ? std::string("TLS 1.2, session cache") : version[0]));
+    CHECK(resumed_as(version, "a.test") == "reused");
+    CHECK(resumed_as(version, "B.test") == "reused");  // the same certificate covers it
+    // Another certificate's name, the default certificate's, or none: a full handshake.
+    CHECK(resumed_as(version, "c.test") == "new");
+    CHECK(resumed_as(version, "localhost") == "new");
+    CHECK(resumed_as(version, "") == "new");
+  }
+
+  // A reload that changes a certificate keeps the other groups' sessions and tickets: the id
+  // context follows a group's names, not its place in the new set.
+  const std::string session = dir.file("session-before-reload");
+  CommandResult before = s_client(port, {"-tls1_3", "-servername", "a.test", "-sess_out", session});
+  CHECK(before.stdout.find("New, TLSv1.3") != std::string::npos);
+  TestCert c_renewed = issue_cert(dir, ca, {{"c.test"}, "c-renewed"});
+  std::filesystem::copy_file(c_renewed.fullchain, c.fullchain,
+                             std::filesystem::copy_options::overwrite_existing);
+  std::filesystem::copy_file(c_renewed.key, c.key,
+                             std::filesystem::copy_options::overwrite_existing);
+  const size_t from = portico.stderr_text().size();
+  REQUIRE(portico.process().signal(SIGHUP));
+  portico.process().wait_for_output("configuration reloaded routes=1 certificate=changed", 10s,
+                                    Stream::kStderr, from);
+  CommandResult after = s_client(port, {"-tls1_3", "-servername", "a.test", "-sess_in", session});
+  INFO(after.describe());
+  CHECK(after.stdout.find("Reused, TLSv1.3") != std::string::npos);
 }
 
 namespace {

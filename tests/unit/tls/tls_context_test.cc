@@ -87,6 +87,31 @@ TEST_CASE("SNI picks exact names, then one-label wildcards, else the first certi
   CHECK(r.certificates[0].key_type == "ECDSA");
 }
 
+TEST_CASE("sessions are scoped per certificate group, the same across rebuilds", "[tls]") {
+  TempDir dir;
+  TestCa ca = make_test_ca(dir);
+  TestCert first = issue_cert(dir, ca, {{"localhost"}, "first"});
+  TestCert ab = issue_cert(dir, ca, {{"a.test", "*.b.test"}, "ab"});
+  TestCert c = issue_cert(dir, ca, {{"c.test"}, "c"});
+  TlsContextResult r = make_server_tls_context({files_of(first), files_of(ab), files_of(c)});
+  REQUIRE(r.ctx);
+  const TlsContextSet& set = *TlsContextSet::of(r.ctx.get());
+  CHECK(set.session_id_context("a.test") == set.session_id_context("x.b.test"));
+  CHECK(set.session_id_context("A.TEST.") == set.session_id_context("a.test"));
+  CHECK(set.session_id_context("a.test") != set.session_id_context("c.test"));
+  CHECK(set.session_id_context("a.test") != set.session_id_context("localhost"));
+  CHECK(set.session_id_context("unknown.test") == set.session_id_context("localhost"));
+  CHECK(set.session_id_context("") == set.session_id_context("localhost"));
+  // Another set with the same names in another order (a reload): the same scopes.
+  TlsContextResult again = make_server_tls_context({files_of(c), files_of(ab), files_of(first)});
+  REQUIRE(again.ctx);
+  const TlsContextSet& other = *TlsContextSet::of(again.ctx.get());
+  for (const char* name : {"a.test", "c.test", "localhost"}) {
+    INFO(name);
+    CHECK(other.session_id_context(name) == set.session_id_context(name));
+  }
+}
+
 TEST_CASE("an ECDSA and an RSA certificate for the same names share one context", "[tls]") {
   TempDir dir;
   TestCa ca = make_test_ca(dir);
