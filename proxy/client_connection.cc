@@ -14,6 +14,8 @@ constexpr size_t kMaxResponseHeadBytes = 64 * 1024;
 constexpr size_t kMaxResponseHeaders = 200;
 constexpr size_t kPlaintextFlushBytes = 16 * 1024;  // one full TLS record
 constexpr auto kLingerTime = std::chrono::seconds(2);
+// NGINX's code for a request whose connection ended before any answer began; never sent.
+constexpr int kStatusClientClosedRequest = 499;
 // A connection with no traffic for this long gives its buffers back (release_when_quiet). Long
 // enough that a busy connection never does (50 keep-alive clients at 25k requests/s come back
 // every 2 ms), short enough that idle memory is what an idle connection needs.
@@ -153,13 +155,25 @@ void ClientConnection::begin_shutdown() {
   }
 }
 
-void ClientConnection::close_now() {
+void ClientConnection::close_now(std::string_view why) {
   if (phase_ == Phase::kClosed) return;
+  // Every request gets its line, also one the connection's end cut short (the client left, a
+  // reset, the drain timeout): NGINX's 499 when no answer had begun, else the status sent.
+  if (tunnel_) {
+    tunnel_finish(why);
+  } else if (exchange_started_ && !access_logged_ && !entered_tunnel_) {
+    if (!response_head_sent_) status_sent_ = kStatusClientClosedRequest;
+    log_access(why);
+  }
   phase_ = Phase::kClosed;
   if (upstream_) drop_upstream(/*reusable=*/false);
   writer_.flush_before_close();
   uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), &ClientConnection::on_handle_closed);
   uv_close(reinterpret_cast<uv_handle_t*>(&timer_), &ClientConnection::on_handle_closed);
+}
+
+void ClientConnection::close_after_client_error(int status) {
+  close_now(str_cat("client connection error ", uv_err_name(status)));
 }
 
 void ClientConnection::on_handle_closed(uv_handle_t* handle) {
@@ -227,7 +241,7 @@ void ClientConnection::on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_
     if (nread == UV_EOF) {
       conn->on_client_eof();
     } else {
-      conn->close_now();  // reset or error: nothing more can reach the client
+      conn->close_after_client_error(static_cast<int>(nread));  // nothing more can reach it
     }
     return;
   }
@@ -312,7 +326,7 @@ void ClientConnection::on_ciphertext(const char* data, size_t len) {
       return;
     }
     log_debug("tls", "read failed client=", peer_address_, " reason=", tls_.error_reason());
-    close_now();
+    close_now("client TLS error");
     return;
   }
   flush_to_client();
@@ -418,7 +432,7 @@ void ClientConnection::on_client_eof() {
   }
   // The client left while its request was in flight.
   log_debug("http", "client closed mid-request client=", peer_address_);
-  close_now();
+  close_now("client closed the connection");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -695,7 +709,7 @@ void ClientConnection::on_upstream_data(UpstreamConnection&, const char* data, s
       respond_error(502, "invalid response from backend");
     } else {
       flush_to_client();
-      close_now();
+      close_now("invalid response from backend");
     }
     return;
   }
@@ -861,6 +875,7 @@ void ClientConnection::reset_exchange() {
   request_complete_ = false;
   exchange_started_ = false;
   exchange_done_ = false;
+  access_logged_ = false;
   expect_continue_ = false;
   retried_ = false;
   request_body_bytes_ = 0;
@@ -948,6 +963,7 @@ void ClientConnection::log_access(std::string_view error) {
   entry.error = error;
   ctx_.metrics.count_request(entry);
   ctx_.access_log.write(entry);
+  access_logged_ = true;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -972,9 +988,9 @@ void ClientConnection::flush_to_client() {
     plain_out_.clear();
   }
   if (!tls_.output().empty() && phase_ != Phase::kClosed) {
-    if (writer_.write_owned(std::move(tls_.output())) != 0) {
+    if (int rc = writer_.write_owned(std::move(tls_.output())); rc != 0) {
       tls_.output().clear();
-      close_now();
+      close_after_client_error(rc);
       return;
     }
     tls_.output().clear();
@@ -984,7 +1000,7 @@ void ClientConnection::flush_to_client() {
 void ClientConnection::on_write_done(int status) {
   if (phase_ == Phase::kClosed) return;
   if (status < 0) {
-    close_now();
+    close_after_client_error(status);
     return;
   }
   if (phase_ == Phase::kClosing) {

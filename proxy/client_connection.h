@@ -38,7 +38,7 @@ class ClientConnection final : private StreamWriter::Owner, private UpstreamConn
   // Graceful shutdown: an idle connection closes now; a busy one after its current response.
   void begin_shutdown();
   // Ends the connection at once (the drain time is over).
-  void abort() { close_now(); }
+  void abort() { close_now("portico stopped before the exchange ended"); }
 
   ClientConnection* next_in_worker() const { return next_; }
 
@@ -116,7 +116,10 @@ class ClientConnection final : private StreamWriter::Owner, private UpstreamConn
   void on_client_eof();
   void close_gracefully();    // close_notify, flush, FIN, linger, close
   void queue_close_notify();  // the alert goes out with the writer's next flush
-  void close_now();           // the one place where handles are closed
+  // The one place where handles are closed. An exchange or tunnel still without its access-log
+  // line gets it here, with `why` as its error (or ended=).
+  void close_now(std::string_view why = "connection closed");
+  void close_after_client_error(int status);  // a read or write on the client's socket failed
   static void on_handle_closed(uv_handle_t* handle);
   static void on_shutdown_done(uv_shutdown_t* req, int status);
 
@@ -194,6 +197,7 @@ class ClientConnection final : private StreamWriter::Owner, private UpstreamConn
   bool request_complete_ = false;
   bool exchange_started_ = false;
   bool exchange_done_ = false;
+  bool access_logged_ = false;  // this exchange's access-log line is written
   bool client_keep_alive_ = true;
   bool expect_continue_ = false;
   bool retried_ = false;

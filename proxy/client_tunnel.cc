@@ -170,7 +170,8 @@ void ClientConnection::tunnel_backend_gone(int status) {
     encrypt_for_client(reinterpret_cast<const char*>(frame), n);
     t.close_to_client = code;
   }
-  tunnel_finish(status == UV_EOF ? "backend closed" : uv_err_name(status));
+  tunnel_finish(status == UV_EOF ? std::string("backend closed")
+                                 : str_cat("backend connection error ", uv_err_name(status)));
   close_gracefully();
 }
 

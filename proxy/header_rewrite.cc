@@ -32,10 +32,21 @@ bool named_by_connection(const HttpHead& head, std::string_view name) {
   return false;
 }
 
+// The forwarding headers portico writes itself (or, for X-Real-IP, that would contradict what it
+// writes): never passed on as received.
 bool is_forwarding_header(std::string_view name) {
   return iequals(name, "x-forwarded-for") || iequals(name, "x-forwarded-proto") ||
          iequals(name, "x-forwarded-host") || iequals(name, "forwarded") ||
          iequals(name, "x-real-ip");
+}
+
+// Every other X-Forwarded-* (Port, Prefix, Server, Ssl, Scheme, ...) is something a proxy says
+// about the request: believed from a trusted proxy, dropped from anyone else, so that a backend
+// that builds URLs from them (Spring, Express, Rack, ...) cannot be steered by a client.
+bool is_untrusted_forwarding_claim(std::string_view name, bool client_trusted) {
+  constexpr std::string_view kPrefix = "x-forwarded-";
+  return !client_trusted && name.size() >= kPrefix.size() &&
+         iequals(name.substr(0, kPrefix.size()), kPrefix);
 }
 
 void append_header(std::string* out, std::string_view name, std::string_view value) {
@@ -72,7 +83,10 @@ void build_upstream_request_head(const UpstreamRequest& request, std::string* ou
   out->append(head.method).append(" ").append(request.target).append(" HTTP/1.1\r\n");
   append_header(out, "Host", request.host);
   for (const HeaderField& h : head.headers) {
-    if (iequals(h.name, "host") || is_hop_by_hop(h.name) || is_forwarding_header(h.name)) continue;
+    if (iequals(h.name, "host") || is_hop_by_hop(h.name) || is_forwarding_header(h.name) ||
+        is_untrusted_forwarding_claim(h.name, request.client_trusted)) {
+      continue;
+    }
     if (named_by_connection(head, h.name)) continue;
     // Portico answers Expect: 100-continue itself before it reads the body.
     if (iequals(h.name, "expect")) continue;

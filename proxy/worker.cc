@@ -277,6 +277,12 @@ void Worker::begin_shutdown() {
 void Worker::on_drain_timeout(uv_timer_t* timer) {
   auto* worker = static_cast<Worker*>(timer->data);
   log_warn("portico", "drain timeout: closing connections=", worker->ctx_->connection_count);
+  // Each gets its access-log line now, before the "stopped" line.
+  for (ClientConnection* conn = worker->ctx_->connections; conn;) {
+    ClientConnection* next = conn->next_in_worker();
+    conn->abort();
+    conn = next;
+  }
   uv_stop(&worker->loop_);
 }
 

@@ -65,9 +65,10 @@ long peak_rss_kib(pid_t pid) {
 
 TEST_CASE("a GET reaches the backend with forwarding headers set", "[front-door]") {
   FrontDoor door;
-  auto response = only_response(door.get(
-      "/api/hello?x=1&y=%20z",
-      {"-H", "X-Forwarded-For: 6.6.6.6", "-H", "Forwarded: for=6.6.6.6", "-H", "X-Custom: kept"}));
+  auto response = only_response(
+      door.get("/api/hello?x=1&y=%20z",
+               {"-H", "X-Forwarded-For: 6.6.6.6", "-H", "Forwarded: for=6.6.6.6", "-H",
+                "X-Custom: kept", "-H", "X-Forwarded-Port: 1", "-H", "X-Forwarded-Prefix: /x"}));
   CHECK(response.status == 200);
   CHECK(response.body == "ok GET /api/hello?x=1&y=%20z");
   REQUIRE(door.backend.wait_for_requests(1));
@@ -82,6 +83,8 @@ TEST_CASE("a GET reaches the backend with forwarding headers set", "[front-door]
   CHECK(received.header("Forwarded") ==
         "for=127.0.0.1;proto=https;host=\"" + received.header("Host") + "\"");
   CHECK(received.header("X-Custom") == "kept");
+  CHECK_FALSE(received.has_header("X-Forwarded-Port"));
+  CHECK_FALSE(received.has_header("X-Forwarded-Prefix"));
 }
 
 TEST_CASE("hop-by-hop headers are removed both ways", "[front-door]") {
@@ -113,10 +116,11 @@ TEST_CASE("hop-by-hop headers are removed both ways", "[front-door]") {
 
 TEST_CASE("trusted proxies have their forwarding headers appended to", "[front-door]") {
   FrontDoor door(default_response, "", {"--trusted-proxies", "127.0.0.0/8,::1"});
-  only_response(
-      door.get("/", {"-H", "X-Forwarded-For: 203.0.113.9", "-H", "Forwarded: for=203.0.113.9"}));
+  only_response(door.get("/", {"-H", "X-Forwarded-For: 203.0.113.9", "-H",
+                               "Forwarded: for=203.0.113.9", "-H", "X-Forwarded-Port: 8443"}));
   REQUIRE(door.backend.wait_for_requests(1));
   ReceivedRequest received = door.backend.requests().at(0);
+  CHECK(received.header("X-Forwarded-Port") == "8443");
   CHECK(received.header("X-Forwarded-For") == "203.0.113.9, 127.0.0.1");
   CHECK(received.header("Forwarded").rfind("for=203.0.113.9, for=127.0.0.1;", 0) == 0);
 }
@@ -464,6 +468,76 @@ TEST_CASE("a backend closing mid-response truncates the client's response",
       curl({"--cacert", door.cert.ca_cert, "-o", "/dev/null", door.portico.url("/")});
   // curl sees the body end early (exit 18: partial file) rather than a complete response.
   CHECK(result.exit_code == 18);
+}
+
+TEST_CASE("an exchange its connection cut short still gets its access-log line",
+          "[front-door][errors]") {
+  FrontDoor door(
+      [](const ReceivedRequest& request) {
+        Response r;
+        if (request.target == "/big") r.generated_body_size = uint64_t{100} << 20;
+        if (request.target == "/bad-trailer") {
+          // A valid head and body, then a trailer section over the response head limit.
+          r.raw = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n" +
+                  std::string("X-Trailer: ") + std::string(70000, 'a') + "\r\n\r\n";
+        }
+        return r;
+      },
+      "", {"--admin", "127.0.0.1:0"});
+  Process& portico = door.portico.process();
+
+  // A download the client resets part-way: the status that went out and the bytes it got.
+  {
+    RawTlsClient client(door.portico.https_port(), door.cert.ca_cert);
+    REQUIRE(client.send("GET /big HTTP/1.1\r\nHost: localhost\r\n\r\n"));
+    REQUIRE(client.read_until("\r\n\r\n", 5s).matched);
+    client.reset();
+  }
+  OutputMatch big = portico.wait_for_output(
+      std::regex(R"(info access: .*path=/big .*status=200 bytes_in=0 bytes_out=(\d+) .*)"
+                 R"(error=client_connection_error_E[A-Z]+\n)"),
+      10s);
+  CHECK(std::stoull(big[1]) < (uint64_t{100} << 20));
+
+  // An upload the client leaves before any answer: NGINX's 499.
+  {
+    RawTlsClient client(door.portico.https_port(), door.cert.ca_cert);
+    REQUIRE(
+        client.send("POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000\r\n\r\n"
+                    "0123456789"));
+    // Routed and connected: the exchange has begun.
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (door.backend.connections_accepted() == 0 &&
+           std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(10ms);
+    }
+    REQUIRE(door.backend.connections_accepted() == 1);
+    client.close();
+  }
+  portico.wait_for_output(
+      std::regex(R"(info access: .*method=POST .*path=/upload .*status=499 .*error=client_)"), 10s);
+
+  // A response the backend breaks after its head went out: the line says so.
+  CommandResult cut = door.get("/bad-trailer");
+  CHECK(cut.exit_code != 0);  // curl sees the chunked body end without its last chunk
+  portico.wait_for_output(std::regex(R"(info access: .*path=/bad-trailer .*status=200 .*)"
+                                     R"(error=invalid_response_from_backend\n)"),
+                          10s);
+
+  // And each is counted, like every other request.
+  std::string metrics;
+  for (int i = 0; i < 100; ++i) {
+    metrics = door.portico.admin_get("/metrics");
+    if (metrics.find("portico_requests_total{route=\"/\",status_class=\"2xx\"} 2\n") !=
+        std::string::npos) {
+      break;
+    }
+    std::this_thread::sleep_for(50ms);
+  }
+  CHECK(metrics.find("portico_requests_total{route=\"/\",status_class=\"2xx\"} 2\n") !=
+        std::string::npos);
+  CHECK(metrics.find("portico_requests_total{route=\"/\",status_class=\"4xx\"} 1\n") !=
+        std::string::npos);
 }
 
 TEST_CASE("plain HTTP on the TLS port gets a plain 400 saying so, and a close",

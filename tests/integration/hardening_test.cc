@@ -154,6 +154,30 @@ TEST_CASE("a backend that restarts is used again as soon as it is back", "[harde
   CHECK(get() == "200");  // back: no back-off for a route's only backend
 }
 
+TEST_CASE("SIGTERM: what is still in flight at the 10 s drain deadline is cut and logged",
+          "[hardening]") {
+  TempDir dir;
+  TestCert cert = make_test_cert(dir);
+  TestBackend backend([](const ReceivedRequest&) {
+    Response r;
+    r.never_respond = true;
+    return r;
+  });
+  PorticoProcess portico(dir, "/ http://" + backend.address() + "\n", cert);
+  RawTlsClient client(portico.https_port(), cert.ca_cert);
+  REQUIRE(client.send("GET /forever HTTP/1.1\r\nHost: localhost\r\n\r\n"));
+  REQUIRE(backend.wait_for_requests(1, 5s));
+  portico.process().signal(SIGTERM);
+  portico.process().wait_for_output(
+      std::regex(R"(info access: .*path=/forever .*status=499 .*)"
+                 R"(error=portico_stopped_before_the_exchange_ended\ninfo portico: stopped\n)"),
+      15s);
+  CHECK(client.read_all_until_close(5s).closed != CloseKind::kOpen);
+  auto status = portico.process().wait_exit(5s);
+  REQUIRE(status);
+  CHECK(status->exited_ok());
+}
+
 TEST_CASE("SIGTERM: requests in flight finish, new connections are refused, exit 0",
           "[hardening]") {
   TempDir dir;

@@ -212,6 +212,21 @@ TEST_CASE("a client that goes away gives the backend its FIN", "[websocket]") {
   }  // the client's socket closes without a Close frame
   backend.wait_close_code(10s);
   CHECK(backend.saw_eof());
+  // The tunnel's access line says the client closed.
+  front.portico.process().wait_for_output(
+      std::regex(R"(info access: .*status=101 .*tunnel=websocket .*ended=client_closed\n)"), 10s);
+
+  // A client whose connection is reset: the backend gets its FIN, and the line says so.
+  RawWsBackend second_backend;
+  WsFront second(second_backend.address());
+  auto client = second.connect();
+  REQUIRE(second_backend.wait_upgraded(5s));
+  client->reset();
+  second_backend.wait_close_code(10s);
+  CHECK(second_backend.saw_eof());
+  second.portico.process().wait_for_output(
+      std::regex(R"(info access: .*tunnel=websocket .*ended=client_connection_error_ECONNRESET\n)"),
+      10s);
 }
 
 TEST_CASE("SIGTERM sends Close 1001 to both ends", "[websocket]") {

@@ -32,6 +32,12 @@ uint16_t free_port() {
   return ntohs(addr.sin_port);
 }
 
+void close_with_reset(int fd) {
+  linger l{1, 0};
+  setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+  ::close(fd);
+}
+
 unsigned fill_sockaddr(const std::string& host, uint16_t port, void* storage) {
   auto* ss = static_cast<sockaddr_storage*>(storage);
   memset(ss, 0, sizeof *ss);

@@ -43,4 +43,7 @@ int connect_tcp(const std::string& host, uint16_t port, std::chrono::millisecond
 // of the address, or 0 if `host` is not a literal.
 unsigned fill_sockaddr(const std::string& host, uint16_t port, void* storage);
 
+// Closes `fd` with a TCP reset (SO_LINGER 0) instead of a FIN: a client whose network failed.
+void close_with_reset(int fd);
+
 }  // namespace portico::test

@@ -161,9 +161,7 @@ void RawClient::shutdown_write() { shutdown_transport(); }
 
 void RawClient::reset() {
   if (fd_ < 0) return;
-  linger l{1, 0};
-  setsockopt(fd_, SOL_SOCKET, SO_LINGER, &l, sizeof l);
-  ::close(fd_);
+  close_with_reset(fd_);
   fd_ = -1;
 }
 

@@ -110,6 +110,16 @@ WsClient::~WsClient() {
   if (fd_ >= 0) ::close(fd_);
 }
 
+void WsClient::reset() {
+  if (fd_ < 0) return;
+  close_with_reset(fd_);
+  fd_ = -1;
+  if (ssl_ != nullptr) {
+    SSL_free(ssl_);  // no close_notify: the socket is gone
+    ssl_ = nullptr;
+  }
+}
+
 bool WsClient::open(const WsClientOptions& options) {
   const auto deadline = Clock::now() + options.timeout;
   // Resolve names ("localhost") to literals for connect_tcp, trying each address in turn.

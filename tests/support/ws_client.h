@@ -92,6 +92,8 @@ class WsClient {
   // meanwhile stay queued for receive().
   bool wait_peer_closed(std::chrono::milliseconds timeout);
   bool peer_sent_eof() const { return eof_; }
+  // Drops the connection with a TCP reset (SO_LINGER 0): no Close, no close_notify, no FIN.
+  void reset();
 
   // One frame: FIN per `fin`, masked with a random key when `mask` (clients must mask).
   static std::string encode_frame(uint8_t opcode, bool fin, std::string_view payload,

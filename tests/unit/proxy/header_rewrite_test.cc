@@ -63,6 +63,25 @@ TEST_CASE("upstream head: untrusted forwarding headers are replaced, trusted one
   CHECK(trusted.find("Forwarded: for=10.0.0.1, for=192.0.2.7;") != std::string::npos);
 }
 
+TEST_CASE("upstream head: other X-Forwarded-* pass from trusted proxies only", "[header-rewrite]") {
+  HttpHead head = request_head({{"Host", "example.com"},
+                                {"X-Forwarded-Port", "1"},
+                                {"x-forwarded-prefix", "/evil"},
+                                {"X-Forwarded-Ssl", "off"},
+                                {"X-Forwarded", "kept"},
+                                {"X-Forwarder", "kept"}});
+  std::string untrusted = upstream(head);
+  CHECK(untrusted.find("X-Forwarded-Port") == std::string::npos);
+  CHECK(untrusted.find("x-forwarded-prefix") == std::string::npos);
+  CHECK(untrusted.find("X-Forwarded-Ssl") == std::string::npos);
+  CHECK(untrusted.find("X-Forwarded: kept\r\n") != std::string::npos);  // not the prefix
+  CHECK(untrusted.find("X-Forwarder: kept\r\n") != std::string::npos);
+  std::string trusted = upstream(head, true);
+  CHECK(trusted.find("X-Forwarded-Port: 1\r\n") != std::string::npos);
+  CHECK(trusted.find("x-forwarded-prefix: /evil\r\n") != std::string::npos);
+  CHECK(trusted.find("X-Forwarded-Ssl: off\r\n") != std::string::npos);
+}
+
 TEST_CASE("upstream head: IPv6 clients are quoted in Forwarded", "[header-rewrite]") {
   HttpHead head = request_head({{"Host", "example.com"}});
   UpstreamRequest request;
