@@ -16,6 +16,11 @@ constexpr size_t kPlaintextFlushBytes = 16 * 1024;  // one full TLS record
 constexpr auto kLingerTime = std::chrono::seconds(2);
 // NGINX's code for a request whose connection ended before any answer began; never sent.
 constexpr int kStatusClientClosedRequest = 499;
+// A chunk's extensions (";name=value" after its size) mean nothing to portico, which re-chunks
+// what it relays, and llhttp reads them without end: a peer could send one for ever, each byte
+// re-arming the timeouts, and never reach the data. Bounded as Go's net/http bounds the chunk
+// line.
+constexpr size_t kMaxChunkExtensionBytes = 4096;
 // A connection with no traffic for this long gives its buffers back (release_when_quiet). Long
 // enough that a busy connection never does (50 keep-alive clients at 25k requests/s come back
 // every 2 ms), short enough that idle memory is what an idle connection needs.
@@ -634,6 +639,8 @@ void ClientConnection::on_upstream_ready() {
   llhttp_init(&http_->response_parser, HTTP_RESPONSE, &response_settings());
   http_->response_parser.data = this;
   http_->response.clear();
+  http_->response_chunk_extension_bytes = 0;
+  http_->headers_refusal = nullptr;
   upstream_->count_request();
   upstream_->read_start();
   if (upstream_->write(http_->upstream_head.data(), http_->upstream_head.size()) != 0) {
@@ -701,8 +708,11 @@ void ClientConnection::on_upstream_data(UpstreamConnection&, const char* data, s
     return;
   }
   if (err != HPE_OK && !(err == HPE_PAUSED && response_complete_)) {
-    log_warn("upstream", "invalid response backend=", upstream_key_, " reason=\"",
-             parse_error_reason(&http_->response_parser), "\"");
+    // A refusal from on_headers_complete reaches llhttp as "User callback error": say which.
+    const char* reason = err == HPE_CB_HEADERS_COMPLETE && http_->headers_refusal
+                             ? http_->headers_refusal
+                             : parse_error_reason(&http_->response_parser);
+    log_warn("upstream", "invalid response backend=", upstream_key_, " reason=\"", reason, "\"");
     ctx_.metrics.count_backend_error(upstream_key_, BackendErrorKind::kInvalidResponse);
     if (!response_head_sent_) {
       drop_upstream(false);
@@ -867,6 +877,8 @@ void ClientConnection::resume_parser() {
 
 void ClientConnection::reset_exchange() {
   http_->request.clear();
+  http_->request_chunk_extension_bytes = 0;
+  http_->response_chunk_extension_bytes = 0;
   routing_.reset();
   route_ = nullptr;
   http_->tried_backends.clear();
@@ -1231,6 +1243,25 @@ int ClientConnection::on_request_body(llhttp_t* p, const char* at, size_t len) {
   return 0;
 }
 
+int ClientConnection::on_chunk_extension(llhttp_t* p, const char*, size_t len) {
+  ClientConnection* c = from_parser(p);
+  const bool request = p == &c->http_->request_parser;
+  size_t& seen =
+      request ? c->http_->request_chunk_extension_bytes : c->http_->response_chunk_extension_bytes;
+  seen += len + 1;  // + the ';' or '=' before it: ";;;;" calls back with nothing
+  if (seen <= kMaxChunkExtensionBytes) return 0;
+  if (request) c->request_error_status_ = 400;
+  llhttp_set_error_reason(p, "chunk extensions too long");
+  return HPE_USER;
+}
+
+int ClientConnection::on_chunk_header(llhttp_t* p) {
+  ClientConnection* c = from_parser(p);
+  (p == &c->http_->request_parser ? c->http_->request_chunk_extension_bytes
+                                  : c->http_->response_chunk_extension_bytes) = 0;
+  return 0;
+}
+
 int ClientConnection::on_request_message_complete(llhttp_t* p) {
   ClientConnection* c = from_parser(p);
   c->request_complete_ = true;
@@ -1254,6 +1285,9 @@ const llhttp_settings_t& ClientConnection::request_settings() {
     s.on_header_value_complete = &ClientConnection::on_request_header_value_complete;
     s.on_headers_complete = &ClientConnection::on_request_headers_complete;
     s.on_body = &ClientConnection::on_request_body;
+    s.on_chunk_extension_name = &ClientConnection::on_chunk_extension;
+    s.on_chunk_extension_value = &ClientConnection::on_chunk_extension;
+    s.on_chunk_header = &ClientConnection::on_chunk_header;
     s.on_message_complete = &ClientConnection::on_request_message_complete;
     return s;
   }();
@@ -1322,7 +1356,9 @@ int ClientConnection::on_response_headers_complete(llhttp_t* p) {
     const HeaderField* upgrade = c->http_->response.find("upgrade");
     if (!c->websocket_ || !accept || accept->value != c->http_->ws_accept || !upgrade ||
         !header_has_token(upgrade->value, "websocket")) {
-      llhttp_set_error_reason(p, "invalid 101 Switching Protocols from backend");
+      c->http_->headers_refusal = c->websocket_ ? "invalid 101 Switching Protocols from backend"
+                                                : "101 Switching Protocols to a request that "
+                                                  "asked for no upgrade";
       return -1;
     }
     c->switching_ = true;
@@ -1408,6 +1444,9 @@ const llhttp_settings_t& ClientConnection::response_settings() {
     s.on_header_value_complete = &ClientConnection::on_response_header_value_complete;
     s.on_headers_complete = &ClientConnection::on_response_headers_complete;
     s.on_body = &ClientConnection::on_response_body;
+    s.on_chunk_extension_name = &ClientConnection::on_chunk_extension;
+    s.on_chunk_extension_value = &ClientConnection::on_chunk_extension;
+    s.on_chunk_header = &ClientConnection::on_chunk_header;
     s.on_message_complete = &ClientConnection::on_response_message_complete;
     return s;
   }();

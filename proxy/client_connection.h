@@ -132,6 +132,8 @@ class ClientConnection final : private StreamWriter::Owner, private UpstreamConn
   static int on_request_header_value_complete(llhttp_t* p);
   static int on_request_headers_complete(llhttp_t* p);
   static int on_request_body(llhttp_t* p, const char* at, size_t len);
+  static int on_chunk_extension(llhttp_t* p, const char* at, size_t len);  // both parsers
+  static int on_chunk_header(llhttp_t* p);                                 // both parsers
   static int on_request_message_complete(llhttp_t* p);
   static int on_response_status(llhttp_t* p, const char* at, size_t len);
   static int on_response_header_field(llhttp_t* p, const char* at, size_t len);
@@ -239,6 +241,11 @@ struct ClientConnection::HttpState {
   std::string upstream_target;        // the path and query sent to the backend
   std::string upstream_head;
   std::string ws_accept;  // the Sec-WebSocket-Accept the backend must answer with
+  // Bytes of the current chunk's extensions, per parser (on_chunk_extension).
+  size_t request_chunk_extension_bytes = 0;
+  size_t response_chunk_extension_bytes = 0;
+  // Why on_response_headers_complete refused the head (llhttp replaces a callback's reason).
+  const char* headers_refusal = nullptr;
 };
 
 // A WebSocket tunnel's state: frame tracking each way, keep-alive pings, the close codes, and
