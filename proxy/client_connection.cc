@@ -531,7 +531,10 @@ void ClientConnection::start_exchange() {
     if (!websocket_checks_pass(*host)) return;
     websocket_ = true;
   } else if (route_->options.upgrade == UpgradePolicy::kOnly) {
-    respond_error(426, "this route carries WebSocket connections only");
+    // RFC 9110 section 15.5.22: a 426 names the protocol to upgrade to (and, as any message
+    // with Upgrade, lists it in Connection: section 7.8).
+    respond_error(426, "this route carries WebSocket connections only",
+                  "Upgrade: websocket\r\nConnection: Upgrade\r\n");
     return;
   } else if (http_->request_parser.upgrade) {
     // Other protocols (h2c, ...) are not relayed: the request goes through as plain HTTP
@@ -751,11 +754,17 @@ void ClientConnection::on_upstream_closed(UpstreamConnection& conn, int status) 
       return;
     }
   }
-  if (response_bytes_from_backend_ == 0 && conn.reused() && !retried_ && request_body_bytes_ == 0 &&
-      is_idempotent(http_->request.method)) {
+  const char* why = status != UV_EOF ? uv_err_name(status)
+                    : conn.tls_cut() ? "backend closed TLS without close_notify"
+                                     : "backend closed the connection";
+  // Only a request that may be sent twice is (RFC 9110 section 9.2.2; NGINX does not resend a
+  // POST either): the backend may have read it before it closed. And only one without a body,
+  // which portico streams and does not keep.
+  const bool may_resend = response_bytes_from_backend_ == 0 && request_body_bytes_ == 0 &&
+                          is_idempotent(http_->request.method);
+  if (may_resend && conn.reused() && !retried_) {
     // A kept-alive connection the backend had already closed: the request most likely never
-    // reached it. Most likely: a backend may also close after reading it, so only a request
-    // that may be sent twice is (RFC 9110 section 9.2.2; NGINX does not retry POST either).
+    // reached it. Once, on a new connection.
     retried_ = true;
     drop_upstream(false);
     http_->tried_backends.clear();
@@ -763,9 +772,17 @@ void ClientConnection::on_upstream_closed(UpstreamConnection& conn, int status) 
     return;
   }
   ctx_.metrics.count_backend_error(upstream_key_, BackendErrorKind::kClosed);
-  upstream_failed(status != UV_EOF ? uv_err_name(status)
-                  : conn.tls_cut() ? "backend closed TLS without close_notify"
-                                   : "backend closed the connection");
+  if (may_resend) {
+    // A new connection closed (or reset) before a byte of answer: this backend failed the
+    // request. As after a failed connect it is marked down, and the request goes to a backend
+    // of the route not tried yet (NGINX's proxy_next_upstream error); never to this one again.
+    log_warn("upstream", "exchange failed backend=", upstream_key_, " error=\"", why, "\"");
+    routing_->selector_for(*route_).mark_down(backend_index_, std::chrono::steady_clock::now());
+    drop_upstream(false);
+    connect_upstream();
+    return;
+  }
+  upstream_failed(why);
 }
 
 void ClientConnection::upstream_failed(std::string_view why) {
@@ -911,7 +928,8 @@ void ClientConnection::reset_exchange() {
 
 // Portico's own answers: a small plain-text body and an access-log line. The connection stays
 // open only when the request is fully read and was well-formed.
-void ClientConnection::respond_error(int status, std::string_view why) {
+void ClientConnection::respond_error(int status, std::string_view why,
+                                     std::string_view extra_headers) {
   if (upstream_) drop_upstream(false);
   if (response_head_sent_ && !exchange_done_) {
     // The backend's answer is already on its way: the client can only see it cut short.
@@ -929,7 +947,8 @@ void ClientConnection::respond_error(int status, std::string_view why) {
                     llhttp_should_keep_alive(&http_->request_parser) && !shutting_down_;
   std::string body = str_cat(status, " ", reason_phrase(status), ": ", why, "\n");
   size_t before = plain_out_.size();
-  build_simple_response(status, body, keep_alive, {ctx_.response_headers}, &plain_out_);
+  build_simple_response(status, body, keep_alive, {ctx_.response_headers, extra_headers},
+                        &plain_out_);
   bytes_to_client_ += plain_out_.size() - before;
   status_sent_ = status;
   response_head_sent_ = true;
@@ -1080,8 +1099,8 @@ void ClientConnection::on_timer(uv_timer_t* timer) {
         log_info("proxy-protocol", "refused client=", conn->peer_address_, " reason=timeout");
       } else {
         conn->ctx_.metrics.count_handshake_failure("timeout");
+        log_debug("tls", "handshake timed out client=", conn->peer_address_);
       }
-      log_debug("tls", "handshake timed out client=", conn->peer_address_);
       conn->close_now();
       break;
     case Phase::kIdle:

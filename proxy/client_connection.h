@@ -79,7 +79,8 @@ class ClientConnection final : private StreamWriter::Owner, private UpstreamConn
   void release_idle_buffers(size_t keep = 0);
   void release_when_quiet();
   void reset_exchange();
-  void respond_error(int status, std::string_view why);
+  // `extra_headers`: whole lines, each ending in CRLF.
+  void respond_error(int status, std::string_view why, std::string_view extra_headers = {});
   void log_access(std::string_view error);
 
   // Writing to the client.

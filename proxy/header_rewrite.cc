@@ -133,8 +133,12 @@ BodyFraming build_client_response_head(const ClientResponse& response, std::stri
   out->append(" ");
   out->append(head.reason.empty() ? reason_phrase(head.status) : std::string_view(head.reason));
   out->append("\r\n");
+  // With --hsts the policy is portico's: a backend's own Strict-Transport-Security would come
+  // first, and browsers heed only the first (RFC 6797 section 8.1), so it goes.
+  const bool own_hsts = !response.site_headers.empty();
   for (const HeaderField& h : head.headers) {
     if (is_hop_by_hop(h.name) || named_by_connection(head, h.name)) continue;
+    if (own_hsts && iequals(h.name, "strict-transport-security")) continue;
     append_header(out, h.name, h.value);
   }
   out->append(response.extra_headers);

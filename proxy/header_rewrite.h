@@ -42,7 +42,8 @@ struct ClientResponse {
   BodyFraming framing = BodyFraming::kNone;  // the backend's framing
   uint64_t content_length = 0;
   std::string_view extra_headers;  // "Name: value\r\n" lines portico adds for this response
-  std::string_view site_headers;   // "Name: value\r\n" lines for every response (e.g. HSTS)
+  // "Name: value\r\n" lines for every response: --hsts's, which replaces a backend's own.
+  std::string_view site_headers;
 };
 
 // Appends the response head for the client to `out`. Returns the framing portico uses for the

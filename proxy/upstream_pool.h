@@ -60,7 +60,9 @@ class UpstreamConnection final : private StreamWriter::Owner {
   void close();
 
   const std::string& key() const { return key_; }
-  bool reused() const { return requests_ > 0; }
+  // True when the connection served a request before the one it carries now (count_request()
+  // is called as each request starts).
+  bool reused() const { return requests_ > 1; }
   void count_request() { ++requests_; }
   uv_tcp_t* tcp() { return &tcp_; }
   // Why the TLS handshake with the backend failed (the certificate check's reason when that

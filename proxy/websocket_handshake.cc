@@ -88,7 +88,9 @@ bool websocket_origin_allowed(std::string_view origin, std::string_view host,
   std::string_view authority = std::string_view(origin_lower).substr(scheme_end + 3);
   if (authority.empty() || authority.find('/') != std::string_view::npos) return false;
   std::string origin_authority = without_default_port(authority, scheme);
-  if (origin_authority == without_default_port(host, "https")) return true;
+  // The site itself is https://HOST[:PORT]: a page from http://HOST is another origin (RFC
+  // 6454), one that anyone on the path can write.
+  if (scheme == "https" && origin_authority == without_default_port(host, "https")) return true;
   // A bare host in the allow-list matches that host on any scheme and port.
   std::string_view origin_host = origin_authority;
   if (!origin_host.empty() && origin_host.front() != '[') {

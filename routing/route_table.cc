@@ -296,7 +296,8 @@ PathStatus normalize_path(std::string_view raw_path, std::string* out) {
     path += static_cast<char>(c);
   }
 
-  // Pass 2: RFC 3986 section 5.2.4, on whole segments, in place: each kept segment is written
+  // Pass 2: RFC 3986 section 5.2.4 (and merged slashes), on whole segments, in place: each kept
+  // segment is written
   // back as "/segment" at `written` (never past the segment being read, so nothing is
   // overwritten before it is read), and ".." drops the last one written by going back to its
   // '/'. Unlike the RFC, ".." at the root is an error rather than ignored: such a request is a
@@ -320,6 +321,10 @@ PathStatus normalize_path(std::string_view raw_path, std::string* out) {
       if (last) {
         path[written++] = '/';  // "/a/b/.." -> "/a/"
       }
+    } else if (seg.empty() && !last) {
+      // "//": merged, as NGINX does by default (merge_slashes). Many backends read "//api/x" as
+      // "/api/x"; kept, it would match a shorter prefix ("/") than the route for "/api/" and
+      // reach a backend without that route's options.
     } else {
       path[written++] = '/';
       for (size_t i = read; i < seg_end; ++i) path[written++] = path[i];

@@ -14,8 +14,9 @@ namespace portico {
 
 // A client context: TLS 1.2 and 1.3, the peer's certificate verified against `ca_file` (a PEM
 // bundle) or, when it is empty, the system's CAs (OpenSSL's default paths: Debian's
-// /etc/ssl/certs); ALPN http/1.1; sessions kept for resumption. On failure returns null and
-// sets *error to a reason (the caller adds the file and line).
+// /etc/ssl/certs); ALPN http/1.1. No session resumption: each new backend connection makes a
+// full handshake, and pooled keep-alive connections are what saves handshakes. On failure
+// returns null and sets *error to a reason (the caller adds the file and line).
 SslCtxPtr make_upstream_tls_context(const std::string& ca_file, std::string* error);
 
 // Sets SNI to `host` (names only: RFC 6066 forbids IP literals there) and requires the backend's

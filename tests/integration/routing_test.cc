@@ -67,6 +67,8 @@ TEST_CASE("host routes win over host-less ones; longest prefix; strip_prefix", "
             .stdout == "site /admin/x");
   // Matching is on the normalised path: dot segments and unreserved escapes.
   CHECK(setup.get("/x/../api/%75sers", {"--path-as-is"}).stdout == "api /users");
+  // And merged slashes: "//api/x" is "/api/x" (NGINX's merge_slashes), not a path for "/".
+  CHECK(setup.get("//api//users", {"--path-as-is"}).stdout == "api /users");
 }
 
 TEST_CASE("round robin spreads requests evenly; least_conn and ip_hash", "[routing][balance]") {
@@ -140,6 +142,49 @@ TEST_CASE("a backend that refuses connections is marked down and skipped", "[rou
   CHECK(failures == 1);
 }
 
+TEST_CASE("a backend that closes a new connection unanswered is not sent the request again",
+          "[routing][health]") {
+  TestBackend silent([](const ReceivedRequest&) {
+    Response r;
+    r.close_without_response = true;  // reads the request, then closes without a byte
+    return r;
+  });
+  TestBackend live(named("live"));
+  // One backend: the request reaches it once (GET and DELETE may be sent twice, but never to
+  // a backend that just failed them), the client gets 502, and the log says why.
+  {
+    Setup setup("/ http://" + silent.address() + "\n");
+    CommandResult get = setup.get("/once", {"-i"});
+    CHECK(parse_http_responses(get.stdout).at(0).status == 502);
+    CommandResult del = setup.get("/item", {"-i", "-X", "DELETE"});
+    CHECK(parse_http_responses(del.stdout).at(0).status == 502);
+    CHECK(silent.request_count() == 2);
+    CHECK(setup.portico.process().try_wait_for_output(
+        "exchange failed backend=" + silent.address() + " error=\"backend closed the connection\"",
+        5s));
+  }
+  // Two backends: the next one answers, and the failed one is marked down and skipped.
+  Setup setup("/ http://" + silent.address() + " http://" + live.address() + "\n");
+  for (int i = 0; i < 4; ++i) {
+    CommandResult r = setup.get("/x" + std::to_string(i));
+    INFO(r.describe());
+    CHECK(r.stdout == "live /x" + std::to_string(i));
+  }
+  CHECK(silent.request_count() == 3);  // 2 above, then /x0 (or /x1) once
+  // A POST is not sent on to the next backend: the failed one may have acted on it.
+  TestBackend silent_first([](const ReceivedRequest&) {
+    Response r;
+    r.close_without_response = true;
+    return r;
+  });
+  Setup post_setup("/ http://" + silent_first.address() + " http://" + live.address() + "\n");
+  CommandResult post = post_setup.get("/p", {"-i", "-X", "POST", "--data", "x"});
+  // Round robin starts with the first backend, in every worker.
+  CHECK(parse_http_responses(post.stdout).at(0).status == 502);
+  CHECK(silent_first.request_count() == 1);
+  for (const ReceivedRequest& request : live.requests()) CHECK(request.target != "/p");
+}
+
 TEST_CASE("all backends down gives 502 at once", "[routing][health]") {
   ClosedPort a, b;
   Setup setup("/ http://" + a.address() + " http://" + b.address() + "\n");
@@ -172,7 +217,9 @@ TEST_CASE("upgrade=only and upgrade=never", "[routing][websocket]") {
   TestBackend backend;
   Setup setup("/ws http://" + backend.address() + " upgrade=only\n/plain http://" +
               backend.address() + " upgrade=never\n");
-  CHECK(setup.get("/ws", {"-o", "/dev/null", "-w", "%{http_code}"}).stdout == "426");
+  auto refused = parse_http_responses(setup.get("/ws", {"-i"}).stdout).at(0);
+  CHECK(refused.status == 426);
+  CHECK(refused.header("Upgrade") == "websocket");  // RFC 9110 15.5.22: MUST
   WsClientOptions options;
   options.port = setup.portico.https_port();
   options.ca_file = setup.cert.ca_cert;

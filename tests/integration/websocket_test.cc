@@ -372,9 +372,11 @@ TEST_CASE("the origin check refuses foreign pages and allows listed ones", "[web
   WsServer backend;
   WsFront front(backend.address(), "origins=https://app.example");
   std::string own = "https://localhost:" + std::to_string(front.portico.https_port());
+  std::string own_host_plain = "http://localhost:" + std::to_string(front.portico.https_port());
   for (const auto& [origin, allowed] :
        std::vector<std::pair<std::string, bool>>{{"https://evil.example", false},
                                                  {own, true},
+                                                 {own_host_plain, false},  // another origin
                                                  {"https://app.example", true},
                                                  {"", true}}) {
     INFO(origin);

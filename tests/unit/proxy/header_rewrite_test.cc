@@ -206,6 +206,25 @@ TEST_CASE("client head: framing per client version and response kind", "[header-
   }
 }
 
+TEST_CASE("client head: --hsts replaces a backend's own Strict-Transport-Security",
+          "[header-rewrite]") {
+  HttpHead head;
+  head.status = 200;
+  head.headers = {{"strict-transport-security", "max-age=0"}, {"X-Kept", "1"}};
+  ClientResponse response;
+  response.head = &head;
+  response.framing = BodyFraming::kContentLength;
+  std::string without;
+  build_client_response_head(response, &without);
+  CHECK(without.find("strict-transport-security: max-age=0\r\n") != std::string::npos);
+  response.site_headers = "Strict-Transport-Security: max-age=600\r\n";
+  std::string with;
+  build_client_response_head(response, &with);
+  CHECK(with.find("max-age=0") == std::string::npos);
+  CHECK(with.find("Strict-Transport-Security: max-age=600\r\n") != std::string::npos);
+  CHECK(with.find("X-Kept: 1\r\n") != std::string::npos);
+}
+
 TEST_CASE("simple responses and chunk headers", "[header-rewrite]") {
   std::string out;
   build_simple_response(404, "404 Not Found: no route\n", true, {}, &out);

@@ -151,6 +151,14 @@ TEST_CASE("WebSocket origin check", "[websocket]") {
   CHECK_FALSE(websocket_origin_allowed("https://evil.example", "example.com", none));
   CHECK_FALSE(websocket_origin_allowed("https://example.com.evil.example", "example.com", none));
   CHECK_FALSE(websocket_origin_allowed("null", "example.com", none));
+  // The site's own host on another scheme is another origin.
+  for (const char* other_scheme :
+       {"http://example.com", "http://example.com:80", "http://example.com:443", "ws://example.com",
+        "foo://example.com"}) {
+    INFO(other_scheme);
+    CHECK_FALSE(websocket_origin_allowed(other_scheme, "example.com", none));
+  }
+  CHECK(websocket_origin_allowed("http://example.com", "example.com", {"http://example.com"}));
   CHECK(websocket_origin_allowed("https://app.example", "api.example", {"https://app.example"}));
   CHECK(websocket_origin_allowed("http://app.example:3000", "api.example", {"app.example"}));
   CHECK(websocket_origin_allowed("https://anything.test", "api.example", {"*"}));

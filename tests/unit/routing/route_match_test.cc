@@ -135,9 +135,15 @@ TEST_CASE("normalize_path", "[routing][normalize]") {
       {"/a/..", PathStatus::kOk, "/"},
       {"/.", PathStatus::kOk, "/"},
       {"/./", PathStatus::kOk, "/"},
+      // Slashes merge (NGINX's merge_slashes), before dot segments resolve.
+      {"//a//b", PathStatus::kOk, "/a/b"},
+      {"//api/x", PathStatus::kOk, "/api/x"},
+      {"/a///", PathStatus::kOk, "/a/"},
+      {"//", PathStatus::kOk, "/"},
+      {"/a//../b", PathStatus::kOk, "/b"},
+      {"/a/%2F/b", PathStatus::kOk, "/a/%2F/b"},  // an escaped slash is no separator
       // Nothing else collapses.
-      {"//a//b", PathStatus::kOk, "//a//b"},
-      {"/a//../b", PathStatus::kOk, "/a/b"},
+      {"/a/b.", PathStatus::kOk, "/a/b."},
       // Climbing above the root.
       {"/..", PathStatus::kEscapesRoot, ""},
       {"/../a", PathStatus::kEscapesRoot, ""},
