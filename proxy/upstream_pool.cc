@@ -23,6 +23,9 @@ void UpstreamConnection::start(const BackendAddress& address, SSL_CTX* tls) {
       fail(UV_EINVAL);
       return;
     }
+    // The pool key names the backend and the context (its CA bundle): where a session was
+    // verified, and so where it may be offered again.
+    offer_upstream_session(tls_->ssl(), &key_);
   }
   if (address.host_is_ip) {
     sockaddr_storage addr{};

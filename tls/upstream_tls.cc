@@ -6,7 +6,9 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <map>
 #include <memory>
+#include <mutex>
 
 namespace portico {
 namespace {
@@ -14,6 +16,46 @@ namespace {
 struct FileCloser {
   void operator()(FILE* f) const { std::fclose(f); }
 };
+
+// The latest resumable session per backend key, owned by the client context (ex_data): one
+// entry per backend of the configuration that made the context, freed with it.
+struct SessionCache {
+  std::mutex mutex;
+  std::map<std::string, SSL_SESSION*, std::less<>> latest;
+  ~SessionCache() {
+    for (auto& [key, session] : latest) SSL_SESSION_free(session);
+  }
+};
+
+int cache_index() {
+  static const int index = SSL_CTX_get_ex_new_index(
+      0, nullptr, nullptr, nullptr, [](void*, void* ptr, CRYPTO_EX_DATA*, int, long, void*) {
+        delete static_cast<SessionCache*>(ptr);
+      });
+  return index;
+}
+
+int key_index() {  // the backend key of a connection (not owned)
+  static const int index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+  return index;
+}
+
+SessionCache* cache_of(const SSL* ssl) {
+  return static_cast<SessionCache*>(SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), cache_index()));
+}
+
+// OpenSSL hands over each new session (after a TLS 1.2 handshake; with each TLS 1.3 ticket);
+// returning 1 keeps its reference.
+int remember_session(SSL* ssl, SSL_SESSION* session) {
+  const auto* key = static_cast<const std::string*>(SSL_get_ex_data(ssl, key_index()));
+  SessionCache* cache = cache_of(ssl);
+  if (key == nullptr || cache == nullptr || !SSL_SESSION_is_resumable(session)) return 0;
+  std::lock_guard lock(cache->mutex);
+  SSL_SESSION*& slot = cache->latest[*key];
+  if (slot != nullptr) SSL_SESSION_free(slot);
+  slot = session;
+  return 1;
+}
 
 }  // namespace
 
@@ -32,6 +74,11 @@ SslCtxPtr make_upstream_tls_context(const std::string& ca_file, std::string* err
   SSL_CTX_set_verify(c, SSL_VERIFY_PEER, nullptr);
   static const unsigned char kAlpn[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
   SSL_CTX_set_alpn_protos(c, kAlpn, sizeof kAlpn);
+  // Sessions go to SessionCache by backend, not to OpenSSL's store (which a client does not
+  // look sessions up in anyway).
+  SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+  SSL_CTX_sess_set_new_cb(c, remember_session);
+  SSL_CTX_set_ex_data(c, cache_index(), new SessionCache);
   if (ca_file.empty()) {
     if (SSL_CTX_set_default_verify_paths(c) != 1) {
       *error = "cannot load the system CA certificates: " + openssl_error_text();
@@ -52,6 +99,15 @@ SslCtxPtr make_upstream_tls_context(const std::string& ca_file, std::string* err
     return nullptr;
   }
   return ctx;
+}
+
+void offer_upstream_session(SSL* ssl, const std::string* key) {
+  SessionCache* cache = cache_of(ssl);
+  if (cache == nullptr) return;
+  SSL_set_ex_data(ssl, key_index(), const_cast<std::string*>(key));
+  std::lock_guard lock(cache->mutex);
+  auto found = cache->latest.find(*key);
+  if (found != cache->latest.end()) SSL_set_session(ssl, found->second);  // takes a reference
 }
 
 bool configure_upstream_ssl(SSL* ssl, const std::string& host, bool host_is_ip) {

@@ -14,10 +14,17 @@ namespace portico {
 
 // A client context: TLS 1.2 and 1.3, the peer's certificate verified against `ca_file` (a PEM
 // bundle) or, when it is empty, the system's CAs (OpenSSL's default paths: Debian's
-// /etc/ssl/certs); ALPN http/1.1. No session resumption: each new backend connection makes a
-// full handshake, and pooled keep-alive connections are what saves handshakes. On failure
-// returns null and sets *error to a reason (the caller adds the file and line).
+// /etc/ssl/certs); ALPN http/1.1; the latest session of each backend kept for resumption
+// (offer_upstream_session). On failure returns null and sets *error to a reason (the caller
+// adds the file and line).
 SslCtxPtr make_upstream_tls_context(const std::string& ca_file, std::string* error);
+
+// Resumption towards backends, as NGINX's proxy_ssl_session_reuse: a new connection to the
+// backend `key` names offers the session its last connection got (a TLS 1.2 session or the
+// latest TLS 1.3 ticket), and the sessions this one gets are kept under `key` for the next.
+// `key` must outlive `ssl` and name one backend under one trust (host, port, CA bundle): a
+// session is only ever offered where it was verified. Thread-safe (workers share contexts).
+void offer_upstream_session(SSL* ssl, const std::string* key);
 
 // Sets SNI to `host` (names only: RFC 6066 forbids IP literals there) and requires the backend's
 // certificate to be valid for `host` (a DNS name, or an IP address in its subjectAltName).

@@ -158,6 +158,29 @@ TEST_CASE("https:// backend: the TLS connection is pooled and reused across clie
   CHECK(names[0].empty());
 }
 
+TEST_CASE("https:// backend: a new connection resumes the backend's last session",
+          "[upstream_tls]") {
+  TempDir dir;
+  // The backend closes after each answer, so every request needs a new TLS connection.
+  TlsBackend tls(dir, {"localhost"}, [](const ReceivedRequest& request) {
+    Response r;
+    r.body = "ok " + request.target;
+    r.close_after = true;
+    return r;
+  });
+  Front front(dir,
+              "/ https://localhost:" + std::to_string(tls.port()) + " ca=" + tls.ca.cert + "\n");
+  for (int i = 0; i < 4; ++i) {
+    CommandResult r = front.get("/r" + std::to_string(i));
+    INFO(r.describe());
+    CHECK(r.stdout == "ok /r" + std::to_string(i));
+  }
+  CHECK(tls.backend->connections_accepted() == 4);
+  // The first handshake is full; the others resume (TLS 1.3 tickets, the last one each time).
+  CHECK(tls.backend->tls_resumed() == 3);
+  CHECK(tls.backend->tls_server_names() == std::vector<std::string>(4, "localhost"));
+}
+
 TEST_CASE("https:// backend: a certificate the route's CA did not sign gets 502 and a log line",
           "[upstream_tls]") {
   TempDir dir;

@@ -314,6 +314,7 @@ void TestBackend::serve(Connection* conn) {
       std::lock_guard lock(mutex_);
       if (ok) {
         tls_server_names_.push_back(sni ? sni : "");
+        if (SSL_session_reused(conn->ssl)) ++tls_resumed_;
       } else {
         ++tls_failures_;
       }
@@ -532,6 +533,11 @@ std::vector<std::string> TestBackend::tls_server_names() const {
 int TestBackend::tls_failures() const {
   std::lock_guard lock(mutex_);
   return tls_failures_;
+}
+
+int TestBackend::tls_resumed() const {
+  std::lock_guard lock(mutex_);
+  return tls_resumed_;
 }
 
 }  // namespace portico::test

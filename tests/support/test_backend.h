@@ -116,6 +116,7 @@ class TestBackend {
   // how many handshakes failed (e.g. the client refused the certificate).
   std::vector<std::string> tls_server_names() const;
   int tls_failures() const;
+  int tls_resumed() const;  // completed handshakes that resumed a session
 
  private:
   struct Connection;
@@ -141,6 +142,7 @@ class TestBackend {
   std::vector<std::string> parse_errors_;
   std::vector<std::string> tls_server_names_;
   int tls_failures_ = 0;
+  int tls_resumed_ = 0;
   std::list<Connection> connections_;
   int accepted_ = 0;
   int open_ = 0;
