@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <filesystem>
 
 #include "proxy/log.h"
 
@@ -28,6 +29,21 @@ bool AccessLog::open(const std::string& destination, std::string* error) {
     return false;
   }
   owns_fd_ = true;
+  return true;
+}
+
+bool AccessLog::can_open(const std::string& destination, std::string* error) {
+  if (destination == "off" || destination == "-") return true;
+  std::error_code ec;
+  const std::filesystem::path path(destination);
+  const bool exists = std::filesystem::exists(path, ec);
+  const std::filesystem::path dir =
+      path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
+  const int rc = exists ? ::access(destination.c_str(), W_OK) : ::access(dir.c_str(), W_OK | X_OK);
+  if (rc != 0 || (exists && std::filesystem::is_directory(path, ec))) {
+    *error = destination + ": cannot open access log: " + std::strerror(rc != 0 ? errno : EISDIR);
+    return false;
+  }
   return true;
 }
 

@@ -54,6 +54,9 @@ class AccessLog {
 
   // "-" for stderr, "off", or a file opened for appending. Returns false and sets *error.
   bool open(const std::string& destination, std::string* error);
+  // What open() would say, without creating the file (--check): an existing file must be
+  // writable, a new one's directory must exist and be writable.
+  static bool can_open(const std::string& destination, std::string* error);
   void set_format(AccessLogFormat format) { format_ = format; }
   bool enabled() const { return fd_ >= 0; }
   void write(const AccessLogEntry& entry) const;

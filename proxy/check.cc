@@ -31,7 +31,7 @@ using X509Ptr = std::unique_ptr<X509, X509Free>;
 X509Ptr read_leaf(const std::string& path) {
   std::unique_ptr<FILE, int (*)(FILE*)> file(std::fopen(path.c_str(), "rb"), std::fclose);
   if (!file) return nullptr;
-  return X509Ptr(PEM_read_X509(file.get(), nullptr, nullptr, nullptr));
+  return X509Ptr(PEM_read_X509(file.get(), nullptr, no_passphrase, nullptr));
 }
 
 // The address bytes of an IP route host ("10.0.0.1", "[::1]"); empty for a DNS name.

@@ -264,6 +264,7 @@ struct ClientConnection::Tunnel {
   std::string target;  // the request-target as received
   uint64_t started_ms;
   uint64_t last_client_activity_ms;
+  std::string_view closing_reason;  // why portico closed (a string literal or violation name)
   bool ping_outstanding = false;
   bool closing = false;  // portico sent its own Close frames; waiting for the peers' replies
   uint16_t close_to_client = 0;

@@ -137,6 +137,7 @@ void ClientConnection::tunnel_send_close(uint16_t to_client, uint16_t to_backend
   Tunnel& t = *tunnel_;
   if (t.closing) return;
   t.closing = true;
+  t.closing_reason = why;
   uint8_t frame[kWsMaxControlFrameBytes];
   if (to_client != 0 && t.close_to_client == 0) {
     if (t.from_backend.at_frame_boundary() && !t.from_backend.saw_close()) {
@@ -242,7 +243,9 @@ void ClientConnection::tunnel_finish(std::string_view why) {
   entry.bytes_in = t.from_client.bytes();
   entry.bytes_out = t.from_backend.bytes();
   entry.duration_ms = static_cast<double>(uv_now(ctx_.loop) - t.started_ms);
-  entry.ended = why;
+  // When portico began the close, its reason is how the tunnel ended; the close handshake
+  // (or the backend's FIN) that follows is only the way out.
+  entry.ended = t.closing ? t.closing_reason : why;
   entry.tunnel = true;
   entry.messages_in = t.from_client.messages();
   entry.messages_out = t.from_backend.messages();

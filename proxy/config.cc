@@ -59,7 +59,8 @@ streams by host and path prefix to the backends named in the route file.
   --proxy-protocol         expect a PROXY protocol v1/v2 header before each TLS
                            handshake (behind an L4 load balancer)
   --log-format FORMAT      access log format: kv, combined or json (default kv)
-  --admin ADDR:PORT        plain-HTTP admin listener: GET /metrics, GET /healthz
+  --admin ADDR:PORT        plain-HTTP admin listener: /metrics, /healthz, status page / and
+                           /status.json
   --admin-allow LIST       comma-separated CIDRs allowed on the admin listener
                            besides loopback (default: loopback only)
   --check                  validate the route file and certificates, print the table and
@@ -99,6 +100,14 @@ bool parse_host_port(std::string_view text, std::string* host, uint16_t* port) {
   if (!parse_port(text.substr(colon + 1), port)) return false;
   *host = address;
   return true;
+}
+
+// Listeners bind addresses, not names: "localhost" would have to be resolved, and could mean
+// two addresses.
+bool is_ip_literal(const std::string& text) {
+  sockaddr_in6 v6{};
+  sockaddr_in v4{};
+  return uv_ip4_addr(text.c_str(), 0, &v4) == 0 || uv_ip6_addr(text.c_str(), 0, &v6) == 0;
 }
 
 }  // namespace
@@ -198,6 +207,10 @@ ConfigResult parse_command_line(int argc, const char* const* argv) {
     } else if (arg == "--listen") {
       if (!take_value()) return needs("an address");
       config.listen_address = value;
+      if (!is_ip_literal(config.listen_address)) {
+        return fail("--listen: not an IP address: \"" + std::string(value) +
+                    "\" (0.0.0.0, ::, 127.0.0.1, ...)");
+      }
     } else if (arg == "--trusted-proxies") {
       if (!take_value()) return needs("a list of CIDR ranges");
       std::string error;
@@ -246,6 +259,10 @@ ConfigResult parse_command_line(int argc, const char* const* argv) {
       if (!parse_host_port(value, &config.admin_address, &config.admin_port)) {
         return fail("--admin: expected ADDR:PORT (e.g. 127.0.0.1:9100 or [::1]:9100), got \"" +
                     std::string(value) + "\"");
+      }
+      if (!is_ip_literal(config.admin_address)) {
+        return fail("--admin: not an IP address: \"" + config.admin_address +
+                    "\" (e.g. 127.0.0.1:9100 or [::1]:9100)");
       }
     } else if (arg == "--admin-allow") {
       if (!take_value()) return needs("a list of CIDR ranges");

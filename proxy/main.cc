@@ -91,14 +91,17 @@ int main(int argc, char** argv) {
   }
   fit_connections_to_open_files(&parsed.config);
   const Config& config = parsed.config;
-  if (config.check_only) return run_check(config, stdout, stderr);
-
   // The user is looked up before anything is bound: a typo must not leave a root proxy behind.
+  // --check looks too, and at the access log: it promises what a start with the same flags does.
   std::string error;
   std::optional<RunAs> run_as;
   if (!config.user.empty()) {
     run_as = resolve_run_as(config.user, &error);
     if (!run_as) return fail(error);
+  }
+  if (config.check_only) {
+    if (!AccessLog::can_open(config.access_log, &error)) return fail(error);
+    return run_check(config, stdout, stderr);
   }
 
   ConfigInputs inputs = read_config_inputs(config);

@@ -22,6 +22,8 @@
 #include <filesystem>
 #include <memory>
 
+#include "tls/tls_context.h"
+
 namespace portico {
 namespace {
 
@@ -88,8 +90,8 @@ bool still_usable(const std::string& cert_path, const std::string& key_path,
   std::unique_ptr<FILE, int (*)(FILE*)> cf(std::fopen(cert_path.c_str(), "rb"), std::fclose);
   std::unique_ptr<FILE, int (*)(FILE*)> kf(std::fopen(key_path.c_str(), "rb"), std::fclose);
   if (!cf || !kf) return false;
-  X509Ptr cert(PEM_read_X509(cf.get(), nullptr, nullptr, nullptr));
-  PkeyPtr key(PEM_read_PrivateKey(kf.get(), nullptr, nullptr, nullptr));
+  X509Ptr cert(PEM_read_X509(cf.get(), nullptr, no_passphrase, nullptr));
+  PkeyPtr key(PEM_read_PrivateKey(kf.get(), nullptr, no_passphrase, nullptr));
   ERR_clear_error();
   if (!cert || !key || X509_check_private_key(cert.get(), key.get()) != 1) {
     ERR_clear_error();

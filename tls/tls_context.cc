@@ -28,6 +28,8 @@ std::string openssl_error_text() {
   return reason ? reason : buf;
 }
 
+int no_passphrase(char*, int, int, void*) { return -1; }
+
 namespace {
 
 // TLS 1.2 sessions kept in the server-side cache (clients without ticket support), and how
@@ -256,7 +258,7 @@ bool inspect_pair(const CertificateFiles& files, const TlsOptions& options, Load
   FilePtr cert_file = open_file(files.cert_path, error);
   if (!cert_file) return false;
   std::vector<X509Ptr> chain;
-  while (X509* cert = PEM_read_X509(cert_file.get(), nullptr, nullptr, nullptr)) {
+  while (X509* cert = PEM_read_X509(cert_file.get(), nullptr, no_passphrase, nullptr)) {
     chain.emplace_back(cert);
   }
   ERR_clear_error();  // the end of the file reads as an error
@@ -268,7 +270,7 @@ bool inspect_pair(const CertificateFiles& files, const TlsOptions& options, Load
   FilePtr key_file = open_file(files.key_path, error);
   if (!key_file) return false;
   std::unique_ptr<EVP_PKEY, PkeyFree> key(
-      PEM_read_PrivateKey(key_file.get(), nullptr, nullptr, nullptr));
+      PEM_read_PrivateKey(key_file.get(), nullptr, no_passphrase, nullptr));
   if (!key) {
     ERR_clear_error();
     *error = files.key_path + ": not a PEM private key (or it is encrypted)";

@@ -131,6 +131,11 @@ TlsContextResult make_server_tls_context(const std::vector<CertificateFiles>& ce
 // messages.
 std::string openssl_error_text();
 
+// The passphrase callback for every PEM read: there is none. OpenSSL's default asks on the
+// terminal (or reads stdin), which at a reload would stop the worker's loop for good; an
+// encrypted key is an error like any unreadable one.
+int no_passphrase(char* buf, int size, int rwflag, void* userdata);
+
 // The subjectAltName entries of a certificate.
 struct CertificateNames {
   std::vector<std::string> dns;    // lower case

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <filesystem>
 
 #include "tests/support/net.h"
 #include "tests/support/process.h"
@@ -74,6 +75,42 @@ TEST_CASE("missing and unknown flags are refused", "[cli]") {
                      "--keepalive-timeout: not a duration");
   check_config_error(run_portico(files.args({"--cert", files.cert.fullchain})),
                      "--cert and --key must be given in pairs");
+}
+
+TEST_CASE("listen addresses must be IP addresses, named by their flag", "[cli]") {
+  Files files;
+  check_config_error(run_portico(files.args({"--listen", "1.2.3"})),
+                     "--listen: not an IP address: \"1.2.3\"");
+  check_config_error(run_portico(files.args({"--listen", "localhost"})),
+                     "--listen: not an IP address: \"localhost\"");
+  check_config_error(run_portico(files.args({"--admin", "localhost:9100"})),
+                     "--admin: not an IP address: \"localhost\"");
+}
+
+TEST_CASE("check mode refuses what a start with the same flags would refuse", "[cli]") {
+  Files files;
+  const std::vector<std::string> base = {
+      "--check", "--routes", files.routes, "--cert", files.cert.fullchain, "--key", files.cert.key};
+  auto check_with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args = base;
+    args.insert(args.end(), extra.begin(), extra.end());
+    return run_portico(args);
+  };
+  CommandResult fine = check_with({});
+  INFO(fine.describe());
+  CHECK(fine.exit_code == 0);
+  check_config_error(check_with({"--listen", "1.2.3"}), "--listen: not an IP address");
+  check_config_error(check_with({"--admin", "localhost:9100"}), "--admin: not an IP address");
+  check_config_error(check_with({"--user", "no-such-user-portico"}),
+                     "--user: no such user \"no-such-user-portico\"");
+  const std::string missing_dir = files.dir.file("no/such/dir/access.log");
+  check_config_error(check_with({"--access-log", missing_dir}),
+                     missing_dir + ": cannot open access log: No such file or directory");
+  // A log file that may be created is fine, and --check does not create it.
+  const std::string new_log = files.dir.file("access.log");
+  CommandResult creatable = check_with({"--access-log", new_log});
+  CHECK(creatable.exit_code == 0);
+  CHECK_FALSE(std::filesystem::exists(new_log));
 }
 
 TEST_CASE("an unreadable or invalid route file is reported with its line", "[cli]") {

@@ -49,9 +49,12 @@ CommandResult s_client(uint16_t port, std::vector<std::string> args) {
 }
 
 // What `portico ARGS` says when it refuses to start.
-CommandResult run_portico(std::vector<std::string> args) {
-  args.insert(args.begin(), PORTICO_BINARY);
-  return run_command(args, "", 20s);
+CommandResult run_portico(const std::vector<std::string>& args) {
+  std::vector<std::string> argv;
+  argv.reserve(args.size() + 1);
+  argv.emplace_back(PORTICO_BINARY);
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run_command(argv, "", 20s);
 }
 
 std::string subject_for(uint16_t port, const std::string& ca, const std::string& sni) {
@@ -489,6 +492,19 @@ TEST_CASE("tls: certificate errors are one line naming the file, exit 2", "[tls]
           dir.file("missing.pem") + ": cannot read: No such file or directory");
   refused(start(junk, good.key), junk + ": not a PEM certificate");
   refused(start(good.fullchain, junk), junk + ": not a PEM private key (or it is encrypted)");
+  // An encrypted key is refused, never asked about: OpenSSL's default would prompt on the
+  // terminal or read stdin (which holds the passphrase here), and at a reload hang the proxy.
+  const std::string encrypted = dir.file("encrypted.key");
+  const std::vector<std::string> encrypt = {"openssl",  "pkey",        "-in",  good.key, "-aes256",
+                                            "-passout", "pass:secret", "-out", encrypted};
+  REQUIRE(run_command(encrypt).exit_code == 0);
+  const std::vector<std::string> check = {PORTICO_BINARY, "--check",      "--routes", routes,
+                                          "--cert",       good.fullchain, "--key",    encrypted};
+  CommandResult asked = run_command(check, "secret\n", 20s);
+  INFO(asked.describe());
+  CHECK(asked.exit_code == 2);
+  CHECK(asked.stderr.find(encrypted + ": not a PEM private key (or it is encrypted)") !=
+        std::string::npos);
   refused(start(good.fullchain, other.key),
           other.key + ": private key does not match the certificate in " + good.fullchain);
   const std::string reversed =

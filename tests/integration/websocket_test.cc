@@ -243,6 +243,7 @@ TEST_CASE("SIGTERM sends Close 1001 to both ends", "[websocket]") {
   auto status = front.portico.process().wait_exit(15s);
   REQUIRE(status);
   CHECK(status->exited_ok());
+  CHECK(front.portico.stderr_text().find("ended=portico_is_shutting_down\n") != std::string::npos);
 }
 
 TEST_CASE("a message over max_ws_message gets 1009, the backend 1001", "[websocket]") {
@@ -255,6 +256,9 @@ TEST_CASE("a message over max_ws_message gets 1009, the backend 1001", "[websock
   REQUIRE(close);
   CHECK(close_code_of(*close) == 1009);
   CHECK(backend.wait_close_code(10s) == 1001);
+  client.reset();
+  CHECK(front.portico.process().try_wait_for_output(
+      std::regex(R"(tunnel=websocket .*close_to_client=1009 .*ended=message_too_big\n)"), 10s));
 }
 
 TEST_CASE("a message of exactly max_ws_message passes", "[websocket]") {
@@ -489,6 +493,10 @@ TEST_CASE("idle tunnels are pinged, kept open, and dead clients closed", "[webso
   ReadResult rest = silent.read_all_until_close(10s);
   CHECK(rest.closed != CloseKind::kOpen);
   CHECK(front.portico.process().try_wait_for_output("client did not answer ping", 5s));
+  // The tunnel's line says why portico closed it, not how the close handshake ended.
+  CHECK(front.portico.process().try_wait_for_output(
+      std::regex(R"(tunnel=websocket .*close_to_client=1001 .*ended=client_did_not_answer_ping\n)"),
+      5s));
 }
 
 TEST_CASE("tunnel backpressure: a side that stops reading stops the other side", "[websocket]") {
