@@ -9,6 +9,7 @@
 #include <ctime>
 #include <filesystem>
 
+#include "proxy/http_head.h"
 #include "proxy/log.h"
 
 namespace portico {
@@ -30,6 +31,21 @@ bool AccessLog::open(const std::string& destination, std::string* error) {
   }
   owns_fd_ = true;
   return true;
+}
+
+void set_request_fields(AccessLogEntry* entry, const HttpHead& request) {
+  auto value_of = [&request](std::string_view name) {
+    const HeaderField* field = request.find(name);
+    return field ? std::string_view(field->value) : std::string_view();
+  };
+  entry->method = request.method;
+  entry->host = value_of("host");
+  entry->target = request.target;
+  entry->protocol = request.method.empty()       ? std::string_view()
+                    : request.version_minor == 0 ? std::string_view("HTTP/1.0")
+                                                 : std::string_view("HTTP/1.1");
+  entry->referer = value_of("referer");
+  entry->user_agent = value_of("user-agent");
 }
 
 bool AccessLog::can_open(const std::string& destination, std::string* error) {

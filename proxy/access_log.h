@@ -45,6 +45,12 @@ struct AccessLogEntry {
 // One line, newline included. Pure: the same entry always gives the same bytes.
 std::string format_access_line(const AccessLogEntry& entry, AccessLogFormat format);
 
+struct HttpHead;
+
+// The fields an access-log line takes from the request itself: method, Host, target, protocol
+// ("" when no request line was read), Referer and User-Agent. Views into `request`.
+void set_request_fields(AccessLogEntry* entry, const HttpHead& request);
+
 class AccessLog {
  public:
   AccessLog() = default;
@@ -59,6 +65,9 @@ class AccessLog {
   static bool can_open(const std::string& destination, std::string* error);
   void set_format(AccessLogFormat format) { format_ = format; }
   bool enabled() const { return fd_ >= 0; }
+  // Whether lines carry the Referer and User-Agent (combined, json): a tunnel keeps them for its
+  // line only then, so that idle tunnels under the default format cost nothing for them.
+  bool logs_request_headers() const { return enabled() && format_ != AccessLogFormat::kKv; }
   void write(const AccessLogEntry& entry) const;
 
  private:

@@ -974,17 +974,7 @@ void ClientConnection::respond_error(int status, std::string_view why,
 void ClientConnection::log_access(std::string_view error) {
   AccessLogEntry entry;
   entry.client = peer_address_;
-  entry.method = http_->request.method;
-  const HeaderField* host = http_->request.find("host");
-  entry.host = host ? std::string_view(host->value) : std::string_view();
-  entry.target = http_->request.target;
-  entry.protocol = http_->request.method.empty()       ? std::string_view()
-                   : http_->request.version_minor == 0 ? std::string_view("HTTP/1.0")
-                                                       : std::string_view("HTTP/1.1");
-  const HeaderField* referer = http_->request.find("referer");
-  entry.referer = referer ? std::string_view(referer->value) : std::string_view();
-  const HeaderField* user_agent = http_->request.find("user-agent");
-  entry.user_agent = user_agent ? std::string_view(user_agent->value) : std::string_view();
+  set_request_fields(&entry, http_->request);
   entry.route = route_ ? std::string_view(route_->prefix) : std::string_view("-");
   entry.backend = upstream_key_.empty() ? std::string_view("-") : std::string_view(upstream_key_);
   entry.status = status_sent_;

@@ -260,8 +260,10 @@ struct ClientConnection::Tunnel {
 
   WsFrameTracker from_client;
   WsFrameTracker from_backend;
-  std::string host;    // the request's Host header
-  std::string target;  // the request-target as received
+  std::string host;                 // the request's Host header
+  std::string target;               // the request-target as received
+  std::string referer, user_agent;  // the request's, when the log format shows them
+  uint64_t head_bytes_out = 0;      // the 101 and its head, counted in the line's bytes_out
   uint64_t started_ms;
   uint64_t last_client_activity_ms;
   std::string_view closing_reason;  // why portico closed (a string literal or violation name)

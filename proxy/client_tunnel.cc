@@ -60,6 +60,13 @@ void ClientConnection::enter_tunnel(const char* backend_bytes, size_t len) {
   // The handshake is over: of the HTTP state only what the tunnel's access-log line names stays.
   if (const HeaderField* host = http_->request.find("host")) tunnel_->host = host->value;
   tunnel_->target = http_->request.target;
+  if (ctx_.access_log.logs_request_headers()) {
+    AccessLogEntry request_fields;
+    set_request_fields(&request_fields, http_->request);
+    tunnel_->referer = request_fields.referer;
+    tunnel_->user_agent = request_fields.user_agent;
+  }
+  tunnel_->head_bytes_out = bytes_to_client_;
   http_.reset();
   release_idle_buffers();
   if (len > 0) tunnel_from_backend(backend_bytes, len);
@@ -237,11 +244,14 @@ void ClientConnection::tunnel_finish(std::string_view why) {
   entry.method = "GET";  // check_websocket_request admits no other
   entry.host = t.host;
   entry.target = t.target;
+  entry.protocol = "HTTP/1.1";  // an upgrade needs it (RFC 6455 4.1)
+  entry.referer = t.referer;
+  entry.user_agent = t.user_agent;
   entry.route = route_ ? std::string_view(route_->prefix) : std::string_view("-");
   entry.backend = upstream_key_;
   entry.status = 101;
   entry.bytes_in = t.from_client.bytes();
-  entry.bytes_out = t.from_backend.bytes();
+  entry.bytes_out = t.head_bytes_out + t.from_backend.bytes();
   entry.duration_ms = static_cast<double>(uv_now(ctx_.loop) - t.started_ms);
   // When portico began the close, its reason is how the tunnel ended; the close handshake
   // (or the backend's FIN) that follows is only the way out.

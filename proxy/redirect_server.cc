@@ -194,9 +194,9 @@ void RedirectConnection::answer() {
   if (ctx_.access_log.enabled()) {
     AccessLogEntry entry;
     entry.client = peer_address_;
-    entry.method = request_.method;
-    entry.host = host ? std::string_view(host->value) : std::string_view();
-    entry.target = request_.target;
+    request_.version_major = static_cast<uint8_t>(parser_.http_major);
+    request_.version_minor = static_cast<uint8_t>(parser_.http_minor);
+    set_request_fields(&entry, request_);
     entry.route = "redirect";
     entry.status = status;
     entry.bytes_out = response.size();

@@ -176,5 +176,13 @@ TEST_CASE("access log: --log-format json and combined", "[admin]") {
         std::regex(R"re(127\.0\.0\.1 - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d \+0000\] )re"
                    R"re("GET /c HTTP/1\.1" 200 \d+ "-" "-" \d+\.\d{3})re"),
         5s);
+    // The redirect listener's lines are complete too.
+    CommandResult redirected = curl({"-o", "/dev/null", "-A", "RedirectAgent/1", "-e",
+                                     "https://ref.example/", portico.http_url("/r?x=1")});
+    CHECK(redirected.exit_code == 0);
+    portico.process().wait_for_output(
+        std::regex(
+            R"re("GET /r\?x=1 HTTP/1\.1" 301 \d+ "https://ref.example/" "RedirectAgent/1")re"),
+        5s);
   }
 }

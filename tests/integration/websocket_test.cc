@@ -229,6 +229,23 @@ TEST_CASE("a client that goes away gives the backend its FIN", "[websocket]") {
       10s);
 }
 
+TEST_CASE("a tunnel's combined-format line has the request's protocol, agent and whole bytes",
+          "[websocket]") {
+  WsServer backend;
+  WsFront front(backend.address(), "", {"--log-format", "combined"});
+  WsClientOptions options = front.options();
+  options.extra_headers = {{"User-Agent", "WsAgent/2"}, {"Referer", "https://localhost/page"}};
+  auto client = WsClient::connect(options);
+  REQUIRE(client->ok());
+  REQUIRE(client->send_text("hello"));
+  REQUIRE(client->receive(5s));
+  client->close(1000);
+  // bytes_out counts the 101 head too, not only the frames after it.
+  OutputMatch line = front.portico.process().wait_for_output(
+      std::regex(R"re("GET /ws HTTP/1\.1" 101 (\d+) "https://localhost/page" "WsAgent/2")re"), 10s);
+  CHECK(std::stoul(line[1]) > 100);
+}
+
 TEST_CASE("SIGTERM sends Close 1001 to both ends", "[websocket]") {
   RawWsBackend backend;
   WsFront front(backend.address());
