@@ -615,9 +615,17 @@ void ClientConnection::connect_upstream() {
   upstream_->start(backend, tls);
 }
 
+// The backend failed this request before a byte of answer (a refused or failed connect, a new
+// connection closed unanswered): it is marked down and the request goes to a backend of the
+// route not tried yet, or gets 502 when none is left.
+void ClientConnection::try_next_backend() {
+  routing_->selector_for(*route_).mark_down(backend_index_, std::chrono::steady_clock::now());
+  drop_upstream(false);
+  connect_upstream();
+}
+
 void ClientConnection::on_upstream_connected(UpstreamConnection& conn, int status) {
   if (status < 0) {
-    routing_->selector_for(*route_).mark_down(backend_index_, std::chrono::steady_clock::now());
     if (!conn.tls_failure().empty()) {
       log_warn("upstream", "tls handshake failed backend=", upstream_key_, " reason=\"",
                conn.tls_failure(), "\"");
@@ -627,9 +635,7 @@ void ClientConnection::on_upstream_connected(UpstreamConnection& conn, int statu
                " error=", uv_err_name(status));
       ctx_.metrics.count_backend_error(upstream_key_, BackendErrorKind::kConnect);
     }
-    drop_upstream(false);
-    // Nothing was sent: trying another backend of the route is safe for any method.
-    connect_upstream();
+    try_next_backend();  // nothing was sent: safe for any method
     return;
   }
   routing_->selector_for(*route_).mark_up(backend_index_);
@@ -774,12 +780,10 @@ void ClientConnection::on_upstream_closed(UpstreamConnection& conn, int status) 
   ctx_.metrics.count_backend_error(upstream_key_, BackendErrorKind::kClosed);
   if (may_resend) {
     // A new connection closed (or reset) before a byte of answer: this backend failed the
-    // request. As after a failed connect it is marked down, and the request goes to a backend
-    // of the route not tried yet (NGINX's proxy_next_upstream error); never to this one again.
+    // request, as after a failed connect (NGINX's proxy_next_upstream error); never to this
+    // one again.
     log_warn("upstream", "exchange failed backend=", upstream_key_, " error=\"", why, "\"");
-    routing_->selector_for(*route_).mark_down(backend_index_, std::chrono::steady_clock::now());
-    drop_upstream(false);
-    connect_upstream();
+    try_next_backend();
     return;
   }
   upstream_failed(why);

@@ -94,6 +94,7 @@ class ClientConnection final : private StreamWriter::Owner, private UpstreamConn
   void on_upstream_closed(UpstreamConnection& conn, int status) override;
   void on_upstream_drained(UpstreamConnection& conn) override;
   void upstream_failed(std::string_view why);
+  void try_next_backend();
   void drop_upstream(bool reusable);
 
   // The WebSocket tunnel (client_tunnel.cc).
@@ -263,12 +264,13 @@ struct ClientConnection::Tunnel {
   std::string host;                 // the request's Host header
   std::string target;               // the request-target as received
   std::string referer, user_agent;  // the request's, when the log format shows them
-  uint64_t head_bytes_out = 0;      // the 101 and its head, counted in the line's bytes_out
   uint64_t started_ms;
   uint64_t last_client_activity_ms;
-  std::string_view closing_reason;  // why portico closed (a string literal or violation name)
+  // Why portico sent its own Close frames (a string literal or a violation name; never empty),
+  // empty until it does: then it waits for the peers' replies.
+  std::string_view closing_reason;
+  bool closing() const { return !closing_reason.empty(); }
   bool ping_outstanding = false;
-  bool closing = false;  // portico sent its own Close frames; waiting for the peers' replies
   uint16_t close_to_client = 0;
   uint16_t close_to_backend = 0;
 };

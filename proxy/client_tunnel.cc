@@ -66,7 +66,6 @@ void ClientConnection::enter_tunnel(const char* backend_bytes, size_t len) {
     tunnel_->referer = request_fields.referer;
     tunnel_->user_agent = request_fields.user_agent;
   }
-  tunnel_->head_bytes_out = bytes_to_client_;
   http_.reset();
   release_idle_buffers();
   if (len > 0) tunnel_from_backend(backend_bytes, len);
@@ -100,7 +99,7 @@ void ClientConnection::tunnel_from_client(const char* data, size_t len) {
                       ws_violation_name(t.from_client.violation()));
     return;
   }
-  if (t.closing && t.from_client.saw_close() && (t.from_backend.saw_close() || !upstream_)) {
+  if (t.closing() && t.from_client.saw_close() && (t.from_backend.saw_close() || !upstream_)) {
     tunnel_finish("close handshake done");
     close_gracefully();
   }
@@ -131,7 +130,7 @@ void ClientConnection::tunnel_from_backend(const char* data, size_t len) {
     upstream_->read_stop();
     upstream_paused_ = true;
   }
-  if (t.closing && t.from_backend.saw_close() && t.from_client.saw_close()) {
+  if (t.closing() && t.from_backend.saw_close() && t.from_client.saw_close()) {
     tunnel_finish("close handshake done");
     close_gracefully();
   }
@@ -142,9 +141,8 @@ void ClientConnection::tunnel_from_backend(const char* data, size_t len) {
 void ClientConnection::tunnel_send_close(uint16_t to_client, uint16_t to_backend,
                                          std::string_view why) {
   Tunnel& t = *tunnel_;
-  if (t.closing) return;
-  t.closing = true;
-  t.closing_reason = why;
+  if (t.closing()) return;
+  t.closing_reason = why.empty() ? std::string_view("portico closed the tunnel") : why;
   uint8_t frame[kWsMaxControlFrameBytes];
   if (to_client != 0 && t.close_to_client == 0) {
     if (t.from_backend.at_frame_boundary() && !t.from_backend.saw_close()) {
@@ -206,7 +204,7 @@ void ClientConnection::tunnel_on_timer() {
     close_now();
     return;
   }
-  if (t.closing) {
+  if (t.closing()) {
     tunnel_finish("close handshake timed out");
     close_now();
     return;
@@ -251,11 +249,12 @@ void ClientConnection::tunnel_finish(std::string_view why) {
   entry.backend = upstream_key_;
   entry.status = 101;
   entry.bytes_in = t.from_client.bytes();
-  entry.bytes_out = t.head_bytes_out + t.from_backend.bytes();
+  // The 101 head (what the exchange sent before the tunnel) and every frame after it.
+  entry.bytes_out = bytes_to_client_ + t.from_backend.bytes();
   entry.duration_ms = static_cast<double>(uv_now(ctx_.loop) - t.started_ms);
   // When portico began the close, its reason is how the tunnel ended; the close handshake
   // (or the backend's FIN) that follows is only the way out.
-  entry.ended = t.closing ? t.closing_reason : why;
+  entry.ended = t.closing() ? t.closing_reason : why;
   entry.tunnel = true;
   entry.messages_in = t.from_client.messages();
   entry.messages_out = t.from_backend.messages();

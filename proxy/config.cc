@@ -6,6 +6,7 @@
 #include <charconv>
 #include <string_view>
 
+#include "proxy/tcp_listener.h"
 #include "routing/route_table.h"
 
 namespace portico {
@@ -103,11 +104,10 @@ bool parse_host_port(std::string_view text, std::string* host, uint16_t* port) {
 }
 
 // Listeners bind addresses, not names: "localhost" would have to be resolved, and could mean
-// two addresses.
-bool is_ip_literal(const std::string& text) {
-  sockaddr_in6 v6{};
-  sockaddr_in v4{};
-  return uv_ip4_addr(text.c_str(), 0, &v4) == 0 || uv_ip6_addr(text.c_str(), 0, &v6) == 0;
+// two addresses. The same parse listen_tcp makes, so that --check refuses what a start would.
+bool is_listen_address(const std::string& text) {
+  sockaddr_storage parsed{};
+  return parse_listen_address(text, 0, &parsed);
 }
 
 }  // namespace
@@ -207,7 +207,7 @@ ConfigResult parse_command_line(int argc, const char* const* argv) {
     } else if (arg == "--listen") {
       if (!take_value()) return needs("an address");
       config.listen_address = value;
-      if (!is_ip_literal(config.listen_address)) {
+      if (!is_listen_address(config.listen_address)) {
         return fail("--listen: not an IP address: \"" + std::string(value) +
                     "\" (0.0.0.0, ::, 127.0.0.1, ...)");
       }
@@ -260,7 +260,7 @@ ConfigResult parse_command_line(int argc, const char* const* argv) {
         return fail("--admin: expected ADDR:PORT (e.g. 127.0.0.1:9100 or [::1]:9100), got \"" +
                     std::string(value) + "\"");
       }
-      if (!is_ip_literal(config.admin_address)) {
+      if (!is_listen_address(config.admin_address)) {
         return fail("--admin: not an IP address: \"" + config.admin_address +
                     "\" (e.g. 127.0.0.1:9100 or [::1]:9100)");
       }

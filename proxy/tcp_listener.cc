@@ -10,17 +10,22 @@
 
 namespace portico {
 
+bool parse_listen_address(const std::string& address, uint16_t port, sockaddr_storage* out) {
+  return address.find(':') != std::string::npos
+             ? uv_ip6_addr(address.c_str(), port, reinterpret_cast<sockaddr_in6*>(out)) == 0
+             : uv_ip4_addr(address.c_str(), port, reinterpret_cast<sockaddr_in*>(out)) == 0;
+}
+
 bool listen_tcp(uv_tcp_t* handle, const std::string& address, uint16_t port, int backlog,
                 uv_connection_cb on_connection, std::string_view flag, std::string* error,
                 bool reuse_port) {
   sockaddr_storage addr{};
-  bool v6 = address.find(':') != std::string::npos;
-  int rc = v6 ? uv_ip6_addr(address.c_str(), port, reinterpret_cast<sockaddr_in6*>(&addr))
-              : uv_ip4_addr(address.c_str(), port, reinterpret_cast<sockaddr_in*>(&addr));
-  if (rc != 0) {
+  const bool v6 = address.find(':') != std::string::npos;
+  if (!parse_listen_address(address, port, &addr)) {
     *error = std::string(flag) + ": not an IP address: \"" + address + "\"";
     return false;
   }
+  int rc = 0;
   // The socket is made here rather than by uv_tcp_bind, for SO_REUSEPORT (libuv 1.44 has no
   // flag for it): a new portico can bind the same port while the old one still serves, which is
   // how a restart refuses nothing (docs/operations.md).

@@ -11,6 +11,10 @@
 
 namespace portico {
 
+// Fills *out with `address` (an IPv4 or IPv6 literal, no brackets) and `port`; false when
+// `address` is not such a literal. Flags that name a listen address are checked with it.
+bool parse_listen_address(const std::string& address, uint16_t port, sockaddr_storage* out);
+
 // Binds `address`:`port` (an IPv4 or IPv6 literal; port 0 picks one) and listens. On failure
 // returns false and sets *error to one line; `flag` names the option the address came from.
 // With `reuse_port`, SO_REUSEPORT: other sockets with it (a second portico, during a restart)

@@ -120,15 +120,29 @@ int select_alpn(SSL*, const unsigned char** out, unsigned char* outlen, const un
   return SSL_TLSEXT_ERR_ALERT_FATAL;
 }
 
+// The certificate group of a handshake, found once from the ClientHello (resume_within_group)
+// and kept on the connection for the SNI callback: stored as group + 1, so 0 means not yet.
+int group_index() {
+  static const int index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+  return index;
+}
+
+size_t group_of_handshake(SSL* ssl, const TlsContextSet& set) {
+  const auto stored = reinterpret_cast<uintptr_t>(SSL_get_ex_data(ssl, group_index()));
+  if (stored != 0) return stored - 1;
+  const char* name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+  return set.group_of(name != nullptr ? name : "");
+}
+
 // No SNI, or a name no certificate covers: the default context answers (RFC 6066 section 3 lets
 // the server go on; most clients then fail the name check with a clear error of their own).
 // OpenSSL calls this for every ClientHello, with or without a name, so that every handshake
 // moves to its thread's own copy of the context.
 int select_by_servername(SSL* ssl, int*, void* arg) {
   const auto* set = static_cast<const TlsContextSet*>(arg);
-  const char* name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
-  SSL_CTX* chosen = set->context_for_this_thread(name != nullptr ? name : "");
-  if (chosen == nullptr && name != nullptr) chosen = set->select(name);
+  const size_t group = group_of_handshake(ssl, *set);
+  SSL_CTX* chosen = set->context_for_this_thread(group);
+  if (chosen == nullptr) chosen = set->shared_context(group);  // null: the default one
   if (chosen != nullptr) SSL_set_SSL_CTX(ssl, chosen);
   return SSL_TLSEXT_ERR_OK;
 }
@@ -165,7 +179,9 @@ std::string_view client_hello_server_name(SSL* ssl) {
 // context, before the SNI callback would have a say.
 int resume_within_group(SSL* ssl, int*, void* arg) {
   const auto* set = static_cast<const TlsContextSet*>(arg);
-  const auto& id_context = set->session_id_context(client_hello_server_name(ssl));
+  const size_t group = set->group_of(client_hello_server_name(ssl));
+  SSL_set_ex_data(ssl, group_index(), reinterpret_cast<void*>(uintptr_t{group + 1}));
+  const auto& id_context = set->session_id_context(group);
   SSL_set_session_id_context(ssl, id_context.data(), static_cast<unsigned int>(id_context.size()));
   return SSL_CLIENT_HELLO_SUCCESS;
 }
@@ -373,14 +389,11 @@ size_t TlsContextSet::group_of(std::string_view server_name) const {
   return it->second;
 }
 
-const TlsContextSet::SessionIdContext& TlsContextSet::session_id_context(
-    std::string_view server_name) const {
-  return groups_[server_name.empty() ? 0 : group_of(server_name)]->session_id_context;
+const TlsContextSet::SessionIdContext& TlsContextSet::session_id_context(size_t group) const {
+  return groups_[group]->session_id_context;
 }
 
-SSL_CTX* TlsContextSet::select(std::string_view server_name) const {
-  return groups_[group_of(server_name)]->shared.get();
-}
+SSL_CTX* TlsContextSet::shared_context(size_t group) const { return groups_[group]->shared.get(); }
 
 SslCtxPtr TlsContextSet::make_copy(const Group& group) const {
   std::string error;
@@ -399,8 +412,7 @@ SslCtxPtr TlsContextSet::make_copy(const Group& group) const {
 
 // The lock is held for a map lookup per handshake; the copies are made once per thread and
 // configuration, on that thread's first handshake.
-SSL_CTX* TlsContextSet::context_for_this_thread(std::string_view server_name) const {
-  const size_t group = server_name.empty() ? 0 : group_of(server_name);
+SSL_CTX* TlsContextSet::context_for_this_thread(size_t group) const {
   std::lock_guard lock(copies_mutex_);
   std::vector<SslCtxPtr>& own = copies_[std::this_thread::get_id()];
   if (own.empty()) {

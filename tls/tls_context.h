@@ -72,19 +72,31 @@ class TlsContextSet {
   TlsContextSet(const TlsContextSet&) = delete;
   TlsContextSet& operator=(const TlsContextSet&) = delete;
 
-  // The shared context for `server_name` (exact name first, then "*.rest" for one label), or
-  // null for "the default context". `server_name` in any case.
-  SSL_CTX* select(std::string_view server_name) const;
+  // The certificate group that serves `server_name` (exact name first, then "*.rest" for one
+  // label; any case, a trailing dot ignored); 0, the default context's, for no name or a name
+  // no certificate covers. A handshake finds it once, from its ClientHello.
+  size_t group_of(std::string_view server_name) const;
 
-  // The session id context of the certificate group that serves `server_name` (empty: the
-  // client sent no name): sessions resume only within the group that made them.
+  // A group's shared context, or null for the default context (group 0).
+  SSL_CTX* shared_context(size_t group) const;
+  SSL_CTX* select(std::string_view server_name) const {
+    return shared_context(group_of(server_name));
+  }
+
+  // A group's session id context: sessions resume only within the group that made them.
   using SessionIdContext = std::array<unsigned char, SSL_MAX_SID_CTX_LENGTH>;
-  const SessionIdContext& session_id_context(std::string_view server_name) const;
+  const SessionIdContext& session_id_context(size_t group) const;
+  const SessionIdContext& session_id_context(std::string_view server_name) const {
+    return session_id_context(group_of(server_name));
+  }
 
-  // The calling thread's own copy of the context select() picks for `server_name` (empty: the
-  // client sent no name), made on the first call from this thread; null if it cannot be made
-  // (then the shared context serves, and TlsStream leaves the keylog callback alone).
-  SSL_CTX* context_for_this_thread(std::string_view server_name) const;
+  // The calling thread's own copy of a group's context, made on the first call from this
+  // thread; null if it cannot be made (then the shared context serves, and TlsStream leaves the
+  // keylog callback alone).
+  SSL_CTX* context_for_this_thread(size_t group) const;
+  SSL_CTX* context_for_this_thread(std::string_view server_name) const {
+    return context_for_this_thread(group_of(server_name));
+  }
 
   // True for a context made by context_for_this_thread: one thread handshakes with it.
   static bool is_thread_own(const SSL_CTX* ctx);
@@ -96,7 +108,6 @@ class TlsContextSet {
   friend TlsContextResult make_server_tls_context(const std::vector<CertificateFiles>&,
                                                   const TlsOptions&);
   struct Group;  // one shared context's certificates, to make the threads' copies from
-  size_t group_of(std::string_view server_name) const;  // 0: the default context
   SslCtxPtr make_copy(const Group& group) const;
 
   TlsOptions options_;
