@@ -450,21 +450,30 @@ void ClientConnection::start_exchange() {
     respond_error(505, "only HTTP/1.x is served on this port");
     return;
   }
-  const HeaderField* host = http_->request.find("host");
-  if (!host || http_->request.count("host") != 1 || host->value.empty()) {
+  // RFC 9112 section 3.2: an HTTP/1.1 request carries exactly one Host. HTTP/1.0 may carry
+  // none (old health checkers do): host-less routes serve it, as NGINX's default server does.
+  const HeaderField* host_field = http_->request.find("host");
+  const size_t host_count = http_->request.count("host");
+  http_->host_absent =
+      host_count == 0 && http_->request.version_major == 1 && http_->request.version_minor == 0;
+  if (!http_->host_absent && (host_count != 1 || host_field->value.empty())) {
     respond_error(400, "missing or repeated Host header");
     return;
   }
-  // RFC 9112 section 3.2: an invalid Host gets 400. It is matched against host routes and
-  // forwarded in Host, X-Forwarded-Host and Forwarded, where a quote or a comma would let the
-  // client write a Forwarded element of its own (for=...).
-  if (std::string_view name, port; !split_host_port(host->value, &name, &port)) {
+  const std::string_view host = host_field ? host_field->value : std::string_view();
+  // An invalid Host gets 400. It is matched against host routes and forwarded in Host,
+  // X-Forwarded-Host and Forwarded, where a quote or a comma would let the client write a
+  // Forwarded element of its own (for=...).
+  if (std::string_view name, port; !http_->host_absent && !split_host_port(host, &name, &port)) {
     respond_error(400, "invalid Host header");
     return;
   }
   std::string_view target = http_->request.target;
   if (http_->request.method == "CONNECT") {
-    respond_error(405, "CONNECT is not supported");
+    // RFC 9110 section 15.5.6: a 405 lists what the resource supports. Portico relays every
+    // other method and cannot know which the backend takes, so it lists the standard ones.
+    respond_error(405, "CONNECT is not supported",
+                  "Allow: GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH\r\n");
     return;
   }
   // absolute-form (RFC 9112 3.2.2): allowed only when it names the same authority as Host.
@@ -472,7 +481,7 @@ void ClientConnection::start_exchange() {
     std::string_view rest = target.substr(target.find("//") + 2);
     size_t slash = rest.find_first_of("/?");
     std::string_view authority = rest.substr(0, slash);
-    if (!iequals(authority, host->value)) {
+    if (!iequals(authority, host)) {
       respond_error(400, "absolute-form target names another host than Host");
       return;
     }
@@ -496,7 +505,7 @@ void ClientConnection::start_exchange() {
         400, path_status == PathStatus::kEscapesRoot ? "path escapes the root" : "malformed path");
     return;
   }
-  route_ = routing_->table->match(host->value, http_->normalized_path);
+  route_ = routing_->table->match(host, http_->normalized_path);
   if (!route_) {
     respond_error(404, "no route for this host and path");
     return;
@@ -528,7 +537,7 @@ void ClientConnection::start_exchange() {
   }
   client_keep_alive_ = llhttp_should_keep_alive(&http_->request_parser) != 0;
   if (http_->request_parser.upgrade && is_websocket_upgrade(http_->request)) {
-    if (!websocket_checks_pass(*host)) return;
+    if (!websocket_checks_pass(host)) return;
     websocket_ = true;
   } else if (route_->options.upgrade == UpgradePolicy::kOnly) {
     // RFC 9110 section 15.5.22: a 426 names the protocol to upgrade to (and, as any message
@@ -552,13 +561,20 @@ void ClientConnection::start_exchange() {
   upstream_target.clear();
   append_upstream_path(*route_, http_->normalized_path, &upstream_target);
   upstream_target.append(query);
+  // Without a Host the head names the backend, which connect_upstream() chooses.
+  if (!http_->host_absent) build_upstream_head(host, true);
+  connect_upstream();
+}
+
+void ClientConnection::build_upstream_head(std::string_view host, bool client_host) {
   bool trusted = false;
   for (const Cidr& cidr : ctx_.config.trusted_proxies)
     trusted = trusted || cidr.contains(peer_.any);
   UpstreamRequest upstream_request;
   upstream_request.head = &http_->request;
-  upstream_request.target = upstream_target;
-  upstream_request.host = host->value;
+  upstream_request.target = http_->upstream_target;
+  upstream_request.host = host;
+  upstream_request.forward_host = client_host;
   upstream_request.client_address = peer_address_;
   upstream_request.client_trusted = trusted;
   upstream_request.upgrade = websocket_;
@@ -566,7 +582,6 @@ void ClientConnection::start_exchange() {
   upstream_request.content_length = http_->request_parser.content_length;
   http_->upstream_head.clear();
   build_upstream_request_head(upstream_request, &http_->upstream_head);
-  connect_upstream();
 }
 
 void ClientConnection::connect_upstream() {
@@ -575,8 +590,14 @@ void ClientConnection::connect_upstream() {
   std::optional<size_t> index =
       selector.choose(now, peer_address_, http_->sticky_cookie_in, http_->tried_backends);
   if (!index) {
-    respond_error(502, http_->tried_backends.empty() ? "every backend of the route is down"
-                                                     : "no backend could be reached");
+    // As NGINX: 504 when the last backend tried did not connect (or finish its TLS
+    // handshake) in time, 502 when it failed.
+    if (http_->last_attempt_timed_out) {
+      respond_error(504, "no backend could be reached in time");
+    } else {
+      respond_error(502, http_->tried_backends.empty() ? "every backend of the route is down"
+                                                       : "no backend could be reached");
+    }
     return;
   }
   backend_index_ = *index;
@@ -593,6 +614,9 @@ void ClientConnection::connect_upstream() {
     }
   }
   const BackendAddress& backend = route_->backends[backend_index_];
+  // No Host from the client: the backend's own address, as NGINX ($proxy_host) and Go's
+  // client send, and no X-Forwarded-Host, since the client named none.
+  if (http_->host_absent) build_upstream_head(backend.authority(), false);
   SSL_CTX* tls = backend.scheme == "https" ? routing_->upstream_tls_for(*route_) : nullptr;
   upstream_key_ = backend.label();
   // Pooled connections are reused only under the same trust: the client context (its CA
@@ -618,7 +642,8 @@ void ClientConnection::connect_upstream() {
 // The backend failed this request before a byte of answer (a refused or failed connect, a new
 // connection closed unanswered): it is marked down and the request goes to a backend of the
 // route not tried yet, or gets 502 when none is left.
-void ClientConnection::try_next_backend() {
+void ClientConnection::try_next_backend(bool timed_out) {
+  http_->last_attempt_timed_out = timed_out;
   routing_->selector_for(*route_).mark_down(backend_index_, std::chrono::steady_clock::now());
   drop_upstream(false);
   connect_upstream();
@@ -635,7 +660,7 @@ void ClientConnection::on_upstream_connected(UpstreamConnection& conn, int statu
                " error=", uv_err_name(status));
       ctx_.metrics.count_backend_error(upstream_key_, BackendErrorKind::kConnect);
     }
-    try_next_backend();  // nothing was sent: safe for any method
+    try_next_backend(false);  // nothing was sent: safe for any method
     return;
   }
   routing_->selector_for(*route_).mark_up(backend_index_);
@@ -783,7 +808,7 @@ void ClientConnection::on_upstream_closed(UpstreamConnection& conn, int status) 
     // request, as after a failed connect (NGINX's proxy_next_upstream error); never to this
     // one again.
     log_warn("upstream", "exchange failed backend=", upstream_key_, " error=\"", why, "\"");
-    try_next_backend();
+    try_next_backend(false);
     return;
   }
   upstream_failed(why);
@@ -903,6 +928,8 @@ void ClientConnection::reset_exchange() {
   routing_.reset();
   route_ = nullptr;
   http_->tried_backends.clear();
+  http_->last_attempt_timed_out = false;
+  http_->host_absent = false;
   http_->upstream_head.clear();
   request_framing_ = BodyFraming::kNone;
   request_complete_ = false;
@@ -1104,12 +1131,9 @@ void ClientConnection::on_timer(uv_timer_t* timer) {
       conn->respond_error(408, "request head not received in time");
       break;
     case Phase::kConnecting:
-      conn->routing_->selector_for(*conn->route_)
-          .mark_down(conn->backend_index_, std::chrono::steady_clock::now());
       log_warn("upstream", "connect timed out backend=", conn->upstream_key_);
       conn->ctx_.metrics.count_backend_error(conn->upstream_key_, BackendErrorKind::kTimeout);
-      conn->drop_upstream(false);
-      conn->connect_upstream();
+      conn->try_next_backend(true);
       break;
     case Phase::kExchange:
       if (!conn->request_complete_ && !conn->response_head_sent_ &&

@@ -72,6 +72,9 @@ class ClientConnection final : private StreamWriter::Owner, private UpstreamConn
   // The request and its exchange.
   void start_exchange();
   void connect_upstream();
+  // The request head for the backend, into http_->upstream_head, with `host` as Host; it is
+  // also forwarded (X-Forwarded-Host, Forwarded) when it is the client's.
+  void build_upstream_head(std::string_view host, bool client_host);
   void on_upstream_ready();
   void send_request_body(const char* data, size_t len);
   void finish_exchange();
@@ -94,7 +97,7 @@ class ClientConnection final : private StreamWriter::Owner, private UpstreamConn
   void on_upstream_closed(UpstreamConnection& conn, int status) override;
   void on_upstream_drained(UpstreamConnection& conn) override;
   void upstream_failed(std::string_view why);
-  void try_next_backend();
+  void try_next_backend(bool timed_out);
   void drop_upstream(bool reusable);
 
   // The WebSocket tunnel (client_tunnel.cc).
@@ -108,7 +111,7 @@ class ClientConnection final : private StreamWriter::Owner, private UpstreamConn
   bool chunk_crlf_ok(const char* from, const char* end);
   void tunnel_on_timer();
   void tunnel_finish(std::string_view why);
-  bool websocket_checks_pass(const HeaderField& host);
+  bool websocket_checks_pass(std::string_view host);
   void resume_parser();
 
   // Timers and the end of the connection.
@@ -243,6 +246,10 @@ struct ClientConnection::HttpState {
   std::string upstream_target;        // the path and query sent to the backend
   std::string upstream_head;
   std::string ws_accept;  // the Sec-WebSocket-Accept the backend must answer with
+  // An HTTP/1.0 request without Host.
+  bool host_absent = false;
+  // The last backend tried did not connect in time: 504 when none is left.
+  bool last_attempt_timed_out = false;
   // Bytes of the current chunk's extensions, per parser (on_chunk_extension).
   size_t request_chunk_extension_bytes = 0;
   size_t response_chunk_extension_bytes = 0;

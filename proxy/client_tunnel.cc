@@ -26,7 +26,7 @@ uint32_t random_mask() {
 
 }  // namespace
 
-bool ClientConnection::websocket_checks_pass(const HeaderField& host) {
+bool ClientConnection::websocket_checks_pass(std::string_view host) {
   if (route_->options.upgrade == UpgradePolicy::kNever) {
     respond_error(403, "WebSocket upgrades are not allowed on this route");
     return false;
@@ -37,8 +37,8 @@ bool ClientConnection::websocket_checks_pass(const HeaderField& host) {
     return false;
   }
   const HeaderField* origin = http_->request.find("origin");
-  if (origin && !websocket_origin_allowed(origin->value, host.value, route_->options.origins)) {
-    log_warn("websocket", "refused origin=\"", origin->value, "\" host=", host.value,
+  if (origin && !websocket_origin_allowed(origin->value, host, route_->options.origins)) {
+    log_warn("websocket", "refused origin=\"", origin->value, "\" host=", host,
              " route=", route_->prefix, " client=", peer_address_);
     respond_error(403, "WebSocket origin not allowed");
     return false;

@@ -98,12 +98,14 @@ void build_upstream_request_head(const UpstreamRequest& request, std::string* ou
   if (request.client_trusted) append_prior_values(out, head, "x-forwarded-for");
   out->append(request.client_address).append("\r\n");
   append_header(out, "X-Forwarded-Proto", "https");
-  append_header(out, "X-Forwarded-Host", request.host);
+  if (request.forward_host) append_header(out, "X-Forwarded-Host", request.host);
   out->append("Forwarded: ");
   if (request.client_trusted) append_prior_values(out, head, "forwarded");
   out->append("for=");
   append_forwarded_node(out, request.client_address);
-  out->append(";proto=https;host=\"").append(request.host).append("\"\r\n");
+  out->append(";proto=https");
+  if (request.forward_host) out->append(";host=\"").append(request.host).append("\"");
+  out->append("\r\n");
 
   switch (request.framing) {
     case BodyFraming::kContentLength:

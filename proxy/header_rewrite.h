@@ -21,9 +21,10 @@ enum class BodyFraming {
 };
 
 struct UpstreamRequest {
-  const HttpHead* head = nullptr;   // the client's request head
-  std::string_view target;          // what to send as request-target (path + query)
-  std::string_view host;            // the client's Host value (kept as sent)
+  const HttpHead* head = nullptr;  // the client's request head
+  std::string_view target;         // what to send as request-target (path + query)
+  std::string_view host;           // the client's Host value (kept as sent)
+  bool forward_host = true;  // else `host` is the backend's address: no X-Forwarded-Host, host=
   std::string_view client_address;  // the peer address, without port
   bool client_trusted = false;      // peer is in --trusted-proxies: append to its X-Forwarded-*
   bool upgrade = false;             // a WebSocket upgrade: keep Upgrade and Connection: upgrade

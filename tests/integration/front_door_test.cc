@@ -397,6 +397,20 @@ TEST_CASE("no matching route gives 404", "[front-door][errors]") {
       portico.process().try_wait_for_output(std::regex("access: .*path=/other .*status=404"), 5s));
 }
 
+TEST_CASE("CONNECT gets 405 with Allow, and nothing is forwarded", "[front-door][errors]") {
+  FrontDoor door;
+  RawTlsClient client(door.portico.https_port(), door.cert.ca_cert);
+  REQUIRE(client.send(
+      "CONNECT localhost:443 HTTP/1.1\r\nHost: localhost:443\r\nConnection: close\r\n\r\n"));
+  ReadResult read = client.read_all_until_close(5s);
+  REQUIRE(!read.data.empty());
+  HttpResponse response = parse_http_responses(read.data).at(0);
+  CHECK(response.status == 405);
+  // RFC 9110 section 15.5.6: a 405 carries Allow.
+  CHECK(response.header("Allow").find("GET, HEAD, POST") == 0);
+  CHECK(door.backend.request_count() == 0);
+}
+
 TEST_CASE("a backend that is down gives 502 at once", "[front-door][errors]") {
   TempDir dir;
   TestCert cert = make_test_cert(dir);

@@ -2,12 +2,15 @@
 // against the route's ca= bundle (or the system CAs) for the backend's host, with SNI set to it.
 // The backend here is a TestBackend speaking TLS with a certificate from its own test CA.
 
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <string>
 #include <thread>
 
 #include "proxy/ws_frames.h"
+#include "tests/support/net.h"
 #include "tests/support/portico_process.h"
 #include "tests/support/process.h"
 #include "tests/support/temp_dir.h"
@@ -196,6 +199,23 @@ TEST_CASE("https:// backend: a certificate the route's CA did not sign gets 502 
   // The backend sends its chain up to its own root, which the route's CA does not know.
   CHECK(log.find("tls handshake failed backend=https://localhost:" + std::to_string(tls.port()) +
                  " reason=\"self-signed certificate in certificate chain\"") != std::string::npos);
+}
+
+TEST_CASE(
+    "https:// backend: a TLS handshake the backend never answers gives 504 at connect_timeout",
+    "[upstream_tls]") {
+  // The kernel completes the TCP handshake into the listen backlog; nothing ever accepts, so
+  // the ClientHello is never answered and connect_timeout (which covers the TLS handshake)
+  // ends the wait. As NGINX: a timed-out attempt is 504, a failed one 502.
+  TempDir dir;
+  uint16_t port = 0;
+  int silent = listen_loopback(16, &port);
+  REQUIRE(silent >= 0);
+  Front front(dir, "/ https://127.0.0.1:" + std::to_string(port) + " connect_timeout=300ms\n");
+  CHECK(front.status_of("/") == 504);
+  CHECK(front.portico.process().try_wait_for_output(
+      "connect timed out backend=https://127.0.0.1:" + std::to_string(port), 5s));
+  close(silent);
 }
 
 TEST_CASE("https:// backend: a certificate for another name gets 502", "[upstream_tls]") {
