@@ -1388,11 +1388,12 @@ int ClientConnection::on_response_headers_complete(llhttp_t* p) {
     return 1;
   }
   if (status == 101) {
-    // Only a WebSocket handshake may switch, and only with the answer its key calls for.
+    // Only a WebSocket handshake may switch, and only with the answer its key calls for and
+    // both Upgrade: websocket and Connection: Upgrade (RFC 6455 section 4.1: else the client
+    // fails the connection; llhttp, too, reads on as HTTP after a 101 without them).
     const HeaderField* accept = c->http_->response.find("sec-websocket-accept");
-    const HeaderField* upgrade = c->http_->response.find("upgrade");
-    if (!c->websocket_ || !accept || accept->value != c->http_->ws_accept || !upgrade ||
-        !header_has_token(upgrade->value, "websocket")) {
+    if (!c->websocket_ || !accept || accept->value != c->http_->ws_accept ||
+        !is_websocket_upgrade(c->http_->response)) {
       c->http_->headers_refusal = c->websocket_ ? "invalid 101 Switching Protocols from backend"
                                                 : "101 Switching Protocols to a request that "
                                                   "asked for no upgrade";

@@ -111,6 +111,7 @@ class ClientConnection final : private StreamWriter::Owner, private UpstreamConn
   bool chunk_crlf_ok(const char* from, const char* end);
   void tunnel_on_timer();
   void tunnel_finish(std::string_view why);
+  void tunnel_after_close_frames();
   bool websocket_checks_pass(std::string_view host);
   void resume_parser();
 
@@ -277,6 +278,8 @@ struct ClientConnection::Tunnel {
   // empty until it does: then it waits for the peers' replies.
   std::string_view closing_reason;
   bool closing() const { return !closing_reason.empty(); }
+  // Both endpoints' Close frames have passed (RFC 6455 section 7.1.2).
+  bool close_handshake_done() const { return from_client.saw_close() && from_backend.saw_close(); }
   bool ping_outstanding = false;
   uint16_t close_to_client = 0;
   uint16_t close_to_backend = 0;

@@ -87,28 +87,28 @@ void ClientConnection::tunnel_from_client(const char* data, size_t len) {
   t.last_client_activity_ms = uv_now(ctx_.loop);
   t.ping_outstanding = false;
   release_when_quiet();
+  const bool was_closed = t.close_handshake_done();
   size_t ok = t.from_client.feed(reinterpret_cast<const uint8_t*>(data), len);
-  // Once portico has sent its own Close to the backend, the client's frames (its Close reply)
-  // end here.
-  if (ok > 0 && upstream_ && t.close_to_backend == 0) upstream_->write(data, ok);
+  // Once portico has sent its own Close, the client's frames (its Close reply) end here.
+  if (ok > 0 && upstream_ && !t.closing()) upstream_->write(data, ok);
   if (t.from_client.violation() != WsViolation::kNone) {
-    log_info("websocket",
-             "client broke the protocol violation=", ws_violation_name(t.from_client.violation()),
-             " client=", peer_address_);
+    if (!t.closing()) {  // once: the client's later bytes are dropped, not logged again
+      log_info("websocket",
+               "client broke the protocol violation=", ws_violation_name(t.from_client.violation()),
+               " client=", peer_address_);
+    }
     tunnel_send_close(t.from_client.close_code_for_violation(), 1001,
                       ws_violation_name(t.from_client.violation()));
     return;
   }
-  if (t.closing() && t.from_client.saw_close() && (t.from_backend.saw_close() || !upstream_)) {
-    tunnel_finish("close handshake done");
-    close_gracefully();
-  }
+  if (!was_closed) tunnel_after_close_frames();
 }
 
 void ClientConnection::tunnel_from_backend(const char* data, size_t len) {
   Tunnel& t = *tunnel_;
+  const bool was_closed = t.close_handshake_done();
   size_t ok = t.from_backend.feed(reinterpret_cast<const uint8_t*>(data), len);
-  if (ok > 0 && t.close_to_client == 0) {
+  if (ok > 0 && !t.closing()) {
     if (encrypt_for_client(data, ok) != TlsStream::Status::kOk) {
       close_now();
       return;
@@ -119,9 +119,10 @@ void ClientConnection::tunnel_from_backend(const char* data, size_t len) {
     release_when_quiet();
   }
   if (t.from_backend.violation() != WsViolation::kNone) {
-    log_warn("websocket",
-             "backend broke the protocol violation=", ws_violation_name(t.from_backend.violation()),
-             " backend=", upstream_key_);
+    if (!t.closing()) {
+      log_warn("websocket", "backend broke the protocol violation=",
+               ws_violation_name(t.from_backend.violation()), " backend=", upstream_key_);
+    }
     tunnel_send_close(1011, t.from_backend.close_code_for_violation(),
                       ws_violation_name(t.from_backend.violation()));
     return;
@@ -130,10 +131,24 @@ void ClientConnection::tunnel_from_backend(const char* data, size_t len) {
     upstream_->read_stop();
     upstream_paused_ = true;
   }
-  if (t.closing() && t.from_backend.saw_close() && t.from_client.saw_close()) {
-    tunnel_finish("close handshake done");
-    close_gracefully();
+  if (!was_closed) tunnel_after_close_frames();
+}
+
+// Both Close frames have passed (RFC 6455 section 7.1.2: the closing handshake is complete).
+// When portico began it, the tunnel ends at once. Otherwise the backend, the server, should
+// now close the TCP connection (section 7.1.1); it gets kCloseHandshakeMs to do so (and to
+// take a Close reply still queued for it), with no more pings to the client, and then the
+// tunnel ends anyway.
+void ClientConnection::tunnel_after_close_frames() {
+  Tunnel& t = *tunnel_;
+  if (t.closing()) {
+    if (t.from_client.saw_close() && (t.from_backend.saw_close() || !upstream_)) {
+      tunnel_finish("close handshake done");
+      close_gracefully();
+    }
+    return;
   }
+  if (t.close_handshake_done()) arm_timer(std::chrono::milliseconds(kCloseHandshakeMs));
 }
 
 // Portico ends the tunnel itself: a Close frame to each side that has not closed yet (only at a
@@ -143,32 +158,34 @@ void ClientConnection::tunnel_send_close(uint16_t to_client, uint16_t to_backend
   Tunnel& t = *tunnel_;
   if (t.closing()) return;
   t.closing_reason = why.empty() ? std::string_view("portico closed the tunnel") : why;
+  // A side gets no Close of portico's mid-frame (it would corrupt the frame) nor after a Close
+  // of its own peer's (nothing may follow that); close_to_* record only what was sent. From
+  // here on neither side's frames are relayed (closing()).
   uint8_t frame[kWsMaxControlFrameBytes];
-  if (to_client != 0 && t.close_to_client == 0) {
-    if (t.from_backend.at_frame_boundary() && !t.from_backend.saw_close()) {
-      size_t n = ws_build_close_frame(frame, to_client, "", /*mask=*/false, 0);
-      encrypt_for_client(reinterpret_cast<const char*>(frame), n);
-      flush_to_client();
-    }
+  if (to_client != 0 && t.from_backend.at_frame_boundary() && !t.from_backend.saw_close()) {
+    size_t n = ws_build_close_frame(frame, to_client, "", /*mask=*/false, 0);
+    encrypt_for_client(reinterpret_cast<const char*>(frame), n);
+    flush_to_client();
     t.close_to_client = to_client;
   }
-  if (to_backend != 0 && upstream_ && t.close_to_backend == 0) {
-    if (t.from_client.at_frame_boundary() && !t.from_client.saw_close()) {
-      // Frames towards a server must be masked: portico is the client on that side.
-      size_t n = ws_build_close_frame(frame, to_backend, "", /*mask=*/true, random_mask());
-      upstream_->write(reinterpret_cast<const char*>(frame), n);
-    }
+  if (to_backend != 0 && upstream_ && t.from_client.at_frame_boundary() &&
+      !t.from_client.saw_close()) {
+    // Frames towards a server must be masked: portico is the client on that side.
+    size_t n = ws_build_close_frame(frame, to_backend, "", /*mask=*/true, random_mask());
+    upstream_->write(reinterpret_cast<const char*>(frame), n);
     t.close_to_backend = to_backend;
   }
-  log_info("websocket", "closing tunnel reason=\"", why, "\" close_to_client=", to_client,
-           " close_to_backend=", to_backend, " client=", peer_address_);
+  log_info("websocket", "closing tunnel reason=\"", why, "\" close_to_client=", t.close_to_client,
+           " close_to_backend=", t.close_to_backend, " client=", peer_address_);
   if (phase_ == Phase::kTunnel) arm_timer(std::chrono::milliseconds(kCloseHandshakeMs));
 }
 
 void ClientConnection::tunnel_backend_gone(int status) {
   Tunnel& t = *tunnel_;
   drop_upstream(false);
-  if (!t.from_backend.saw_close() && t.close_to_client == 0 && t.from_backend.at_frame_boundary()) {
+  // Not while portico is closing: its Close went out already, or the client's stream stopped
+  // mid-frame (the tracker read on past what was relayed).
+  if (!t.closing() && !t.from_backend.saw_close() && t.from_backend.at_frame_boundary()) {
     // 1001: the backend went away; 1011: it failed.
     uint16_t code = status == UV_EOF ? 1001 : 1011;
     uint8_t frame[kWsMaxControlFrameBytes];
@@ -209,6 +226,12 @@ void ClientConnection::tunnel_on_timer() {
     close_now();
     return;
   }
+  if (t.close_handshake_done()) {
+    // The backend kept its connection open after the closing handshake.
+    tunnel_finish("close handshake done");
+    close_gracefully();
+    return;
+  }
   uint64_t now = uv_now(ctx_.loop);
   uint64_t idle_limit = static_cast<uint64_t>(route_->options.ws_idle.count());
   uint64_t idle = now - t.last_client_activity_ms;
@@ -217,6 +240,14 @@ void ClientConnection::tunnel_on_timer() {
     return;
   }
   release_idle_buffers();  // quiet for a whole ws_idle period
+  if (t.from_client.saw_close() || t.from_backend.saw_close()) {
+    // One side's Close went unanswered for a whole ws_idle period. No ping: nothing may follow
+    // a Close but the reply.
+    log_info("websocket", "close frame not answered client=", peer_address_);
+    tunnel_finish("close handshake timed out");
+    close_gracefully();
+    return;
+  }
   if (t.ping_outstanding) {
     // A whole ws_idle period after the ping, nothing came back: the client is gone.
     log_info("websocket", "client did not answer ping client=", peer_address_);

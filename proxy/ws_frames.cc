@@ -108,7 +108,7 @@ uint16_t WsFrameTracker::close_code_for_violation() const {
 }
 
 size_t WsFrameTracker::feed(const uint8_t* data, size_t len) {
-  if (violation_ != WsViolation::kNone) {
+  if (violation_ != WsViolation::kNone || saw_close_) {
     return 0;
   }
   size_t pos = 0;
@@ -135,6 +135,7 @@ size_t WsFrameTracker::feed(const uint8_t* data, size_t len) {
       payload_left_ -= take;
       if (payload_left_ == 0) {
         on_frame_complete();
+        if (saw_close_) break;
       }
       continue;
     }
@@ -162,10 +163,12 @@ size_t WsFrameTracker::feed(const uint8_t* data, size_t len) {
       bytes_ += forwarded;
       return forwarded;
     }
+    if (saw_close_) break;  // a Close without payload
   }
+  // RFC 6455 section 5.5.1: nothing may follow a Close in its direction; what does is dropped.
   forwarded_at_boundary_ = !in_payload_ && header_have_ == 0;
-  bytes_ += len;
-  return len;
+  bytes_ += pos;
+  return pos;
 }
 
 bool WsFrameTracker::fail(WsViolation v) {

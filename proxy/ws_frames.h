@@ -78,7 +78,9 @@ class WsFrameTracker {
   }
 
   // Consumes bytes as they are relayed. Returns how many bytes of `data` may be forwarded.
-  // Normally all of them. On a violation, the bytes up to the start of the offending frame, so
+  // Normally all of them. After a Close frame, none: RFC 6455 section 5.5.1 lets nothing follow
+  // it, and the bytes that do are dropped (not a violation: the sender is already closing). On
+  // a violation, the bytes up to the start of the offending frame, so
   // that the proxy forwards whole frames only; violation() then becomes non-kNone and every later
   // call returns 0.
   //

@@ -1,9 +1,10 @@
 // libFuzzer target for WsFrameTracker: random bytes, fed in random split sizes, to both directions.
 //
 // Invariants checked: feed() never reports more bytes than it was given; once a violation is
-// recorded it stays and nothing more is accepted; bytes() is the sum of what feed() returned; a
-// direction that never violated accepted everything; a split stream yields the same verdict and
-// the same counters as the whole stream fed at once.
+// recorded it stays and nothing more is accepted; once a Close has passed nothing more is
+// accepted (RFC 6455 5.5.1); bytes() is the sum of what feed() returned; a direction that
+// never violated accepted everything up to its first Close; a split stream yields the same
+// verdict and the same counters as the whole stream fed at once.
 
 #include <algorithm>
 #include <cstddef>
@@ -43,14 +44,16 @@ Outcome run(portico::WsDirection dir, const uint8_t* data, size_t size, uint8_t 
       n = std::min<size_t>(n, 1 + (rng >> 16) % ((knobs & 0x40) ? 3 : 64));
     }
     const bool was_violated = tracker.violation() != portico::WsViolation::kNone;
+    const bool was_closed = tracker.saw_close();
     const size_t got = tracker.feed(data + pos, n);
     check(got <= n);
     if (was_violated) {
       check(got == 0);
       check(tracker.violation() != portico::WsViolation::kNone);
     }
+    if (was_closed) check(got == 0 && tracker.violation() == portico::WsViolation::kNone);
     if (tracker.violation() == portico::WsViolation::kNone) {
-      check(got == n);
+      check(got == n || tracker.saw_close());
     } else {
       check(tracker.close_code_for_violation() == 1002 ||
             tracker.close_code_for_violation() == 1009);
@@ -61,7 +64,7 @@ Outcome run(portico::WsDirection dir, const uint8_t* data, size_t size, uint8_t 
   check(tracker.bytes() == forwarded);
   check(tracker.messages() <= tracker.frames());
   check(tracker.pings() + tracker.pongs() <= tracker.frames());
-  if (tracker.violation() == portico::WsViolation::kNone) {
+  if (tracker.violation() == portico::WsViolation::kNone && !tracker.saw_close()) {
     check(forwarded == size);
   }
   return {tracker.violation(), forwarded, tracker.frames(), tracker.messages(),

@@ -32,6 +32,7 @@ class RawWsBackend {
     // A 4 KiB socket buffer (no autotuning) and a 1 ms pause after each read: slower than a
     // client can send, so the proxy's own queue towards it fills.
     bool slow_reader = false;
+    std::string connection_header = "Connection: Upgrade\r\n";  // the 101's (empty: none)
   };
   RawWsBackend() : RawWsBackend(Options{}) {}
   explicit RawWsBackend(Options options) : options_(std::move(options)) {
@@ -115,10 +116,10 @@ class RawWsBackend {
     }
     std::smatch key;
     std::regex_search(head, key, std::regex("Sec-WebSocket-Key: (\\S+)", std::regex::icase));
-    std::string response =
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-        "Connection: Upgrade\r\nSec-WebSocket-Accept: " +
-        portico::ws_accept_for_key(key[1].str()) + "\r\n" + options_.extra_101_headers + "\r\n";
+    std::string response = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n" +
+                           options_.connection_header +
+                           "Sec-WebSocket-Accept: " + portico::ws_accept_for_key(key[1].str()) +
+                           "\r\n" + options_.extra_101_headers + "\r\n";
     ::send(fd, response.data(), response.size(), MSG_NOSIGNAL);
     {
       std::lock_guard<std::mutex> lock(mutex_);

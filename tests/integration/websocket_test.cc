@@ -313,6 +313,86 @@ TEST_CASE("an unmasked client frame gets 1002; a masked backend frame too", "[we
   }
 }
 
+TEST_CASE("a violation is logged once however much the violating side sends after it",
+          "[websocket]") {
+  RawWsBackend backend;
+  WsFront front(backend.address());
+  auto client = front.connect();
+  REQUIRE(backend.wait_upgraded(5s));
+  REQUIRE(client->send_raw(WsClient::encode_frame(1, true, "not masked", /*mask=*/false)));
+  auto close = client->receive(10s);
+  REQUIRE(close);
+  CHECK(close_code_of(*close) == 1002);
+  // The backend does not answer portico's Close: the client's further records arrive during
+  // the wait for it.
+  for (int i = 0; i < 20; ++i) {
+    client->send_raw(WsClient::encode_frame(1, true, "more", /*mask=*/false));
+    std::this_thread::sleep_for(5ms);
+  }
+  REQUIRE(front.portico.process().try_wait_for_output(
+      std::regex("access: .*tunnel=websocket .*ended=unmasked_client_frame"), 10s));
+  const std::string log = front.portico.stderr_text();
+  size_t lines = 0;
+  for (size_t at = log.find("client broke the protocol"); at != std::string::npos;
+       at = log.find("client broke the protocol", at + 1)) {
+    ++lines;
+  }
+  CHECK(lines == 1);
+}
+
+TEST_CASE(
+    "nothing after a Close is relayed; a backend that keeps its connection after the "
+    "close handshake is closed, not pinged",
+    "[websocket]") {
+  RawWsBackend backend;
+  WsFront front(backend.address(), "ws_idle=1s");
+  WsClientOptions options = front.options();
+  options.surface_control_frames = true;
+  auto client = WsClient::connect(options);
+  REQUIRE(client->ok());
+  REQUIRE(backend.wait_upgraded(5s));
+  // RFC 6455 5.5.1: nothing may follow a Close. The client's frames after its own Close, sent
+  // with it, stop at portico.
+  const std::string close_frame = WsClient::encode_frame(8, true, std::string("\x03\xe8", 2));
+  REQUIRE(client->send_raw(close_frame + WsClient::encode_frame(1, true, "after my close") +
+                           WsClient::encode_frame(9, true, "ping")));
+  auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (backend.received().size() < close_frame.size() &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);
+  }
+  std::this_thread::sleep_for(200ms);
+  CHECK(backend.received() == close_frame);
+  // The backend answers, sends a frame after its Close, and keeps its connection open.
+  backend.send_raw(WsClient::encode_frame(8, true, std::string("\x03\xe8", 2), false) +
+                   WsClient::encode_frame(1, true, "after the reply", false));
+  auto reply = client->receive(5s);
+  REQUIRE(reply);
+  CHECK(close_code_of(*reply) == 1000);
+  // Then nothing (no message, no ping although ws_idle is 1 s) until portico ends the tunnel.
+  CHECK_FALSE(client->receive(8s));
+  CHECK(client->peer_sent_eof());
+  CHECK(front.portico.process().try_wait_for_output(
+      std::regex("access: .*tunnel=websocket messages_in=0 messages_out=0 close_from_client=1000 "
+                 "close_from_backend=1000 close_to_client=0 close_to_backend=0 "
+                 "ended=close_handshake_done"),
+      5s));
+}
+
+TEST_CASE("a 101 without Connection: Upgrade is refused with 502", "[websocket]") {
+  // RFC 6455 4.1: a client fails such a handshake; relaying it would leave a 101 on the client
+  // side and HTTP parsing of the backend's frames on portico's.
+  RawWsBackend backend({"", false, ""});
+  WsFront front(backend.address());
+  auto client = WsClient::connect(front.options());
+  CHECK_FALSE(client->ok());
+  CHECK(client->status() == 502);
+  CHECK(front.portico.process().try_wait_for_output(
+      std::regex("reason=\"invalid 101 Switching Protocols from backend\""), 5s));
+  CHECK(front.portico.process().try_wait_for_output(
+      std::regex("access: .*status=502 .*error=invalid_response_from_backend"), 5s));
+}
+
 TEST_CASE("permessage-deflate agreed by the backend: compressed (RSV1) frames pass both ways",
           "[websocket]") {
   RawWsBackend backend({"Sec-WebSocket-Extensions: permessage-deflate\r\n"});

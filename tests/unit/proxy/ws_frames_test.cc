@@ -397,18 +397,42 @@ TEST_CASE("ws frames: close code extraction", "[ws_frames]") {
   for (const Case& c : cases) {
     for (bool masked : {true, false}) {
       CAPTURE(c.name, masked);
-      const std::string wire = encode({kWsOpClose, true, masked, c.payload.size()}, c.payload) +
-                               encode({kWsOpClose, true, masked, 2}, "\x0b\xb8");  // ignored
+      const std::string close = encode({kWsOpClose, true, masked, c.payload.size()}, c.payload);
+      const std::string wire = close + encode({kWsOpClose, true, masked, 2}, "\x0b\xb8");
       for (size_t chunk : {wire.size(), size_t{1}, size_t{3}}) {
         WsFrameTracker t(dir_for(masked), 1 << 20);
         CHECK_FALSE(t.saw_close());
         const Run r = feed_chunked(t, wire, {chunk});
-        CHECK(r.forwarded == wire.size());
+        // The second Close is dropped: nothing may follow a Close (RFC 6455 5.5.1).
+        CHECK(r.forwarded == close.size());
         CHECK(t.saw_close());
         CHECK(t.close_code() == c.code);
-        CHECK(t.frames() == 2);
+        CHECK(t.frames() == 1);
         CHECK(t.messages() == 0);
       }
+    }
+  }
+}
+
+TEST_CASE("ws frames: nothing after a Close is forwarded, in the same read or a later one",
+          "[ws_frames]") {
+  for (bool masked : {true, false}) {
+    CAPTURE(masked);
+    const std::string before = encode({kWsOpText, true, masked, 5}, "hello");
+    const std::string close = encode({kWsOpClose, true, masked, 2}, "\x03\xe8");
+    const std::string after =
+        encode({kWsOpText, true, masked, 5}, "after") + encode({kWsOpPing, true, masked, 0}, "");
+    const std::string wire = before + close + after;
+    for (size_t chunk : {wire.size(), size_t{1}, size_t{4}}) {
+      CAPTURE(chunk);
+      WsFrameTracker t(dir_for(masked), 1 << 20);
+      const Run r = feed_chunked(t, wire, {chunk});
+      CHECK(r.forwarded == before.size() + close.size());
+      CHECK(t.violation() == WsViolation::kNone);
+      CHECK(t.messages() == 1);
+      CHECK(t.pings() == 0);
+      CHECK(t.bytes() == before.size() + close.size());
+      CHECK(t.at_frame_boundary());
     }
   }
 }
