@@ -30,7 +30,21 @@ bool AccessLog::open(const std::string& destination, std::string* error) {
     return false;
   }
   owns_fd_ = true;
+  path_ = destination;
   return true;
+}
+
+bool AccessLog::reopen(std::string* error) const {
+  if (path_.empty()) return true;
+  int fd = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+  if (fd < 0) {
+    *error = path_ + ": cannot open access log: " + std::strerror(errno);
+    return false;
+  }
+  const bool moved = ::dup3(fd, fd_, O_CLOEXEC) >= 0;
+  if (!moved) *error = path_ + ": cannot reopen access log: " + std::strerror(errno);
+  ::close(fd);
+  return moved;
 }
 
 void set_request_fields(AccessLogEntry* entry, const HttpHead& request) {

@@ -69,8 +69,13 @@ class AccessLog {
   // line only then, so that idle tunnels under the default format cost nothing for them.
   bool logs_request_headers() const { return enabled() && format_ != AccessLogFormat::kKv; }
   void write(const AccessLogEntry& entry) const;
+  // Opens the file again (after logrotate moved it: SIGUSR1) and puts it under the same
+  // descriptor with dup2, which is atomic: workers writing on other threads never see a
+  // closed descriptor. Nothing to do for stderr or "off". On failure the old file stays.
+  bool reopen(std::string* error) const;
 
  private:
+  std::string path_;  // a file's; empty for stderr and "off"
   int fd_ = -1;
   bool owns_fd_ = false;
   AccessLogFormat format_ = AccessLogFormat::kKv;

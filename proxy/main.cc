@@ -122,6 +122,10 @@ int main(int argc, char** argv) {
 
   // A peer that goes away mid-write must be an error code, not a signal that kills the proxy.
   signal(SIGPIPE, SIG_IGN);
+  // Until the lead worker handles them: a reload or log-rotation signal sent while portico
+  // starts must not end it with the default action.
+  signal(SIGHUP, SIG_IGN);
+  signal(SIGUSR1, SIG_IGN);
 
   // The lead worker runs on this thread; the others each on their own (worker.h).
   const unsigned worker_count = config.worker_count();

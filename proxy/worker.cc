@@ -1,6 +1,8 @@
 #include "proxy/worker.h"
 
+#include <signal.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <cstdlib>
 
@@ -200,29 +202,57 @@ void Worker::on_http_connection(uv_stream_t* server, int status) {
   RedirectConnection::accept_from(*worker->ctx_, server);
 }
 
+namespace {
+
+// A second SIGTERM or SIGINT while draining: exit at once. A plain handler, not the lead loop's,
+// because that loop may already have ended while other workers drain.
+void exit_on_second_stop_signal(int) {
+  static const char kLine[] = "warn portico: second stop signal: exiting now\n";
+  (void)!::write(STDERR_FILENO, kLine, sizeof kLine - 1);
+  ::_exit(1);
+}
+
+}  // namespace
+
 void Worker::handle_signals() {
   signals_ = true;
-  for (auto [handle, signum] : {std::pair{&sigterm_, SIGTERM}, {&sigint_, SIGINT}}) {
+  for (auto [handle, signum] : {std::pair{&sigterm_, SIGTERM},
+                                {&sigint_, SIGINT},
+                                {&sighup_, SIGHUP},
+                                {&sigusr1_, SIGUSR1}}) {
     uv_signal_init(&loop_, handle);
     handle->data = this;
     uv_signal_start(handle, &Worker::on_signal, signum);
   }
-  uv_signal_init(&loop_, &sighup_);
-  sighup_.data = this;
-  uv_signal_start(&sighup_, &Worker::on_signal, SIGHUP);
 }
 
 void Worker::on_signal(uv_signal_t* handle, int signum) {
   auto* worker = static_cast<Worker*>(handle->data);
-  if (signum == SIGHUP) {
-    if (worker->reloader_) worker->reloader_->reload_now("SIGHUP");
+  if (signum == SIGUSR1) {
+    // NGINX's signal for logrotate's postrotate: the access log file is opened again.
+    std::string error;
+    if (worker->ctx_->access_log.reopen(&error)) {
+      log_info("portico", "access log reopened");
+    } else {
+      log_error("portico", "access log not reopened, still writing the old file: ", error);
+    }
     return;
   }
-  if (worker->ctx_->shutting_down) {
-    log_warn("portico", "second stop signal: exiting now");
-    std::_Exit(1);
+  if (signum == SIGHUP) {
+    // While draining there is nothing to reload, and the old process of a restart must not die
+    // of a certbot hook's HUP (NGINX ignores it then too).
+    if (worker->ctx_->shutting_down) {
+      log_info("portico", "SIGHUP ignored: stopping");
+    } else if (worker->reloader_) {
+      worker->reloader_->reload_now("SIGHUP");
+    }
+    return;
   }
   log_info("portico", "stopping signal=", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+  struct sigaction second {};
+  second.sa_handler = &exit_on_second_stop_signal;
+  sigaction(SIGTERM, &second, nullptr);
+  sigaction(SIGINT, &second, nullptr);
   worker->begin_shutdown();
   for (Worker* peer : worker->peers_) peer->post_shutdown();
 }
@@ -264,10 +294,12 @@ void Worker::begin_shutdown() {
     conn = next;
   }
   // Let the loop end once the last connection is gone; the timer only bounds the wait.
+  // The signal handles stay (a closed one would give its signal back its default action,
+  // which ends the process), unreferenced.
   if (signals_) {
-    uv_unref(reinterpret_cast<uv_handle_t*>(&sigterm_));
-    uv_unref(reinterpret_cast<uv_handle_t*>(&sigint_));
-    uv_close(reinterpret_cast<uv_handle_t*>(&sighup_), nullptr);
+    for (uv_signal_t* handle : {&sigterm_, &sigint_, &sighup_, &sigusr1_}) {
+      uv_unref(reinterpret_cast<uv_handle_t*>(handle));
+    }
   }
   uv_timer_start(&drain_timer_, &Worker::on_drain_timeout,
                  std::chrono::duration_cast<std::chrono::milliseconds>(kDrainTimeout).count(), 0);

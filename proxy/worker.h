@@ -43,8 +43,9 @@ class Worker {
   // A further worker copies its counters here every second for the lead's /metrics.
   void publish_metrics_every_second();
   Metrics published_metrics() const;
-  // Handles SIGTERM/SIGINT (graceful stop; a second one exits at once) and SIGHUP (reload now,
-  // once watch_configuration has been called) on this loop.
+  // Handles SIGTERM/SIGINT (graceful stop; a second one exits at once), SIGHUP (reload now,
+  // once watch_configuration has been called; ignored while stopping) and SIGUSR1 (reopen the
+  // access log file) on this loop.
   void handle_signals();
   // Reloads on SIGHUP and whenever the route file or a certificate/key file changes on disk (see
   // reloader.h). `initial` and `inputs` are what the worker started with.
@@ -77,7 +78,7 @@ class Worker {
   uv_tcp_t https_listener_;
   uv_tcp_t http_listener_;
   bool http_listening_ = false;
-  uv_signal_t sigterm_, sigint_, sighup_;
+  uv_signal_t sigterm_, sigint_, sighup_, sigusr1_;
   bool signals_ = false;
   uv_timer_t drain_timer_;
   // Watching runs on this loop while there is one worker; with several it moves to the main

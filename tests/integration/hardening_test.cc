@@ -8,6 +8,7 @@
 
 #include <catch2/catch.hpp>
 #include <csignal>
+#include <fstream>
 #include <future>
 #include <regex>
 #include <thread>
@@ -178,6 +179,63 @@ TEST_CASE("SIGTERM: what is still in flight at the 10 s drain deadline is cut an
   CHECK(status->exited_ok());
 }
 
+TEST_CASE("a second stop signal exits at once with status 1, with several workers too",
+          "[hardening]") {
+  TempDir dir;
+  TestCert cert = make_test_cert(dir);
+  TestBackend backend([](const ReceivedRequest&) {
+    Response r;
+    r.never_respond = true;
+    return r;
+  });
+  size_t requests = 0;
+  for (const char* workers : {"1", "2"}) {
+    INFO("workers " << workers);
+    PorticoProcess portico(dir, "/ http://" + backend.address() + "\n", cert,
+                           {"--workers", workers});
+    portico.expect_nonzero_exit();
+    // One request held open: its worker drains for 10 s; with two workers the lead may have
+    // nothing to drain and its loop ends first.
+    RawTlsClient client(portico.https_port(), cert.ca_cert);
+    REQUIRE(client.send("GET /held HTTP/1.1\r\nHost: localhost\r\n\r\n"));
+    REQUIRE(backend.wait_for_requests(++requests, 5s));
+    portico.process().signal(SIGTERM);
+    REQUIRE(portico.process().try_wait_for_output("stopping signal=SIGTERM", 5s));
+    std::this_thread::sleep_for(300ms);
+    portico.process().signal(SIGTERM);
+    auto status = portico.process().wait_exit(5s);  // well before the 10 s drain deadline
+    REQUIRE(status);
+    CHECK(status->describe() == "exit 1");
+    CHECK(portico.process().stderr_text().find("second stop signal: exiting now") !=
+          std::string::npos);
+  }
+}
+
+TEST_CASE("SIGUSR1 reopens the access log file, as logrotate expects", "[hardening]") {
+  TempDir dir;
+  TestCert cert = make_test_cert(dir);
+  TestBackend backend;
+  const std::string log = dir.file("access.log");
+  PorticoProcess portico(dir, "/ http://" + backend.address() + "\n", cert, {"--access-log", log});
+  auto get = [&](const std::string& path) {
+    return curl({"--cacert", cert.ca_cert, "-o", "/dev/null", "-w", "%{http_code}",
+                 portico.url(path)})
+        .stdout;
+  };
+  auto read = [](const std::string& path) {
+    std::ifstream in(path);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  REQUIRE(get("/before") == "200");
+  REQUIRE(std::rename(log.c_str(), (log + ".1").c_str()) == 0);
+  portico.process().signal(SIGUSR1);
+  REQUIRE(portico.process().try_wait_for_output("access log reopened", 5s));
+  REQUIRE(get("/after") == "200");
+  CHECK(read(log + ".1").find("path=/before") != std::string::npos);
+  CHECK(read(log + ".1").find("path=/after") == std::string::npos);
+  CHECK(read(log).find("path=/after") != std::string::npos);
+}
+
 TEST_CASE("SIGTERM: requests in flight finish, new connections are refused, exit 0",
           "[hardening]") {
   TempDir dir;
@@ -195,6 +253,11 @@ TEST_CASE("SIGTERM: requests in flight finish, new connections are refused, exit
   REQUIRE(backend.wait_for_requests(1, 5s));
   portico.process().signal(SIGTERM);
   REQUIRE(portico.process().try_wait_for_output("stopping signal=SIGTERM", 5s));
+  // A certbot hook's HUP and logrotate's USR1 reaching the draining process (a restart's old
+  // one) must not end it with the signals' default action.
+  portico.process().signal(SIGHUP);
+  portico.process().signal(SIGUSR1);
+  CHECK(portico.process().try_wait_for_output("SIGHUP ignored: stopping", 5s));
   // The listener is closed: a new connection is refused.
   CommandResult refused = curl({"--cacert", cert.ca_cert, portico.url("/late")});
   CHECK(refused.exit_code == 7);
