@@ -365,7 +365,7 @@ void ClientConnection::process_input() {
 }
 
 void ClientConnection::parse(const char* data, size_t len) {
-  if (chunk_crlf_left_ > 0 && !chunk_crlf_ok(data, data + len)) {
+  if (chunk_crlf_left_ > 0 && !chunk_crlf_ok(&chunk_crlf_left_, data, data + len)) {
     log_info("http", "bad request client=", peer_address_,
              " reason=\"chunk data not followed by CRLF\"");
     respond_error(400, "malformed request");
@@ -510,14 +510,10 @@ void ClientConnection::start_exchange() {
     respond_error(404, "no route for this host and path");
     return;
   }
-  if (const HeaderField* te = http_->request.find("transfer-encoding")) {
-    // Only a single, plain "chunked" is unambiguous: another coding (or a list) would reach
-    // the backend as a body it cannot decode once portico re-frames it, and HTTP/1.0 has no
-    // chunked coding at all (RFC 9112 section 6.1).
-    std::string_view value = te->value;
-    while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
-    if (http_->request.count("transfer-encoding") != 1 || !iequals(value, "chunked") ||
-        http_->request.version_minor == 0) {
+  if (http_->request.find("transfer-encoding")) {
+    // Only a single, plain "chunked" is unambiguous, and HTTP/1.0 has no chunked coding at all
+    // (RFC 9112 section 6.1).
+    if (!has_only_chunked_coding(http_->request) || http_->request.version_minor == 0) {
       respond_error(400, "Transfer-Encoding other than a single chunked");
       return;
     }
@@ -674,6 +670,7 @@ void ClientConnection::on_upstream_ready() {
   http_->response_parser.data = this;
   http_->response.clear();
   http_->response_chunk_extension_bytes = 0;
+  response_chunk_crlf_left_ = 0;
   http_->headers_refusal = nullptr;
   upstream_->count_request();
   upstream_->read_start();
@@ -731,6 +728,11 @@ void ClientConnection::on_upstream_data(UpstreamConnection&, const char* data, s
   }
   arm_timer(route_->options.read_timeout);
   response_bytes_from_backend_ += len;
+  if (response_chunk_crlf_left_ > 0 &&
+      !chunk_crlf_ok(&response_chunk_crlf_left_, data, data + len)) {
+    backend_sent_invalid_response("chunk data not followed by CRLF");
+    return;
+  }
   parse_begin_ = data;
   parse_end_ = data + len;
   llhttp_errno_t err = llhttp_execute(&http_->response_parser, data, len);
@@ -743,18 +745,9 @@ void ClientConnection::on_upstream_data(UpstreamConnection&, const char* data, s
   }
   if (err != HPE_OK && !(err == HPE_PAUSED && response_complete_)) {
     // A refusal from on_headers_complete reaches llhttp as "User callback error": say which.
-    const char* reason = err == HPE_CB_HEADERS_COMPLETE && http_->headers_refusal
-                             ? http_->headers_refusal
-                             : parse_error_reason(&http_->response_parser);
-    log_warn("upstream", "invalid response backend=", upstream_key_, " reason=\"", reason, "\"");
-    ctx_.metrics.count_backend_error(upstream_key_, BackendErrorKind::kInvalidResponse);
-    if (!response_head_sent_) {
-      drop_upstream(false);
-      respond_error(502, "invalid response from backend");
-    } else {
-      flush_to_client();
-      close_now("invalid response from backend");
-    }
+    backend_sent_invalid_response(err == HPE_CB_HEADERS_COMPLETE && http_->headers_refusal
+                                      ? http_->headers_refusal
+                                      : parse_error_reason(&http_->response_parser));
     return;
   }
   if (response_complete_) {
@@ -768,6 +761,18 @@ void ClientConnection::on_upstream_data(UpstreamConnection&, const char* data, s
   if (writer_.above_high_water() && upstream_) {
     upstream_->read_stop();
     upstream_paused_ = true;
+  }
+}
+
+void ClientConnection::backend_sent_invalid_response(const char* reason) {
+  log_warn("upstream", "invalid response backend=", upstream_key_, " reason=\"", reason, "\"");
+  ctx_.metrics.count_backend_error(upstream_key_, BackendErrorKind::kInvalidResponse);
+  if (!response_head_sent_) {
+    drop_upstream(false);
+    respond_error(502, "invalid response from backend");
+  } else {
+    flush_to_client();
+    close_now("invalid response from backend");
   }
 }
 
@@ -952,6 +957,7 @@ void ClientConnection::reset_exchange() {
   switching_ = false;
   ws_deflate_ = false;
   chunk_crlf_left_ = 0;
+  response_chunk_crlf_left_ = 0;
   http_->sticky_cookie_in = {};
   http_->set_cookie.clear();
   http_->ws_accept.clear();
@@ -1207,7 +1213,7 @@ int ClientConnection::on_request_header_field_complete(llhttp_t* p) {
   ClientConnection* c = from_parser(p);
   if (!c->http_->request.end_name()) {
     c->request_error_status_ = 400;
-    llhttp_set_error_reason(p, "empty header name");
+    llhttp_set_error_reason(p, "invalid header name");
     return HPE_USER;
   }
   return 0;
@@ -1251,10 +1257,10 @@ int ClientConnection::on_request_headers_complete(llhttp_t* p) {
 // Checks the bytes after a chunk's data, as far as they have arrived, against the CRLF that
 // must follow it (RFC 9112 section 7.1): llhttp skips them unseen, so "5\r\nhelloXX0\r\n\r\n"
 // would pass for a complete body.
-bool ClientConnection::chunk_crlf_ok(const char* from, const char* end) {
+bool ClientConnection::chunk_crlf_ok(uint8_t* left, const char* from, const char* end) {
   static constexpr char kCrlf[] = "\r\n";
-  for (; chunk_crlf_left_ > 0 && from < end; ++from, --chunk_crlf_left_) {
-    if (*from != kCrlf[2 - chunk_crlf_left_]) return false;
+  for (; *left > 0 && from < end; ++from, --*left) {
+    if (*from != kCrlf[2 - *left]) return false;
   }
   return true;
 }
@@ -1263,7 +1269,7 @@ int ClientConnection::on_request_body(llhttp_t* p, const char* at, size_t len) {
   ClientConnection* c = from_parser(p);
   if ((p->flags & F_CHUNKED) && p->content_length == 0) {  // this chunk's data ends here
     c->chunk_crlf_left_ = 2;
-    if (!c->chunk_crlf_ok(at + len, c->parse_end_)) {
+    if (!chunk_crlf_ok(&c->chunk_crlf_left_, at + len, c->parse_end_)) {
       c->request_error_status_ = 400;
       llhttp_set_error_reason(p, "chunk data not followed by CRLF");
       return HPE_USER;
@@ -1336,6 +1342,14 @@ const llhttp_settings_t& ClientConnection::request_settings() {
 
 int ClientConnection::on_response_status(llhttp_t* p, const char* at, size_t len) {
   ClientConnection* c = from_parser(p);
+  // RFC 9112 section 4: reason-phrase = *( HTAB / SP / VCHAR / obs-text ). It is relayed.
+  for (size_t i = 0; i < len; ++i) {
+    const unsigned char b = static_cast<unsigned char>(at[i]);
+    if ((b < 0x20 && b != '\t') || b == 0x7F) {
+      llhttp_set_error_reason(p, "control character in the reason phrase");
+      return HPE_USER;
+    }
+  }
   if (c->http_->response.append_reason(at, len, kMaxResponseHeadBytes)) return 0;
   llhttp_set_error_reason(p, "response head too large");
   return HPE_USER;
@@ -1357,7 +1371,7 @@ int ClientConnection::on_response_header_field(llhttp_t* p, const char* at, size
 
 int ClientConnection::on_response_header_field_complete(llhttp_t* p) {
   if (from_parser(p)->http_->response.end_name()) return 0;
-  llhttp_set_error_reason(p, "empty header name in response");
+  llhttp_set_error_reason(p, "invalid header name in response");
   return HPE_USER;
 }
 
@@ -1380,6 +1394,19 @@ int ClientConnection::on_response_header_value_complete(llhttp_t* p) {
 int ClientConnection::on_response_headers_complete(llhttp_t* p) {
   ClientConnection* c = from_parser(p);
   int status = llhttp_get_status_code(p);
+  // llhttp reads "007" as 7 and an empty code (two spaces) as 0: a status is 3 digits, 100 to
+  // 599 (RFC 9110 section 15), and portico writes it again as a number.
+  if (status < 100 || status > 599) {
+    c->http_->headers_refusal = "invalid status code";
+    return -1;
+  }
+  // Transfer codings other than a single chunked (gzip, chunked; identity; ...) would reach
+  // the client as undecoded bytes once portico re-frames the body (NGINX answers 502 too).
+  if (c->http_->response.find("transfer-encoding") &&
+      !has_only_chunked_coding(c->http_->response)) {
+    c->http_->headers_refusal = "Transfer-Encoding other than a single chunked";
+    return -1;
+  }
   if (status >= 100 && status < 200 && status != 101) {
     // Interim answers (100 Continue, 103 Early Hints) are portico's to give, not relayed. Like
     // every 1xx they end at their blank line whatever length they claim (RFC 9112 section 6.3):
@@ -1440,6 +1467,13 @@ int ClientConnection::on_response_headers_complete(llhttp_t* p) {
 
 int ClientConnection::on_response_body(llhttp_t* p, const char* at, size_t len) {
   ClientConnection* c = from_parser(p);
+  if ((p->flags & F_CHUNKED) && p->content_length == 0) {  // this chunk's data ends here
+    c->response_chunk_crlf_left_ = 2;
+    if (!chunk_crlf_ok(&c->response_chunk_crlf_left_, at + len, c->parse_end_)) {
+      llhttp_set_error_reason(p, "chunk data not followed by CRLF");
+      return HPE_USER;
+    }
+  }
   if (c->client_framing_ == BodyFraming::kChunked) {
     char size_line[20];
     size_t n = chunk_header(len, size_line);

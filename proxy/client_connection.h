@@ -108,7 +108,8 @@ class ClientConnection final : private StreamWriter::Owner, private UpstreamConn
   void tunnel_send_close(uint16_t to_client, uint16_t to_backend, std::string_view why);
   void tunnel_backend_gone(int status);
   void tunnel_client_gone();
-  bool chunk_crlf_ok(const char* from, const char* end);
+  static bool chunk_crlf_ok(uint8_t* left, const char* from, const char* end);
+  void backend_sent_invalid_response(const char* reason);
   void tunnel_on_timer();
   void tunnel_finish(std::string_view why);
   void tunnel_after_close_frames();
@@ -189,8 +190,9 @@ class ClientConnection final : private StreamWriter::Owner, private UpstreamConn
   // The last byte each parser consumed before the bytes it is parsing now (see line_starts).
   char request_byte_before_ = '\n';
   // llhttp 8.1 (not built in its strict mode) skips the two bytes after a chunk's data without
-  // looking at them: how many of that CRLF are still to be checked (chunk_crlf_ok).
+  // looking at them: how many of that CRLF are still to be checked (chunk_crlf_ok), per side.
   uint8_t chunk_crlf_left_ = 0;
+  uint8_t response_chunk_crlf_left_ = 0;
   char response_byte_before_ = '\n';
   bool value_span_at_end_ = false;  // the last header value span ended at parse_end_
   int request_error_status_ = 0;    // set by callbacks that reject the request (431, 413)

@@ -1,6 +1,7 @@
 #include "proxy/http_head.h"
 
 #include <algorithm>
+#include <array>
 #include <functional>
 #include <string>
 
@@ -44,7 +45,34 @@ bool HttpHead::append_name(const char* at, size_t len, size_t max_bytes, size_t 
 
 bool HttpHead::end_name() {
   building_name = false;
-  return !headers.empty() && !headers.back().name.empty();
+  return !headers.empty() && is_token(headers.back().name);
+}
+
+// RFC 9110 section 5.6.2: tchar. llhttp 8.1 lets a space through inside a field name and
+// before the colon ("X-A : 1"), which RFC 9112 section 5.1 says must be refused: a backend or
+// client that trims it would read another header than portico did.
+bool is_token(std::string_view text) {
+  static constexpr auto kTchar = [] {
+    std::array<bool, 256> table{};
+    for (unsigned char c = '0'; c <= '9'; ++c) table[c] = true;
+    for (unsigned char c = 'a'; c <= 'z'; ++c) table[c] = true;
+    for (unsigned char c = 'A'; c <= 'Z'; ++c) table[c] = true;
+    for (unsigned char c : std::string_view("!#$%&'*+-.^_`|~")) table[c] = true;
+    return table;
+  }();
+  if (text.empty()) return false;
+  for (char c : text) {
+    if (!kTchar[static_cast<unsigned char>(c)]) return false;
+  }
+  return true;
+}
+
+bool has_only_chunked_coding(const HttpHead& head) {
+  const HeaderField* te = head.find("transfer-encoding");
+  if (!te || head.count("transfer-encoding") != 1) return false;
+  std::string_view value = te->value;
+  while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+  return iequals(value, "chunked");
 }
 
 bool HttpHead::append_value(const char* at, size_t len, size_t max_bytes) {

@@ -51,8 +51,9 @@ struct HttpHead {
   bool append_reason(const char* at, size_t len, size_t max_bytes);
   bool append_name(const char* at, size_t len, size_t max_bytes, size_t max_count);
   bool append_value(const char* at, size_t len, size_t max_bytes);
-  // False for an empty name: a field-name is one or more token characters (RFC 9110 5.1), and
-  // llhttp 8.1 lets one through after a request line with no version and a bare CR.
+  // False unless the name is a token (RFC 9110 5.1: one or more tchar). llhttp 8.1 lets an
+  // empty one through after a request line with no version and a bare CR, and spaces inside a
+  // name or before its colon.
   bool end_name();
   void end_value() { in_value = false; }
 
@@ -71,6 +72,8 @@ struct HttpHead {
 };
 
 bool iequals(std::string_view a, std::string_view b);
+// One or more tchar (RFC 9110 section 5.6.2).
+bool is_token(std::string_view text);
 
 // RFC 9112 section 6.3: a 1xx, 204 or 304 response ends at its blank line, whatever length it
 // claims.
@@ -88,6 +91,9 @@ const char* parse_error_reason(const llhttp_t* parser);
 // True when the comma-separated header value contains `token` (case-insensitive), as in
 // "Connection: keep-alive, Upgrade". With with_parameters, each item's ";..." parameters are
 // left out of the comparison, as in "Sec-WebSocket-Extensions: permessage-deflate; x=1".
+// Exactly one Transfer-Encoding field, and it says "chunked" alone: the only coding portico can
+// re-frame (any other would reach the far side as bytes it cannot decode; RFC 9112 6.1).
+bool has_only_chunked_coding(const HttpHead& head);
 bool header_has_token(std::string_view value, std::string_view token, bool with_parameters = false);
 
 // The value of cookie `name` in the request's Cookie headers (RFC 6265 section 5.4), or "": a

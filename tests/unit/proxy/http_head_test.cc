@@ -6,8 +6,10 @@
 #include <string>
 #include <string_view>
 
+using portico::has_only_chunked_coding;
 using portico::HeaderField;
 using portico::HttpHead;
+using portico::is_token;
 
 namespace {
 
@@ -185,4 +187,36 @@ TEST_CASE("http head: an empty header name is refused", "[http-head]") {
   HttpHead head;
   REQUIRE(head.append_name("", 0, 100, 10));
   CHECK_FALSE(head.end_name());
+}
+
+TEST_CASE("http head: a header name must be a token", "[http-head]") {
+  // llhttp 8.1 passes "X A" and "X-B " (a space before the colon) as names.
+  Parser p;
+  CHECK(p.feed("GET / HTTP/1.1\r\nHost: a\r\nX-B : 1\r\n\r\n", 1000) != HPE_OK);
+  CHECK_FALSE(p.headers_complete);
+  CHECK(is_token("X-Forwarded-For"));
+  CHECK(is_token("!#$%&'*+-.^_`|~09azAZ"));
+  for (const char* name : {"", "X A", "X-B ", "X\tA", "X:A", "X\"A", "X(A)", "\xc3\xa9"}) {
+    INFO(name);
+    CHECK_FALSE(is_token(name));
+  }
+}
+
+TEST_CASE("http head: only a single plain chunked Transfer-Encoding is re-framed", "[http-head]") {
+  auto head_with = [](std::vector<std::string> values) {
+    auto head = std::make_unique<HttpHead>();
+    for (const std::string& value : values) {
+      REQUIRE(head->append_name("Transfer-Encoding", 17, 1000, 10));
+      REQUIRE(head->end_name());
+      REQUIRE(head->append_value(value.data(), value.size(), 1000));
+      head->end_value();
+    }
+    return head;
+  };
+  CHECK(has_only_chunked_coding(*head_with({"chunked"})));
+  CHECK(has_only_chunked_coding(*head_with({"Chunked \t"})));
+  CHECK_FALSE(has_only_chunked_coding(*head_with({})));
+  CHECK_FALSE(has_only_chunked_coding(*head_with({"gzip, chunked"})));
+  CHECK_FALSE(has_only_chunked_coding(*head_with({"identity"})));
+  CHECK_FALSE(has_only_chunked_coding(*head_with({"chunked", "chunked"})));
 }
