@@ -277,7 +277,17 @@ bool inspect_pair(const CertificateFiles& files, const TlsOptions& options, Load
   while (X509* cert = PEM_read_X509(cert_file.get(), nullptr, no_passphrase, nullptr)) {
     chain.emplace_back(cert);
   }
-  ERR_clear_error();  // the end of the file reads as an error
+  // The end of the file reads as "no start line"; any other error is a block that does not
+  // parse (a file cut short while it was written): refused, as NGINX does, rather than a chain
+  // served without its intermediate. Text between blocks is allowed, as everywhere in PEM.
+  const unsigned long last = ERR_peek_last_error();
+  ERR_clear_error();
+  if (last != 0 && !(ERR_GET_LIB(last) == ERR_LIB_PEM &&
+                     ERR_GET_REASON(last) == PEM_R_NO_START_LINE)) {
+    *error = files.cert_path + ": certificate " + std::to_string(chain.size() + 1) +
+             " is not valid PEM (the file may be cut short)";
+    return false;
+  }
   if (chain.empty()) {
     *error = files.cert_path + ": not a PEM certificate";
     return false;

@@ -511,6 +511,17 @@ TEST_CASE("tls: certificate errors are one line naming the file, exit 2", "[tls]
       dir.write_file("reversed.pem", read_all(good.ca_cert) + read_all(good.cert));
   refused(start(reversed, good.key), reversed + ": chain out of order: the certificate of " +
                                          good.key + " is number 2; the leaf must come first");
+  // A fullchain.pem cut short while it was written: its leaf parses, its intermediate does
+  // not. Served, the chain would lack the intermediate; refused, as NGINX does.
+  const std::string chain = read_all(good.fullchain);
+  const std::string leaf = read_all(good.cert);
+  const std::string cut = dir.write_file("cut.pem", chain.substr(0, leaf.size() + 120));
+  refused(start(cut, good.key),
+          cut + ": certificate 2 is not valid PEM (the file may be cut short)");
+  // Text between or after blocks is allowed, as everywhere in PEM (and by NGINX).
+  const std::string commented = dir.write_file("commented.pem", chain + "# renewed by certbot\n");
+  CHECK(run_portico({"--check", "--routes", routes, "--cert", commented, "--key", good.key})
+            .exit_code == 0);
 
   TestCa ca = make_test_ca(dir, "old");
   CertOptions options{{"localhost"}, "expired"};
