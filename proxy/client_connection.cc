@@ -933,6 +933,7 @@ void ClientConnection::reset_exchange() {
   routing_.reset();
   route_ = nullptr;
   http_->tried_backends.clear();
+  upstream_key_.clear();  // else an answer of portico's own would name the last one's backend
   http_->last_attempt_timed_out = false;
   http_->host_absent = false;
   http_->upstream_head.clear();
