@@ -41,11 +41,12 @@ void append_number(std::string& out, const char* key, uint64_t value) {
 
 }  // namespace
 
-StatusSnapshot make_status_snapshot(const WorkerContext& ctx, double uptime_seconds) {
+StatusSnapshot make_status_snapshot(const WorkerContext& ctx, const Metrics& totals,
+                                    double uptime_seconds) {
   StatusSnapshot s;
   s.version = PORTICO_VERSION;
   s.uptime_seconds = uptime_seconds;
-  const Metrics& m = ctx.metrics;
+  const Metrics& m = totals;
   s.open_connections = m.open_connections;
   s.open_tunnels = m.open_tunnels;
   s.tls_handshakes = m.tls_handshakes;

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "proxy/metrics.h"
+
 namespace portico {
 
 struct WorkerContext;
@@ -41,7 +43,10 @@ struct StatusSnapshot {
   std::vector<StatusRoute> routes;
 };
 
-StatusSnapshot make_status_snapshot(const WorkerContext& ctx, double uptime_seconds);
+// `totals` are the process's counters (every worker's, as /metrics sums them); the backends'
+// up/down state and open connections are `ctx`'s worker's view (each worker keeps its own).
+StatusSnapshot make_status_snapshot(const WorkerContext& ctx, const Metrics& totals,
+                                    double uptime_seconds);
 std::string render_status_json(const StatusSnapshot& snapshot);
 const std::string& status_page_html();
 

@@ -94,7 +94,7 @@ bool Worker::listen(std::string* error) {
         &loop_, ctx_->config.admin_allow, [this] { return render_metrics(); },
         [this, started] {
           std::chrono::duration<double> uptime = std::chrono::steady_clock::now() - started;
-          return render_status_json(make_status_snapshot(*ctx_, uptime.count()));
+          return render_status_json(make_status_snapshot(*ctx_, metrics_total(), uptime.count()));
         });
     if (!admin_->listen(ctx_->config.admin_address, ctx_->config.admin_port, error)) return false;
   }
@@ -124,9 +124,14 @@ bool Worker::listen_like(const Worker& lead, std::string* error) {
 
 // The lead's /metrics: its own counters live, the others' as they published them (at most a
 // second old): reading another loop's counters directly would race with it.
-std::string Worker::render_metrics() const {
+Metrics Worker::metrics_total() const {
   Metrics total = ctx_->metrics;
   for (const Worker* peer : peers_) total.add(peer->published_metrics());
+  return total;
+}
+
+std::string Worker::render_metrics() const {
+  Metrics total = metrics_total();
   total.heap_bytes = heap_bytes_in_use();
   return render_prometheus(total);
 }

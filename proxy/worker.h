@@ -70,6 +70,8 @@ class Worker {
   static void on_drain_timeout(uv_timer_t* timer);
   static void on_posted(uv_async_t* handle);
   static void on_publish(uv_timer_t* timer);
+  // The lead's counters live, the others' as they published them (at most a second old).
+  Metrics metrics_total() const;
   std::string render_metrics() const;
 
   uv_loop_t loop_;

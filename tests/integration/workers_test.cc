@@ -85,4 +85,8 @@ TEST_CASE("workers: two loops share the port, reloads reach both, metrics add up
   INFO(metrics);
   CHECK(metrics.find("portico_requests_total{route=\"/\",status_class=\"2xx\"} 60\n") !=
         std::string::npos);
+  // /status.json counts the whole process too.
+  std::string status = portico.admin_get("/status.json");
+  INFO(status);
+  CHECK(status.find("\"requests\":60,") != std::string::npos);
 }
