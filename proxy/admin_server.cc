@@ -108,6 +108,8 @@ struct AdminServer::Connection {
 
   void answer(bool get) {
     if (!server) return;
+    // A query string does not change what is asked for (a health checker may add one).
+    url.resize(std::min(url.size(), url.find('?')));
     if (!admin_client_allowed(peer, server->allow_)) {
       log_info("admin", "refused client=", address_text(peer));
       respond(403, "text/plain", "forbidden\n");

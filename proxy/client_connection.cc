@@ -313,7 +313,9 @@ void ClientConnection::on_ciphertext(const char* data, size_t len) {
     if (status != TlsStream::Status::kOk) return;
     ++ctx_.metrics.tls_handshakes;
     phase_ = Phase::kIdle;
-    arm_timer(shutting_down_ ? kFirstRequestGrace : ctx_.config.keepalive_timeout);
+    // The first request is awaited for --header-timeout, as NGINX's client_header_timeout;
+    // --keepalive-timeout is the wait between requests (next_request).
+    arm_timer(shutting_down_ ? kFirstRequestGrace : ctx_.config.header_timeout);
     release_idle_buffers();
   }
   char* plain = loop_buffers(ctx_.loop).plaintext;

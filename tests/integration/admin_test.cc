@@ -114,6 +114,8 @@ TEST_CASE("admin: /healthz, unknown paths and methods", "[admin]") {
   CHECK(health.starts_with("HTTP/1.1 200 OK\r\n"));
   CHECK(health.ends_with("\r\n\r\nok\n"));
   CHECK(portico.admin_get("/nope").starts_with("HTTP/1.1 404"));
+  // A query string does not change the path (a load balancer's check may add one).
+  CHECK(portico.admin_get("/healthz?from=lb").starts_with("HTTP/1.1 200 OK\r\n"));
   std::string post = portico.admin_get("/metrics", "POST");
   CHECK(post.starts_with("HTTP/1.1 405"));
   CHECK(post.find("\r\nAllow: GET, HEAD\r\n") != std::string::npos);

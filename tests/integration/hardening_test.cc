@@ -99,6 +99,22 @@ TEST_CASE("keep-alive: an idle connection outlives the head timeout and closes a
   CHECK(backend.request_count() == 2);
 }
 
+TEST_CASE("a new connection's first request is awaited for the head timeout, not keep-alive's",
+          "[hardening][timeouts]") {
+  // NGINX's client_header_timeout covers the first request; keepalive_timeout the waits
+  // between requests. A connection that never sends one ends, silently, at the first.
+  TempDir dir;
+  TestCert cert = make_test_cert(dir);
+  TestBackend backend;
+  PorticoProcess portico(dir, "/ http://" + backend.address() + "\n", cert,
+                         {"--header-timeout", "500ms", "--keepalive-timeout", "60s"});
+  RawTlsClient client(portico.https_port(), cert.ca_cert);
+  REQUIRE(client.ok());
+  ReadResult rest = client.read_all_until_close(10s);  // well before keep-alive's 60 s
+  CHECK(rest.closed != CloseKind::kOpen);
+  CHECK(rest.data.empty());
+}
+
 TEST_CASE("1,000 connections dropped mid-handshake leave nothing behind", "[hardening]") {
   TempDir dir;
   TestCert cert = make_test_cert(dir);
