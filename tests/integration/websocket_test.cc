@@ -298,7 +298,17 @@ TEST_CASE("an unmasked client frame gets 1002; a masked backend frame too", "[we
     auto close = client->receive(10s);
     REQUIRE(close);
     CHECK(close_code_of(*close) == 1002);
+    // The backend does not answer portico's Close: the client's further records arrive during
+    // the wait for it, and the violation is logged once, not once per read.
+    for (int i = 0; i < 20; ++i) {
+      client->send_raw(WsClient::encode_frame(1, true, "more", /*mask=*/false));
+      std::this_thread::sleep_for(5ms);
+    }
     CHECK(backend.wait_close_code(10s) == 1001);
+    REQUIRE(front.portico.process().try_wait_for_output(
+        std::regex("access: .*tunnel=websocket .*ended=unmasked_client_frame"), 10s));
+    const std::string log = front.portico.stderr_text();
+    CHECK(log.find("client broke the protocol") == log.rfind("client broke the protocol"));
   }
   SECTION("backend") {
     RawWsBackend backend;
@@ -311,33 +321,6 @@ TEST_CASE("an unmasked client frame gets 1002; a masked backend frame too", "[we
     CHECK(close_code_of(*close) == 1011);
     CHECK(backend.wait_close_code(10s) == 1002);
   }
-}
-
-TEST_CASE("a violation is logged once however much the violating side sends after it",
-          "[websocket]") {
-  RawWsBackend backend;
-  WsFront front(backend.address());
-  auto client = front.connect();
-  REQUIRE(backend.wait_upgraded(5s));
-  REQUIRE(client->send_raw(WsClient::encode_frame(1, true, "not masked", /*mask=*/false)));
-  auto close = client->receive(10s);
-  REQUIRE(close);
-  CHECK(close_code_of(*close) == 1002);
-  // The backend does not answer portico's Close: the client's further records arrive during
-  // the wait for it.
-  for (int i = 0; i < 20; ++i) {
-    client->send_raw(WsClient::encode_frame(1, true, "more", /*mask=*/false));
-    std::this_thread::sleep_for(5ms);
-  }
-  REQUIRE(front.portico.process().try_wait_for_output(
-      std::regex("access: .*tunnel=websocket .*ended=unmasked_client_frame"), 10s));
-  const std::string log = front.portico.stderr_text();
-  size_t lines = 0;
-  for (size_t at = log.find("client broke the protocol"); at != std::string::npos;
-       at = log.find("client broke the protocol", at + 1)) {
-    ++lines;
-  }
-  CHECK(lines == 1);
 }
 
 TEST_CASE(
