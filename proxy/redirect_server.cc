@@ -14,6 +14,10 @@ RedirectConnection* from_parser(llhttp_t* p) { return static_cast<RedirectConnec
 // Challenge files hold a token and a key thumbprint (about 90 bytes); anything much larger is not
 // one, and is not served.
 constexpr size_t kMaxChallengeBytes = 4096;
+// How long end_after_write() drops an unwanted body: 5 s of silence, 30 s in all (NGINX's
+// lingering_timeout and lingering_time).
+constexpr uint64_t kLingerQuietMs = 5000;
+constexpr uint64_t kLingerMaxMs = 30000;
 constexpr size_t kMaxTokenLength = 256;
 
 // Reads a challenge file synchronously on the loop: it is under a page, from the page cache, a
@@ -55,10 +59,13 @@ std::string https_redirect_location(std::string_view host_header, std::string_vi
                                     uint16_t https_port) {
   std::string_view host, port;
   if (!split_host_port(host_header, &host, &port)) return "";
-  if (target.starts_with("http://")) {
-    // absolute-form: keep only its path and query.
-    std::string_view rest = target.substr(7);
+  if (target.starts_with("http://") || target.starts_with("https://")) {
+    // absolute-form: only for the authority in Host, as on the TLS port (RFC 9112 3.2.2 has
+    // the target's win; two disagreeing names are refused rather than one picked); keep the
+    // path and query.
+    std::string_view rest = target.substr(target.find("//") + 2);
     size_t slash = rest.find('/');
+    if (!iequals(rest.substr(0, std::min(slash, rest.find('?'))), host_header)) return "";
     target = slash == std::string_view::npos ? "/" : rest.substr(slash);
   }
   if (target.empty() || target.front() != '/') return "";
@@ -116,12 +123,42 @@ void RedirectConnection::on_timer(uv_timer_t* timer) {
 
 void RedirectConnection::on_write_done(int status) {
   if (closing_) return;
-  if (status < 0 || (close_after_write_ && writer_.queued() == 0)) close();
+  if (status < 0) {
+    close();
+  } else if (close_after_write_ && writer_.queued() == 0) {
+    end_after_write();
+  }
+}
+
+void RedirectConnection::end_after_write() {
+  if (!body_follows_) {
+    close();
+    return;
+  }
+  if (lingering_) return;
+  lingering_ = true;
+  linger_until_ms_ = uv_now(ctx_.loop) + kLingerMaxMs;
+  uv_timer_start(&timer_, &RedirectConnection::on_timer, kLingerQuietMs, 0);
 }
 
 void RedirectConnection::on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
   auto* conn = static_cast<RedirectConnection*>(stream->data);
-  if (conn->closing_ || conn->close_after_write_) return;
+  if (conn->closing_) return;
+  if (conn->lingering_) {
+    if (nread < 0) {
+      conn->close();
+    } else if (nread > 0) {
+      const uint64_t now = uv_now(conn->ctx_.loop);
+      if (now >= conn->linger_until_ms_) {
+        conn->close();
+      } else {
+        uv_timer_start(&conn->timer_, &RedirectConnection::on_timer,
+                       std::min(kLingerQuietMs, conn->linger_until_ms_ - now), 0);
+      }
+    }
+    return;
+  }
+  if (conn->close_after_write_) return;
   if (nread < 0) {
     conn->close();
     return;
@@ -131,6 +168,7 @@ void RedirectConnection::on_read(uv_stream_t* stream, ssize_t nread, const uv_bu
     std::string response;
     build_simple_response(400, "400 Bad Request: malformed request\n", false, {}, &response);
     conn->close_after_write_ = true;
+    conn->body_follows_ = false;  // a malformed stream: nothing to wait for
     conn->writer_.write(response.data(), response.size());
     if (conn->writer_.queued() == 0) conn->close();
     return;
@@ -170,7 +208,7 @@ void RedirectConnection::answer() {
     // Close after: a validator makes one request, and nothing here is worth a kept connection.
     close_after_write_ = true;
     writer_.write(acme_response.data(), acme_response.size());
-    if (writer_.queued() == 0) close();
+    if (writer_.queued() == 0) end_after_write();
     return;
   }
   if (host && request_.count("host") == 1) {
@@ -179,7 +217,10 @@ void RedirectConnection::answer() {
   std::string response;
   // After an Upgrade request llhttp stays paused (what follows would be another protocol's):
   // the connection ends with the answer, as on the TLS side.
-  bool keep_alive = llhttp_should_keep_alive(&parser_) && !parser_.upgrade && !ctx_.shutting_down;
+  // Nor after a body: the answer goes before it (RFC 9110 10.1.1: the head decides it, so an
+  // Expect: 100-continue gets the final status instead of a 100), and the body is dropped.
+  bool keep_alive = llhttp_should_keep_alive(&parser_) && !parser_.upgrade && !ctx_.shutting_down &&
+                    !body_follows_;
   int status = 400;
   if (location.empty()) {
     build_simple_response(400, "400 Bad Request: invalid Host header or target\n", false, {},
@@ -204,7 +245,7 @@ void RedirectConnection::answer() {
   }
   if (!keep_alive) close_after_write_ = true;
   writer_.write(response.data(), response.size());
-  if (close_after_write_ && writer_.queued() == 0) close();
+  if (close_after_write_ && writer_.queued() == 0) end_after_write();
   uv_timer_start(&timer_, &RedirectConnection::on_timer,
                  static_cast<uint64_t>(ctx_.config.keepalive_timeout.count()), 0);
 }
@@ -237,12 +278,17 @@ int RedirectConnection::on_header_value(llhttp_t* p, const char* at, size_t len)
   return c->request_.append_value(at, len, c->ctx_.config.max_header_bytes) ? 0 : HPE_USER;
 }
 
-int RedirectConnection::on_message_complete(llhttp_t* p) {
+// The answer is decided by the head alone: it goes out now, not after a body.
+int RedirectConnection::on_headers_complete(llhttp_t* p) {
   RedirectConnection* c = from_parser(p);
   c->request_.method = llhttp_method_name(static_cast<llhttp_method_t>(p->method));
+  c->body_follows_ =
+      (p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0);
   c->answer();
   return c->close_after_write_ ? HPE_PAUSED : 0;
 }
+
+int RedirectConnection::on_message_complete(llhttp_t*) { return 0; }
 
 const llhttp_settings_t& RedirectConnection::settings() {
   static const llhttp_settings_t instance = [] {
@@ -253,6 +299,7 @@ const llhttp_settings_t& RedirectConnection::settings() {
     s.on_header_field = &RedirectConnection::on_header_field;
     s.on_header_field_complete = &RedirectConnection::on_header_field_complete;
     s.on_header_value = &RedirectConnection::on_header_value;
+    s.on_headers_complete = &RedirectConnection::on_headers_complete;
     s.on_message_complete = &RedirectConnection::on_message_complete;
     return s;
   }();

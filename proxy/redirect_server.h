@@ -53,7 +53,12 @@ class RedirectConnection final : private StreamWriter::Owner {
   static int on_header_field(llhttp_t* p, const char* at, size_t len);
   static int on_header_field_complete(llhttp_t* p);
   static int on_header_value(llhttp_t* p, const char* at, size_t len);
+  static int on_headers_complete(llhttp_t* p);
   static int on_message_complete(llhttp_t* p);
+  // After an answer sent before the request's body: read and drop what the client still sends
+  // until it closes (bounded), so that closing with unread bytes (a reset) cannot destroy the
+  // answer before the client reads it (NGINX's lingering close).
+  void end_after_write();
   static const llhttp_settings_t& settings();
 
   WorkerContext& ctx_;
@@ -62,6 +67,9 @@ class RedirectConnection final : private StreamWriter::Owner {
   int open_handles_ = 2;
   bool closing_ = false;
   bool close_after_write_ = false;
+  bool body_follows_ = false;  // the request announced a body: the answer does not wait for it
+  bool lingering_ = false;     // end_after_write() is dropping the rest of it
+  uint64_t linger_until_ms_ = 0;
   StreamWriter writer_;
   llhttp_t parser_;
   HttpHead request_;

@@ -383,6 +383,34 @@ TEST_CASE("the redirect listener sends every request to https", "[front-door][re
   CHECK(door.backend.request_count() == 0);
 }
 
+TEST_CASE("the redirect listener answers from the head, not after the body",
+          "[front-door][redirect]") {
+  FrontDoor door;
+  // RFC 9110 10.1.1: the head decides the answer, so Expect: 100-continue gets the 308 at
+  // once (not a 100, nor silence until 100 MB arrive), with Connection: close.
+  RawTcpClient client(door.portico.http_port());
+  REQUIRE(
+      client.send("POST /p HTTP/1.1\r\nHost: a.test\r\nExpect: 100-continue\r\n"
+                  "Content-Length: 100000000\r\n\r\n"));
+  ReadResult head = client.read_until("\r\n\r\n", 5s);
+  INFO(head.data);
+  REQUIRE(head.matched);
+  CHECK(head.data.rfind("HTTP/1.1 308", 0) == 0);
+  CHECK(head.data.find("Connection: close") != std::string::npos);
+  // Body bytes the client sends anyway are read and dropped (no reset that could destroy the
+  // answer), and the connection ends once the client closes its side.
+  REQUIRE(client.send(std::string(256 * 1024, 'x')));
+  client.shutdown_write();
+  ReadResult rest = client.read_all_until_close(10s);
+  CHECK(rest.closed == CloseKind::kEof);
+  CHECK(rest.data.empty());
+  // An absolute-form target naming another host than Host is refused, as on the TLS port.
+  RawTcpClient other(door.portico.http_port());
+  REQUIRE(other.send("GET http://evil.test/p HTTP/1.1\r\nHost: a.test\r\n\r\n"));
+  CHECK(other.read_until("\r\n\r\n", 5s).data.rfind("HTTP/1.1 400", 0) == 0);
+  CHECK(door.backend.request_count() == 0);
+}
+
 TEST_CASE("no matching route gives 404", "[front-door][errors]") {
   TempDir dir;
   TestCert cert = make_test_cert(dir);

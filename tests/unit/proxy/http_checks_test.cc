@@ -72,6 +72,11 @@ TEST_CASE("redirect Location keeps path and query exactly", "[redirect]") {
   CHECK(https_redirect_location("[::1]:8080", "/", 8443) == "https://[::1]:8443/");
   CHECK(https_redirect_location("example.com", "http://example.com/p?q", 443) ==
         "https://example.com/p?q");
+  CHECK(https_redirect_location("example.com", "https://EXAMPLE.com", 443) ==
+        "https://example.com/");
+  // absolute-form naming another host than Host: refused, not one of the two picked.
+  CHECK(https_redirect_location("example.com", "http://evil.test/p", 443).empty());
+  CHECK(https_redirect_location("example.com", "http://evil.test?/p", 443).empty());
   CHECK(https_redirect_location("bad host", "/", 443).empty());
   CHECK(https_redirect_location("example.com", "*", 443).empty());
 }
