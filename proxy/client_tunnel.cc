@@ -105,6 +105,7 @@ void ClientConnection::tunnel_from_client(const char* data, size_t len) {
 }
 
 void ClientConnection::tunnel_from_backend(const char* data, size_t len) {
+  if (client_eof_) return;  // the client has gone, and portico's close_notify is out
   Tunnel& t = *tunnel_;
   const bool was_closed = t.close_handshake_done();
   size_t ok = t.from_backend.feed(reinterpret_cast<const uint8_t*>(data), len);
@@ -205,6 +206,9 @@ void ClientConnection::tunnel_backend_gone(int status) {
 void ClientConnection::tunnel_client_gone() {
   client_eof_ = true;
   update_reading();
+  // A close_notify is answered with ours (RFC 8446 section 6.1), as between requests; nothing
+  // of the backend's may follow it (tunnel_from_backend).
+  queue_close_notify();
   if (upstream_ && upstream_->queued() > 0) {
     arm_timer(std::chrono::milliseconds(kCloseHandshakeMs));
     return;

@@ -229,6 +229,31 @@ TEST_CASE("a client that goes away gives the backend its FIN", "[websocket]") {
       10s);
 }
 
+TEST_CASE("a tunnel's client that sends close_notify gets portico's (TLS 1.3 and 1.2)",
+          "[websocket]") {
+  // RFC 8446 6.1: a close_notify is answered with one, in a tunnel as between requests.
+  for (int version : {TLS1_3_VERSION, TLS1_2_VERSION}) {
+    INFO((version == TLS1_3_VERSION ? "TLS 1.3" : "TLS 1.2"));
+    RawWsBackend backend;  // it takes one upgrade
+    WsFront front(backend.address());
+    TlsClientOptions options;
+    options.ca_file = front.cert.ca_cert;
+    options.max_tls_version = version;
+    RawTlsClient client(front.portico.https_port(), options);
+    REQUIRE(client.ok());
+    REQUIRE(
+        client.send("GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
+                    "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"));
+    ReadResult head = client.read_until("\r\n\r\n", 5s);
+    REQUIRE(head.data.rfind("HTTP/1.1 101", 0) == 0);
+    client.shutdown_write();  // close_notify, then FIN
+    CHECK(client.read_all_until_close(5s).closed == CloseKind::kCloseNotify);
+    CHECK(backend.wait_close_code(10s) == 0);  // and the backend its FIN
+    CHECK(backend.saw_eof());
+  }
+}
+
 TEST_CASE("a tunnel's combined-format line has the request's protocol, agent and whole bytes",
           "[websocket]") {
   WsServer backend;
