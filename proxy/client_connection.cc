@@ -854,11 +854,18 @@ void ClientConnection::finish_exchange() {
   bool upstream_reusable =
       request_complete_ && llhttp_should_keep_alive(&http_->response_parser) && !ctx_.shutting_down;
   drop_upstream(upstream_reusable);
-  if (!request_complete_ || !client_keep_alive_ || shutting_down_ || client_eof_) {
+  // A client that half-closed still gets answers to the requests it pipelined before (NGINX
+  // works through them too); once none is left, the connection ends.
+  if (!request_complete_ || !client_keep_alive_ || shutting_down_ ||
+      (client_eof_ && pending_input_.empty())) {
     close_gracefully();
     return;
   }
   next_request();
+  if (client_eof_ && (phase_ == Phase::kIdle || phase_ == Phase::kHead)) {
+    close_gracefully();  // what was left is no whole request, and nothing more will come
+    return;
+  }
   update_reading();
 }
 

@@ -268,6 +268,27 @@ TEST_CASE("a client that half-closes after its request still gets the answer", "
   ReadResult read = client.read_all_until_close(5s);
   CHECK(read.data.rfind("HTTP/1.1 200", 0) == 0);
   CHECK(read.data.find("half /h") != std::string::npos);
+
+  // Pipelined requests sent before the half-close are all answered, in order, each logged;
+  // a trailing partial request (no more can come) just ends the connection.
+  RawTlsClient pipelined(setup.portico.https_port(), setup.cert.ca_cert);
+  std::string requests;
+  for (int i = 0; i < 5; ++i) {
+    requests += "GET /p" + std::to_string(i) + " HTTP/1.1\r\nHost: localhost\r\n\r\n";
+  }
+  REQUIRE(pipelined.send(requests + "GET /partial HTTP/1.1\r\nHost: loc"));
+  pipelined.shutdown_write();
+  ReadResult all = pipelined.read_all_until_close(5s);
+  CHECK(all.closed != CloseKind::kOpen);
+  size_t at = 0;
+  for (int i = 0; i < 5; ++i) {
+    INFO(i << "\n" << all.data);
+    at = all.data.find("half /p" + std::to_string(i), at);
+    CHECK(at != std::string::npos);
+  }
+  CHECK(all.data.find("/partial") == std::string::npos);
+  CHECK(setup.portico.process().try_wait_for_output(std::regex("access: .*path=/p4 .*status=200"),
+                                                    5s));
 }
 
 TEST_CASE("connect_timeout: a backend that never accepts gives 504", "[routing][health]") {
