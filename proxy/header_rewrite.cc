@@ -34,10 +34,24 @@ bool named_by_connection(const HttpHead& head, std::string_view name) {
 
 // The forwarding headers portico writes itself (or, for X-Real-IP, that would contradict what it
 // writes): never passed on as received.
+// Case-insensitive, and '_' the same as '-': CGI, WSGI, Rack and PHP read X_Forwarded_For and
+// X-Forwarded-For as one variable (HTTP_X_FORWARDED_FOR), so a client's underscore spelling
+// must go wherever the hyphenated one does.
+bool same_as_cgi_name(std::string_view name, std::string_view lower_hyphenated) {
+  if (name.size() != lower_hyphenated.size()) return false;
+  for (size_t i = 0; i < name.size(); ++i) {
+    char c = name[i];
+    if (c == '_') c = '-';
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    if (c != lower_hyphenated[i]) return false;
+  }
+  return true;
+}
+
 bool is_forwarding_header(std::string_view name) {
-  return iequals(name, "x-forwarded-for") || iequals(name, "x-forwarded-proto") ||
-         iequals(name, "x-forwarded-host") || iequals(name, "forwarded") ||
-         iequals(name, "x-real-ip");
+  return same_as_cgi_name(name, "x-forwarded-for") || same_as_cgi_name(name, "x-forwarded-proto") ||
+         same_as_cgi_name(name, "x-forwarded-host") || same_as_cgi_name(name, "forwarded") ||
+         same_as_cgi_name(name, "x-real-ip");
 }
 
 // Every other X-Forwarded-* (Port, Prefix, Server, Ssl, Scheme, ...) is something a proxy says
@@ -46,7 +60,7 @@ bool is_forwarding_header(std::string_view name) {
 bool is_untrusted_forwarding_claim(std::string_view name, bool client_trusted) {
   constexpr std::string_view kPrefix = "x-forwarded-";
   return !client_trusted && name.size() >= kPrefix.size() &&
-         iequals(name.substr(0, kPrefix.size()), kPrefix);
+         same_as_cgi_name(name.substr(0, kPrefix.size()), kPrefix);
 }
 
 void append_header(std::string* out, std::string_view name, std::string_view value) {

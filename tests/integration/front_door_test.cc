@@ -65,10 +65,13 @@ long peak_rss_kib(pid_t pid) {
 
 TEST_CASE("a GET reaches the backend with forwarding headers set", "[front-door]") {
   FrontDoor door;
-  auto response = only_response(
-      door.get("/api/hello?x=1&y=%20z",
-               {"-H", "X-Forwarded-For: 6.6.6.6", "-H", "Forwarded: for=6.6.6.6", "-H",
-                "X-Custom: kept", "-H", "X-Forwarded-Port: 1", "-H", "X-Forwarded-Prefix: /x"}));
+  auto response = only_response(door.get(
+      "/api/hello?x=1&y=%20z",
+      {"-H", "X-Forwarded-For: 6.6.6.6", "-H", "Forwarded: for=6.6.6.6", "-H", "X-Custom: kept",
+       "-H", "X-Forwarded-Port: 1", "-H", "X-Forwarded-Prefix: /x",
+       // Underscore spellings: CGI-style backends read them as the hyphenated ones.
+       "-H", "X_Forwarded_For: 5.5.5.5", "-H", "X_Real_IP: 4.4.4.4", "-H",
+       "x-forwarded_host: evil.test", "-H", "X_Forwarded_Prefix: /y", "-H", "X_Custom_Id: 7"}));
   CHECK(response.status == 200);
   CHECK(response.body == "ok GET /api/hello?x=1&y=%20z");
   REQUIRE(door.backend.wait_for_requests(1));
@@ -84,6 +87,12 @@ TEST_CASE("a GET reaches the backend with forwarding headers set", "[front-door]
         "for=127.0.0.1;proto=https;host=\"" + received.header("Host") + "\"");
   CHECK(received.header("X-Custom") == "kept");
   CHECK_FALSE(received.has_header("X-Forwarded-Port"));
+  for (const char* name :
+       {"X_Forwarded_For", "X_Real_IP", "x-forwarded_host", "X_Forwarded_Prefix"}) {
+    INFO(name);
+    CHECK_FALSE(received.has_header(name));
+  }
+  CHECK(received.header("X_Custom_Id") == "7");
   CHECK_FALSE(received.has_header("X-Forwarded-Prefix"));
 }
 
