@@ -39,14 +39,29 @@ double elapsed_ms(std::chrono::steady_clock::time_point since) {
       .count();
 }
 
+// The last byte before `end`, back to `begin`, that is not SP or HTAB; `before` when none is.
+char last_non_blank(const char* begin, const char* end, char before) {
+  while (end > begin) {
+    const char c = *--end;
+    if (c != ' ' && c != '\t') return c;
+  }
+  return before;
+}
+
 // llhttp passes obs-fold (a continuation line starting with a space) on as a second span of
-// the same value. A value split by the end of a read also comes in two spans, but then the
-// first one ends exactly at the end of the bytes being parsed. RFC 9112 section 5.2 lets a
-// proxy reject obs-fold, and a folded header is a classic smuggling vector. Returns false for
-// a fold.
+// the same value, or, after an empty value ("X:\r\n chunked"), as its first span. A value
+// split by the end of a read also comes in two spans, but then the first one ends exactly at
+// the end of the bytes being parsed; and a value's first span follows its colon, with only
+// blanks between (`non_blank_before`: the last such byte of the reads before this one). RFC
+// 9112 section 5.2 lets a proxy reject obs-fold, and a folded header is a classic smuggling
+// vector. Returns false for a fold.
 bool value_span_is_not_fold(HttpHead& head, bool* last_span_at_end, const char* at, size_t len,
-                            const char* parse_end) {
+                            const char* parse_begin, const char* parse_end, char non_blank_before) {
   if (head.in_value && !*last_span_at_end) return false;
+  // (An empty value comes as an empty span where the next line starts.)
+  if (!head.in_value && len > 0 && last_non_blank(parse_begin, at, non_blank_before) != ':') {
+    return false;
+  }
   head.in_value = true;
   *last_span_at_end = at + len == parse_end;
   return true;
@@ -61,11 +76,17 @@ bool line_starts(const char* at, const char* parse_begin, char byte_before) {
   return (at > parse_begin ? at[-1] : byte_before) == '\n';
 }
 
-// The last byte llhttp consumed of [data, data + len): all of them, unless it paused or failed.
+// Where llhttp stopped in [data, data + len): the end, unless it paused or failed.
+const char* consumed_end(const llhttp_t* parser, const char* data, size_t len, llhttp_errno_t err) {
+  const char* end = err == HPE_OK ? data + len : llhttp_get_error_pos(parser);
+  return end != nullptr && end > data ? end : data;
+}
+
+// The last byte llhttp consumed of [data, data + len).
 char last_consumed_byte(const llhttp_t* parser, const char* data, size_t len, llhttp_errno_t err,
                         char before) {
-  const char* end = err == HPE_OK ? data + len : llhttp_get_error_pos(parser);
-  return end != nullptr && end > data ? end[-1] : before;
+  const char* end = consumed_end(parser, data, len, err);
+  return end > data ? end[-1] : before;
 }
 
 }  // namespace
@@ -378,6 +399,8 @@ void ClientConnection::parse(const char* data, size_t len) {
   llhttp_errno_t err = llhttp_execute(&http_->request_parser, data, len);
   request_byte_before_ =
       last_consumed_byte(&http_->request_parser, data, len, err, request_byte_before_);
+  request_non_blank_before_ = last_non_blank(
+      data, consumed_end(&http_->request_parser, data, len, err), request_non_blank_before_);
   if (err == HPE_OK) return;
   if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
     const char* pos = llhttp_get_error_pos(&http_->request_parser);
@@ -740,6 +763,8 @@ void ClientConnection::on_upstream_data(UpstreamConnection&, const char* data, s
   llhttp_errno_t err = llhttp_execute(&http_->response_parser, data, len);
   response_byte_before_ =
       last_consumed_byte(&http_->response_parser, data, len, err, response_byte_before_);
+  response_non_blank_before_ = last_non_blank(
+      data, consumed_end(&http_->response_parser, data, len, err), response_non_blank_before_);
   if (err == HPE_PAUSED_UPGRADE && switching_) {
     const char* rest = llhttp_get_error_pos(&http_->response_parser);
     enter_tunnel(rest, static_cast<size_t>(data + len - rest));
@@ -1236,7 +1261,8 @@ int ClientConnection::on_request_header_value_complete(llhttp_t* p) {
 
 int ClientConnection::on_request_header_value(llhttp_t* p, const char* at, size_t len) {
   ClientConnection* c = from_parser(p);
-  if (!value_span_is_not_fold(c->http_->request, &c->value_span_at_end_, at, len, c->parse_end_)) {
+  if (!value_span_is_not_fold(c->http_->request, &c->value_span_at_end_, at, len, c->parse_begin_,
+                              c->parse_end_, c->request_non_blank_before_)) {
     c->request_error_status_ = 400;
     llhttp_set_error_reason(p, "obs-fold in header value");
     return HPE_USER;
@@ -1387,7 +1413,8 @@ int ClientConnection::on_response_header_field_complete(llhttp_t* p) {
 
 int ClientConnection::on_response_header_value(llhttp_t* p, const char* at, size_t len) {
   ClientConnection* c = from_parser(p);
-  if (!value_span_is_not_fold(c->http_->response, &c->value_span_at_end_, at, len, c->parse_end_)) {
+  if (!value_span_is_not_fold(c->http_->response, &c->value_span_at_end_, at, len, c->parse_begin_,
+                              c->parse_end_, c->response_non_blank_before_)) {
     llhttp_set_error_reason(p, "obs-fold in response header value");
     return HPE_USER;
   }

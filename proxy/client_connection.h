@@ -189,6 +189,9 @@ class ClientConnection final : private StreamWriter::Owner, private UpstreamConn
   const char* parse_end_ = nullptr;
   // The last byte each parser consumed before the bytes it is parsing now (see line_starts).
   char request_byte_before_ = '\n';
+  // And the last one that was not SP or HTAB (value_span_is_not_fold), per parser.
+  char request_non_blank_before_ = '\n';
+  char response_non_blank_before_ = '\n';
   // llhttp 8.1 (not built in its strict mode) skips the two bytes after a chunk's data without
   // looking at them: how many of that CRLF are still to be checked (chunk_crlf_ok), per side.
   uint8_t chunk_crlf_left_ = 0;

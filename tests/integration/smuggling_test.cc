@@ -93,6 +93,10 @@ TEST_CASE("ambiguous or malformed requests are refused with 400, nothing forward
        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5" +
            std::string(5000, ';') + "\r\nhello\r\n0\r\n\r\n"},
       {"obs-fold", "GET / HTTP/1.1\r\nHost: a\r\nX-A: b\r\n c\r\n\r\n"},
+      // llhttp hands a fold after an empty value on as the value's only span.
+      {"obs-fold after an empty value",
+       "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\n"},
+      {"obs-fold after a blank value", "GET / HTTP/1.1\r\nHost: a\r\nX-A: \r\n\tb\r\n\r\n"},
       {"bare LF line ends", "GET / HTTP/1.1\nHost: a\n\n"},
       {"bare CR in a value", std::string("GET / HTTP/1.1\r\nHost: a\r\nX-A: b\rc\r\n\r\n")},
       // llhttp 8.1 takes the byte after the CR of an empty value as its LF (see line_starts).
@@ -147,6 +151,21 @@ TEST_CASE("a header line after a bare CR is refused when the CR ends one read", 
   CHECK(read.data.rfind("HTTP/1.1 200", 0) == 0);
   REQUIRE(door.backend.wait_for_requests(1));
   CHECK(door.backend.requests().at(0).target == "/split");
+}
+
+TEST_CASE("obs-fold after an empty value is refused when a read ends inside it", "[smuggling]") {
+  Door door;
+  CHECK(door.exchange_in_pieces({"GET / HTTP/1.1\r\nHost: a\r\nX-A:\r\n", " b\r\n\r\n"})
+            .data.rfind("HTTP/1.1 400", 0) == 0);
+  CHECK(door.exchange_in_pieces({"GET / HTTP/1.1\r\nHost: a\r\nX-A:\r\n ", "b\r\n\r\n"})
+            .data.rfind("HTTP/1.1 400", 0) == 0);
+  CHECK(door.backend.request_count() == 0);
+  // Values split the same ways without a fold are served.
+  ReadResult read = door.exchange_in_pieces({"GET /v HTTP/1.1\r\nHost: a\r\nX-A:", " b\r\nX-B: ",
+                                             "c\r\nX-C:\r\nConnection: close\r\n\r\n"});
+  CHECK(read.data.rfind("HTTP/1.1 200", 0) == 0);
+  REQUIRE(door.backend.wait_for_requests(1));
+  CHECK(door.backend.requests().at(0).header("X-A") == "b");
 }
 
 TEST_CASE("the CRLF after chunk data is checked when a read ends inside or before it",
@@ -209,6 +228,7 @@ TEST_CASE("malformed backend responses become 502, never passed through", "[smug
       "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
       "HTTP/1.1 200 OK\nContent-Length: 5\n\nhello",
       "HTTP/1.1 200 OK\r\nX-A: b\r\n c\r\nContent-Length: 5\r\n\r\nhello",
+      "HTTP/1.1 200 OK\r\nX-A:\r\n c\r\nContent-Length: 5\r\n\r\nhello",
       "HTTP/1.1 200 OK\r\nX-A:\r:Content-Length: 5\r\n\r\nhello",
       "HTTP/1.1 200 OK\r\n: b\r\nContent-Length: 5\r\n\r\nhello",
       "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
