@@ -572,8 +572,9 @@ void ClientConnection::start_exchange() {
     client_keep_alive_ = false;
   }
   const HeaderField* expect = http_->request.find("expect");
-  expect_continue_ =
-      expect && iequals(expect->value, "100-continue") && request_framing_ != BodyFraming::kNone;
+  // RFC 9110 10.1.1: an HTTP/1.0 request's 100-continue is ignored (it may not get a 1xx).
+  expect_continue_ = expect && iequals(expect->value, "100-continue") &&
+                     request_framing_ != BodyFraming::kNone && http_->request.version_minor >= 1;
 
   if (route_->options.balance == BalancePolicy::kCookie) {
     http_->sticky_cookie_in = cookie_value(http_->request, kStickyCookie);

@@ -312,12 +312,12 @@ bool is_option_field(std::string_view f) {
                      [](char c) { return is_alpha(c) || is_digit(c) || c == '_' || c == '-'; });
 }
 
-// `prefix` with '?' and bytes above 0x7E written as %XX, as a request path carries them.
+// `prefix` with '?' written as %3F, as a request path carries it.
 std::string escape_unmatchable(std::string_view prefix) {
   std::string out;
   for (char c : prefix) {
     const auto u = static_cast<unsigned char>(c);
-    if (c == '?' || u > 0x7E) {
+    if (c == '?') {
       append_percent_escape(&out, u);
     } else {
       out += c;
@@ -373,8 +373,8 @@ void parse_route_fields(const std::vector<Field>& fields, Route& route, ErrorFn&
       error(prefix_column,
             "prefix " + quoted(prefix) + " is not normalised (means " + quoted(norm.path) + ")");
     } else if (std::string escaped = escape_unmatchable(prefix); escaped != prefix) {
-      // A request's path never holds '?' (the query starts there), and browsers send other
-      // bytes than ASCII %-escaped: such a prefix would never match what they send.
+      // A request's path never holds '?' (the query starts there): such a prefix would never
+      // match. (Bytes beyond ASCII are escaped by normalisation, above.)
       error(prefix_column, "prefix " + quoted(prefix) + " can never match a request path; write " +
                                quoted(escaped));
     }

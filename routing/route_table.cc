@@ -293,6 +293,13 @@ PathStatus normalize_path(std::string_view raw_path, std::string* out) {
     if (c < 0x21 || c == 0x7F || c == '#') {
       return refuse(PathStatus::kInvalid);
     }
+    if (c >= 0x80) {
+      // Raw bytes above ASCII (a client that did not escape UTF-8) are written as the escapes
+      // a browser sends, so that both spellings of a path meet the same route (prefixes are
+      // written escaped) and reach the backend alike.
+      append_percent_escape(&path, c);
+      continue;
+    }
     path += static_cast<char>(c);
   }
 

@@ -134,6 +134,26 @@ TEST_CASE("trusted proxies have their forwarding headers appended to", "[front-d
   CHECK(received.header("Forwarded").rfind("for=203.0.113.9, for=127.0.0.1;", 0) == 0);
 }
 
+TEST_CASE("Expect: 100-continue gets a 100 over HTTP/1.1 and none over HTTP/1.0",
+          "[front-door][body]") {
+  FrontDoor door;
+  RawTlsClient client(door.portico.https_port(), door.cert.ca_cert);
+  REQUIRE(client.send(
+      "POST /e HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n"));
+  REQUIRE(client.read_until("HTTP/1.1 100 Continue\r\n\r\n", 5s).matched);
+  REQUIRE(client.send("hello"));
+  CHECK(client.read_until("ok POST /e", 5s).matched);
+  // RFC 9110 10.1.1: an HTTP/1.0 request's expectation is ignored (no 1xx to a 1.0 client).
+  RawTlsClient old(door.portico.https_port(), door.cert.ca_cert);
+  REQUIRE(old.send(
+      "POST /o HTTP/1.0\r\nHost: localhost\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n"));
+  std::this_thread::sleep_for(300ms);  // a 100 would be sent now, before the body
+  REQUIRE(old.send("hello"));
+  ReadResult read = old.read_all_until_close(5s);
+  CHECK(read.data.rfind("HTTP/1.1 200", 0) == 0);
+  CHECK(read.data.find("100 Continue") == std::string::npos);
+}
+
 TEST_CASE("10 MiB bodies stream both ways with Content-Length", "[front-door][body]") {
   constexpr uint64_t kSize = 10 << 20;
   FrontDoor door([](const ReceivedRequest& request) {

@@ -65,6 +65,10 @@ TEST_CASE("host routes win over host-less ones; longest prefix; strip_prefix", "
                   "other.test:" + std::to_string(setup.portico.https_port()) + ":127.0.0.1", "-k",
                   "-H", "Host: other.test"})
             .stdout == "site /admin/x");
+  // Raw UTF-8 is escaped by normalisation: both spellings meet the route written escaped.
+  RawTlsClient raw(setup.portico.https_port(), setup.cert.ca_cert);
+  REQUIRE(raw.send("GET /admin/\xc3\xbc HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"));
+  CHECK(raw.read_all_until_close(5s).data.find("admin /admin/%C3%BC") != std::string::npos);
   // Matching is on the normalised path: dot segments and unreserved escapes.
   CHECK(setup.get("/x/../api/%75sers", {"--path-as-is"}).stdout == "api /users");
   // And merged slashes: "//api/x" is "/api/x" (NGINX's merge_slashes), not a path for "/".

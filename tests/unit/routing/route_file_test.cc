@@ -239,7 +239,7 @@ TEST_CASE("parse: error messages with line and column", "[routing][parse][errors
       {"/a?b http://b:1",
        "r:1:1: prefix \"/a?b\" can never match a request path; write \"/a%3Fb\""},
       {"/\xC3\xBC/ http://b:1",
-       "r:1:1: prefix \"/\xC3\xBC/\" can never match a request path; write \"/%C3%BC/\""},
+       "r:1:1: prefix \"/\xC3\xBC/\" is not normalised (means \"/%C3%BC/\")"},
       {"/a;x/ http://b:1 http://c:1 balance=cookie",
        "r:1:1: balance=cookie needs a prefix without ';' (it is the cookie's Path)"},
       {"/a%zz http://b:1",

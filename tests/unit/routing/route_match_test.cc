@@ -120,6 +120,9 @@ TEST_CASE("normalize_path", "[routing][normalize]") {
       {"/a%2fb", PathStatus::kOk, "/a%2Fb"},
       {"/%3f%3F%25%00%ff", PathStatus::kOk, "/%3F%3F%25%00%FF"},
       {"/%2525", PathStatus::kOk, "/%2525"},  // decoded once only
+      // Raw bytes above ASCII become the escapes a browser sends for them.
+      {"/\xc3\xbc/x", PathStatus::kOk, "/%C3%BC/x"},
+      {"/\xff", PathStatus::kOk, "/%FF"},
       // Dot segments, also when written as escapes.
       {"/a/./b", PathStatus::kOk, "/a/b"},
       {"/a/b/../c", PathStatus::kOk, "/a/c"},
