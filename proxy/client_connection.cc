@@ -354,6 +354,10 @@ void ClientConnection::on_ciphertext(const char* data, size_t len) {
       return;
     }
     log_debug("tls", "read failed client=", peer_address_, " reason=", tls_.error_reason());
+    // The fatal alert that says why (RFC 8446 section 5: bad_record_mac, record_overflow, ...)
+    // goes out before the close, as after a failed handshake.
+    writer_.write_owned(std::move(tls_.output()));
+    tls_.output().clear();
     close_now("client TLS error");
     return;
   }

@@ -16,6 +16,12 @@ constexpr uint8_t kTypeApplicationData = 23;
 constexpr uint8_t kHandshakeKeyUpdate = 24;
 constexpr uint8_t kAlertCloseNotify = 0;
 constexpr uint8_t kAlertUserCanceled = 90;
+// The fatal alerts RFC 8446 names for what a peer may get wrong after the handshake.
+constexpr uint8_t kAlertUnexpectedMessage = 10;
+constexpr uint8_t kAlertBadRecordMac = 20;
+constexpr uint8_t kAlertRecordOverflow = 22;
+constexpr uint8_t kAlertDecodeError = 50;
+constexpr uint8_t kAlertInternalError = 80;
 
 // Fetched once for the process: an EVP_CIPHER from EVP_aes_128_gcm() would be looked up in the
 // provider tables again on every key set-up.
@@ -154,8 +160,9 @@ bool Tls13Records::release() {
   return true;
 }
 
-Tls13Records::Status Tls13Records::fail(const char* why) {
+Tls13Records::Status Tls13Records::fail(const char* why, uint8_t alert) {
   error_ = why;
+  alert_ = alert;
   return Status::kError;
 }
 
@@ -202,9 +209,17 @@ bool Tls13Records::seal_close_notify(std::string* out) {
   return close_notify_sent_;
 }
 
+bool Tls13Records::seal_fatal_alert(std::string* out) {
+  if (alert_ == 0) return false;
+  const char alert[2] = {2, static_cast<char>(alert_)};  // fatal
+  alert_ = 0;                                            // once: the connection ends with it
+  return seal_record(kTypeAlert, alert, sizeof alert, out);
+}
+
 int Tls13Records::open_record(const uint8_t* record, size_t body_len, char* out, size_t* n) {
   if (!ready(&read_, false)) {
     error_ = "cipher_setup_failed";
+    alert_ = kAlertInternalError;
     return -1;
   }
   uint8_t nonce[12];
@@ -223,6 +238,7 @@ int Tls13Records::open_record(const uint8_t* record, size_t body_len, char* out,
       EVP_CipherFinal_ex(c, plain + outl, &final_len) == 1;
   if (!ok) {
     error_ = "bad_record_mac";
+    alert_ = kAlertBadRecordMac;
     return -1;
   }
   ++read_.secret.records;
@@ -231,11 +247,13 @@ int Tls13Records::open_record(const uint8_t* record, size_t body_len, char* out,
   while (len > 0 && plain[len - 1] == 0) --len;
   if (len == 0) {
     error_ = "record_without_content_type";
+    alert_ = kAlertUnexpectedMessage;
     return -1;
   }
   *n = len - 1;
   if (*n > kMaxPlaintext) {
     error_ = "record_overflow";
+    alert_ = kAlertRecordOverflow;
     return -1;
   }
   return plain[len - 1];
@@ -251,8 +269,9 @@ Tls13Records::Status Tls13Records::open(std::string_view* input, char* out, size
     if (partial_.empty() && input->size() >= kHeaderBytes) {
       auto* p = reinterpret_cast<const uint8_t*>(input->data());
       body_len = (static_cast<size_t>(p[3]) << 8) | p[4];
-      if (p[0] != kTypeApplicationData) return fail("unexpected_record_type");
-      if (body_len > kMaxCiphertext) return fail("record_overflow");
+      if (p[0] != kTypeApplicationData)
+        return fail("unexpected_record_type", kAlertUnexpectedMessage);
+      if (body_len > kMaxCiphertext) return fail("record_overflow", kAlertRecordOverflow);
       if (input->size() >= kHeaderBytes + body_len) {
         record = p;
         input->remove_prefix(kHeaderBytes + body_len);
@@ -265,8 +284,9 @@ Tls13Records::Status Tls13Records::open(std::string_view* input, char* out, size
           auto* p = reinterpret_cast<const uint8_t*>(partial_.data());
           body_len = (static_cast<size_t>(p[3]) << 8) | p[4];
           // A bad header is refused before its body is gathered.
-          if (p[0] != kTypeApplicationData) return fail("unexpected_record_type");
-          if (body_len > kMaxCiphertext) return fail("record_overflow");
+          if (p[0] != kTypeApplicationData)
+            return fail("unexpected_record_type", kAlertUnexpectedMessage);
+          if (body_len > kMaxCiphertext) return fail("record_overflow", kAlertRecordOverflow);
           want += body_len;
         }
         if (partial_.size() >= kHeaderBytes && partial_.size() == want) break;
@@ -278,7 +298,7 @@ Tls13Records::Status Tls13Records::open(std::string_view* input, char* out, size
       record = reinterpret_cast<const uint8_t*>(partial_.data());
     }
 
-    if (body_len < kTagBytes + 1) return fail("record_too_short");
+    if (body_len < kTagBytes + 1) return fail("record_too_short", kAlertDecodeError);
     size_t len = 0;
     const int type = open_record(record, body_len, out, &len);
     partial_.clear();
@@ -290,7 +310,7 @@ Tls13Records::Status Tls13Records::open(std::string_view* input, char* out, size
         *n = len;
         return Status::kData;
       case kTypeAlert:
-        if (len != 2) return fail("bad_alert");
+        if (len != 2) return fail("bad_alert", kAlertDecodeError);
         if (static_cast<uint8_t>(out[1]) == kAlertCloseNotify) return Status::kClosed;
         if (static_cast<uint8_t>(out[1]) == kAlertUserCanceled) continue;
         error_ = "peer_alert_" + std::to_string(static_cast<uint8_t>(out[1]));
@@ -301,20 +321,20 @@ Tls13Records::Status Tls13Records::open(std::string_view* input, char* out, size
         auto* m = reinterpret_cast<const uint8_t*>(out);
         if (len != 5 || m[0] != kHandshakeKeyUpdate || m[1] != 0 || m[2] != 0 || m[3] != 1 ||
             m[4] > 1) {
-          return fail("unexpected_handshake_message");
+          return fail("unexpected_handshake_message", kAlertUnexpectedMessage);
         }
-        if (!next_secret(&read_)) return fail("key_update_failed");
+        if (!next_secret(&read_)) return fail("key_update_failed", kAlertInternalError);
         if (m[4] == 1) {
           // update_requested: answer with update_not_requested under the old key, then move on.
           const char reply[5] = {static_cast<char>(kHandshakeKeyUpdate), 0, 0, 1, 0};
           if (!seal_record(kTypeHandshake, reply, sizeof reply, answer) || !next_secret(&write_)) {
-            return fail("key_update_failed");
+            return fail("key_update_failed", kAlertInternalError);
           }
         }
         continue;
       }
       default:
-        return fail("unexpected_content_type");
+        return fail("unexpected_content_type", kAlertUnexpectedMessage);
     }
   }
 }

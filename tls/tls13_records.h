@@ -66,6 +66,10 @@ class Tls13Records {
   bool seal(const char* data, size_t len, std::string* out);
   // Appends a close_notify alert, once.
   bool seal_close_notify(std::string* out);
+  // After open() failed on something the peer sent: appends the fatal alert RFC 8446 names for
+  // it (bad_record_mac, record_overflow, unexpected_message, decode_error), once. False when
+  // there is none to send (the peer's own fatal alert ended the stream).
+  bool seal_fatal_alert(std::string* out);
 
   // Frees the cipher contexts (made again on the next record) and the partial-record buffer
   // when it holds nothing: what an idle connection keeps is then about 250 bytes. False when a
@@ -90,7 +94,7 @@ class Tls13Records {
   // Decrypts the whole record at `record` (header included) into `out`; returns the content
   // type, or -1 with error_ set.
   int open_record(const uint8_t* record, size_t body_len, char* out, size_t* n);
-  Status fail(const char* why);
+  Status fail(const char* why, uint8_t alert);
 
   const EVP_CIPHER* cipher_;
   const char* digest_;  // "SHA256" or "SHA384"
@@ -100,6 +104,7 @@ class Tls13Records {
   std::string partial_;  // the start of a record split across reads
   std::string error_;
   bool close_notify_sent_ = false;
+  uint8_t alert_ = 0;  // the fatal alert for the last error, until seal_fatal_alert() sends it
 };
 
 }  // namespace portico

@@ -282,8 +282,8 @@ bool inspect_pair(const CertificateFiles& files, const TlsOptions& options, Load
   // served without its intermediate. Text between blocks is allowed, as everywhere in PEM.
   const unsigned long last = ERR_peek_last_error();
   ERR_clear_error();
-  if (last != 0 && !(ERR_GET_LIB(last) == ERR_LIB_PEM &&
-                     ERR_GET_REASON(last) == PEM_R_NO_START_LINE)) {
+  if (last != 0 &&
+      !(ERR_GET_LIB(last) == ERR_LIB_PEM && ERR_GET_REASON(last) == PEM_R_NO_START_LINE)) {
     *error = files.cert_path + ": certificate " + std::to_string(chain.size() + 1) +
              " is not valid PEM (the file may be cut short)";
     return false;

@@ -266,6 +266,8 @@ TlsStream::Status TlsStream::read_records(char* buf, size_t cap, size_t* n) {
       break;
   }
   error_reason_ = records_->error();
+  // The fatal alert goes into output(), as OpenSSL's own does on its record layer.
+  records_->seal_fatal_alert(&output_);
   return Status::kError;
 }
 

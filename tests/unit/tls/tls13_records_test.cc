@@ -4,6 +4,7 @@
 // talk through memory BIOs in this process: the record bytes are exactly those a socket would
 // carry.
 
+#include <openssl/err.h>
 #include <openssl/ssl.h>
 
 #include <catch2/catch.hpp>
@@ -314,17 +315,20 @@ TEST_CASE("tls handover: a damaged or foreign record ends the stream with a reas
     const char* name;
     void (*apply)(std::string*);
     const char* reason;
+    int alert;  // the fatal alert the client must receive (RFC 8446 sections 5 and 6.2)
   };
   const Damage damages[] = {
-      {"a flipped ciphertext bit", [](std::string* r) { (*r)[8] ^= 0x01; }, "bad_record_mac"},
-      {"a flipped tag bit", [](std::string* r) { r->back() ^= 0x80; }, "bad_record_mac"},
+      {"a flipped ciphertext bit", [](std::string* r) { (*r)[8] ^= 0x01; }, "bad_record_mac",
+       SSL_AD_BAD_RECORD_MAC},
+      {"a flipped tag bit", [](std::string* r) { r->back() ^= 0x80; }, "bad_record_mac",
+       SSL_AD_BAD_RECORD_MAC},
       {"a header that is not application_data", [](std::string* r) { (*r)[0] = 22; },
-       "unexpected_record_type"},
+       "unexpected_record_type", SSL_AD_UNEXPECTED_MESSAGE},
       {"a length over 2^14 + 256", [](std::string* r) { (*r)[3] = 0x41, (*r)[4] = 0x01; },
-       "record_overflow"},
+       "record_overflow", SSL_AD_RECORD_OVERFLOW},
       {"a body shorter than a tag",
        [](std::string* r) { *r = std::string("\x17\x03\x03\x00\x05hello", 10); },
-       "record_too_short"},
+       "record_too_short", SSL_AD_DECODE_ERROR},
   };
   for (const Damage& damage : damages) {
     INFO(damage.name);
@@ -337,6 +341,13 @@ TEST_CASE("tls handover: a damaged or foreign record ends the stream with a reas
     CHECK(link.status == TlsStream::Status::kError);
     CHECK(link.server.error_reason() == damage.reason);
     CHECK(link.received.empty());
+    // The client reads the fatal alert that says why (OpenSSL's reason: 1000 + the alert).
+    link.pump_to_client();
+    ERR_clear_error();
+    char buf[64];
+    size_t n = 0;
+    CHECK(SSL_read_ex(link.client, buf, sizeof buf, &n) == 0);
+    CHECK(ERR_GET_REASON(ERR_peek_last_error()) == SSL_AD_REASON_OFFSET + damage.alert);
   }
   {
     // A replayed record: its sequence number is behind, so its nonce is wrong.
