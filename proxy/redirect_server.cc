@@ -246,8 +246,11 @@ void RedirectConnection::answer() {
   if (!keep_alive) close_after_write_ = true;
   writer_.write(response.data(), response.size());
   if (close_after_write_ && writer_.queued() == 0) end_after_write();
-  uv_timer_start(&timer_, &RedirectConnection::on_timer,
-                 static_cast<uint64_t>(ctx_.config.keepalive_timeout.count()), 0);
+  // The keep-alive wait, unless the connection is ending (end_after_write set its own timer).
+  if (!lingering_ && !closing_) {
+    uv_timer_start(&timer_, &RedirectConnection::on_timer,
+                   static_cast<uint64_t>(ctx_.config.keepalive_timeout.count()), 0);
+  }
 }
 
 int RedirectConnection::on_message_begin(llhttp_t* p) {

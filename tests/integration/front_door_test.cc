@@ -433,6 +433,13 @@ TEST_CASE("the redirect listener answers from the head, not after the body",
   ReadResult rest = client.read_all_until_close(10s);
   CHECK(rest.closed == CloseKind::kEof);
   CHECK(rest.data.empty());
+  // A client that announced a body and then sends nothing is not kept for the keep-alive
+  // timeout (75 s): the wait for it to go is 5 s of silence.
+  RawTcpClient silent(door.portico.http_port());
+  REQUIRE(silent.send("POST /q HTTP/1.1\r\nHost: a.test\r\nContent-Length: 100\r\n\r\n"));
+  ReadResult answered = silent.read_all_until_close(20s);
+  CHECK(answered.data.rfind("HTTP/1.1 308", 0) == 0);
+  CHECK(answered.closed == CloseKind::kEof);
   // An absolute-form target naming another host than Host is refused, as on the TLS port.
   RawTcpClient other(door.portico.http_port());
   REQUIRE(other.send("GET http://evil.test/p HTTP/1.1\r\nHost: a.test\r\n\r\n"));
