@@ -509,7 +509,7 @@ TEST_CASE("a backend that does not answer in time gives 504", "[front-door][erro
   CHECK(door.portico.process().try_wait_for_output(std::regex("access: .*status=504"), 5s));
 }
 
-TEST_CASE("read_timeout counts from the last body byte sent; a stalled body gets 408",
+TEST_CASE("read_timeout counts from the last body byte sent, a stalled body gets 408",
           "[front-door][errors]") {
   FrontDoor door(default_response, "read_timeout=1s");
   SECTION("an upload slower than read_timeout in all, never silent that long") {

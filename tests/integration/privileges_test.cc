@@ -42,7 +42,7 @@ CommandResult curl_get(const TestCert& cert, const PorticoProcess& portico) {
 
 }  // namespace
 
-TEST_CASE("user: portico binds as root, then runs as the user; reload errors name the user",
+TEST_CASE("user: portico binds as root, then runs as the user, reload errors name the user",
           "[privileges]") {
   if (geteuid() != 0) {
     WARN("not root: --user cannot be tested");

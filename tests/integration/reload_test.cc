@@ -286,7 +286,7 @@ TEST_CASE("reload: SIGHUP with unchanged files reloads and says what it did", "[
   CHECK(whoami(portico, cert) == "A");
 }
 
-TEST_CASE("reload: a new certificate serves new handshakes; open connections carry on",
+TEST_CASE("reload: a new certificate serves new handshakes, open connections carry on",
           "[reload]") {
   TempDir dir;
   TestCa ca = make_test_ca(dir);

@@ -49,7 +49,7 @@ struct Setup {
 
 }  // namespace
 
-TEST_CASE("host routes win over host-less ones; longest prefix; strip_prefix", "[routing]") {
+TEST_CASE("host routes win over host-less ones, longest prefix, strip_prefix", "[routing]") {
   TestBackend api(named("api")), site(named("site")), admin(named("admin"));
   Setup setup("/            http://" + site.address() + "\n" + "/api/        http://" +
               api.address() + " strip_prefix\n" + "localhost/admin/ http://" + admin.address() +
@@ -105,7 +105,7 @@ TEST_CASE("HTTP/1.0 without Host is served by host-less routes, with the backend
   CHECK(site.request_count() == 1);
 }
 
-TEST_CASE("round robin spreads requests evenly; least_conn and ip_hash", "[routing][balance]") {
+TEST_CASE("round robin spreads requests evenly, least_conn and ip_hash", "[routing][balance]") {
   TestBackend a(named("a")), b(named("b")), c(named("c"));
   std::string three = "http://" + a.address() + " http://" + b.address() + " http://" + c.address();
   Setup setup("/rr " + three + "\n/hash " + three + " balance=ip_hash\n/least " + three +

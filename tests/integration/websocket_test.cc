@@ -313,7 +313,7 @@ TEST_CASE("a message of exactly max_ws_message passes", "[websocket]") {
   CHECK(echo->data.size() == 64 * 1024);
 }
 
-TEST_CASE("an unmasked client frame gets 1002; a masked backend frame too", "[websocket]") {
+TEST_CASE("an unmasked client frame gets 1002, a masked backend frame too", "[websocket]") {
   SECTION("client") {
     RawWsBackend backend;
     WsFront front(backend.address());
@@ -349,7 +349,7 @@ TEST_CASE("an unmasked client frame gets 1002; a masked backend frame too", "[we
 }
 
 TEST_CASE(
-    "nothing after a Close is relayed; a backend that keeps its connection after the "
+    "nothing after a Close is relayed, a backend that keeps its connection after the "
     "close handshake is closed, not pinged",
     "[websocket]") {
   RawWsBackend backend;
@@ -499,7 +499,7 @@ TEST_CASE("the origin check refuses foreign pages and allows listed ones", "[web
       std::regex("warn websocket: refused origin=\"https://evil.example\""), 5s));
 }
 
-TEST_CASE("bad upgrade requests get 400; a non-101 answer leaves the connection HTTP",
+TEST_CASE("bad upgrade requests get 400, a non-101 answer leaves the connection HTTP",
           "[websocket]") {
   TestBackend http_backend;
   WsFront front(http_backend.address());

@@ -164,7 +164,7 @@ TEST_CASE("http head: the limits hold and a refused span adds nothing", "[http-h
   CHECK_FALSE(empty.append_value("v", 1, 200));
 }
 
-TEST_CASE("http head: a moved head keeps its views; a hand-built one can be extended",
+TEST_CASE("http head: a moved head keeps its views, a hand-built one can be extended",
           "[http-head]") {
   Parser p;
   REQUIRE(p.feed(kBrowserRequest, 13) == HPE_OK);
