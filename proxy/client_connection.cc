@@ -489,7 +489,21 @@ void ClientConnection::start_exchange() {
     respond_error(400, "missing or repeated Host header");
     return;
   }
-  const std::string_view host = host_field ? host_field->value : std::string_view();
+  std::string_view host = host_field ? host_field->value : std::string_view();
+  std::string_view target = http_->request.target;
+  // absolute-form (RFC 9112 3.2.2): its authority is the host. With a Host header as well, the
+  // two must name the same authority: one picked over the other would let a client route by
+  // one name past a backend or log that reads the other.
+  if (std::string_view authority, rest; split_absolute_form(target, &authority, &rest)) {
+    if (http_->host_absent) {
+      host = authority;
+      http_->host_absent = false;
+    } else if (!iequals(authority, host)) {
+      respond_error(400, "absolute-form target names another host than Host");
+      return;
+    }
+    target = rest;
+  }
   // An invalid Host gets 400. It is matched against host routes and forwarded in Host,
   // X-Forwarded-Host and Forwarded, where a quote or a comma would let the client write a
   // Forwarded element of its own (for=...).
@@ -497,28 +511,12 @@ void ClientConnection::start_exchange() {
     respond_error(400, "invalid Host header");
     return;
   }
-  std::string_view target = http_->request.target;
   if (http_->request.method == "CONNECT") {
     // RFC 9110 section 15.5.6: a 405 lists what the resource supports. Portico relays every
     // other method and cannot know which the backend takes, so it lists the standard ones.
     respond_error(405, "CONNECT is not supported",
                   "Allow: GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH\r\n");
     return;
-  }
-  // absolute-form (RFC 9112 3.2.2): allowed only when it names the same authority as Host.
-  if (target.starts_with("http://") || target.starts_with("https://")) {
-    std::string_view rest = target.substr(target.find("//") + 2);
-    size_t slash = rest.find_first_of("/?");
-    std::string_view authority = rest.substr(0, slash);
-    if (!iequals(authority, host)) {
-      respond_error(400, "absolute-form target names another host than Host");
-      return;
-    }
-    target = slash == std::string_view::npos ? std::string_view("/") : rest.substr(slash);
-    if (target.front() == '?') {
-      respond_error(400, "malformed request target");
-      return;
-    }
   }
   if (target.empty() || target.front() != '/') {
     respond_error(400, "request target must be a path");

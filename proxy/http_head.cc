@@ -189,6 +189,19 @@ std::string_view cookie_value(const HttpHead& head, std::string_view name) {
   return {};
 }
 
+bool split_absolute_form(std::string_view target, std::string_view* authority,
+                         std::string_view* path_and_query) {
+  size_t scheme_end = target.find("://");
+  if (scheme_end == std::string_view::npos) return false;
+  std::string_view scheme = target.substr(0, scheme_end);
+  if (!iequals(scheme, "http") && !iequals(scheme, "https")) return false;
+  std::string_view rest = target.substr(scheme_end + 3);
+  size_t end = rest.find_first_of("/?");
+  *authority = rest.substr(0, end);
+  *path_and_query = end == std::string_view::npos ? std::string_view("/") : rest.substr(end);
+  return true;
+}
+
 bool split_host_port(std::string_view value, std::string_view* host, std::string_view* port) {
   if (value.empty()) return false;
   std::string_view h, p;

@@ -104,6 +104,13 @@ std::string_view cookie_value(const HttpHead& head, std::string_view name);
 // reg-name, IPv4 or [IPv6]; optional port). Returns false for anything else.
 bool split_host_port(std::string_view value, std::string_view* host, std::string_view* port);
 
+// An absolute-form request target (RFC 9112 3.2.2: "http://" or "https://", the scheme in any
+// case, RFC 3986 3.1) split into its authority and the rest: the path and query, "/" when the
+// target has neither. The rest starts with '?' when a query follows the authority directly,
+// which callers refuse as they refuse any target that is not a path. False for any other form.
+bool split_absolute_form(std::string_view target, std::string_view* authority,
+                         std::string_view* path_and_query);
+
 // The canonical reason phrase for the status codes portico itself writes.
 std::string_view reason_phrase(int status);
 

@@ -59,14 +59,12 @@ std::string https_redirect_location(std::string_view host_header, std::string_vi
                                     uint16_t https_port) {
   std::string_view host, port;
   if (!split_host_port(host_header, &host, &port)) return "";
-  if (target.starts_with("http://") || target.starts_with("https://")) {
-    // absolute-form: only for the authority in Host, as on the TLS port (RFC 9112 3.2.2 has
-    // the target's win; two disagreeing names are refused rather than one picked); keep the
-    // path and query.
-    std::string_view rest = target.substr(target.find("//") + 2);
-    size_t slash = rest.find('/');
-    if (!iequals(rest.substr(0, std::min(slash, rest.find('?'))), host_header)) return "";
-    target = slash == std::string_view::npos ? "/" : rest.substr(slash);
+  // absolute-form: only for the authority in Host, as on the TLS port (RFC 9112 3.2.2 has the
+  // target's win; two disagreeing names are refused rather than one picked); keep the path and
+  // query.
+  if (std::string_view authority, rest; split_absolute_form(target, &authority, &rest)) {
+    if (!iequals(authority, host_header)) return "";
+    target = rest;
   }
   if (target.empty() || target.front() != '/') return "";
   std::string location = "https://";

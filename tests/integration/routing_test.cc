@@ -75,7 +75,7 @@ TEST_CASE("host routes win over host-less ones, longest prefix, strip_prefix", "
   CHECK(setup.get("//api//users", {"--path-as-is"}).stdout == "api /users");
 }
 
-TEST_CASE("HTTP/1.0 without Host is served by host-less routes, with the backend's address as Host",
+TEST_CASE("HTTP/1.0 without Host is served by host-less routes, or by the absolute-form's host",
           "[routing]") {
   TestBackend site(named("site")), admin(named("admin"));
   Setup setup("/ http://" + site.address() + "\nlocalhost/admin/ http://" + admin.address() + "\n");
@@ -103,6 +103,28 @@ TEST_CASE("HTTP/1.0 without Host is served by host-less routes, with the backend
     CHECK(bad.read_all_until_close(5s).data.rfind("HTTP/1.1 400", 0) == 0);
   }
   CHECK(site.request_count() == 1);
+  // An absolute-form target names the host itself (RFC 9112 3.2.2), with the scheme in any
+  // case (RFC 3986 3.1): the host route serves it, and the backend gets that host.
+  for (const char* request : {"GET http://localhost/admin/y HTTP/1.0\r\n\r\n",
+                              "GET HTTP://localhost/admin/z?q HTTP/1.1\r\nHost: localhost\r\n"
+                              "Connection: close\r\n\r\n"}) {
+    INFO(request);
+    RawTlsClient absolute(setup.portico.https_port(), setup.cert.ca_cert);
+    REQUIRE(absolute.send(request));
+    CHECK(absolute.read_all_until_close(5s).data.find("\r\n\r\nadmin /admin/") !=
+          std::string::npos);
+  }
+  REQUIRE(admin.wait_for_requests(2));
+  CHECK(admin.requests().at(0).target == "/admin/y");
+  CHECK(admin.requests().at(0).header("Host") == "localhost");
+  CHECK(admin.requests().at(0).header("X-Forwarded-Host") == "localhost");
+  CHECK(admin.requests().at(1).target == "/admin/z?q");
+  // Without a Host, an absolute-form target with no host at all is still refused.
+  RawTlsClient empty(setup.portico.https_port(), setup.cert.ca_cert);
+  REQUIRE(empty.send("GET http:///admin/x HTTP/1.0\r\n\r\n"));
+  CHECK(empty.read_all_until_close(5s).data.rfind("HTTP/1.1 400", 0) == 0);
+  CHECK(site.request_count() == 1);
+  CHECK(admin.request_count() == 2);
 }
 
 TEST_CASE("round robin spreads requests evenly, least_conn and ip_hash", "[routing][balance]") {

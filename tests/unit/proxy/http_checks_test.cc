@@ -77,8 +77,31 @@ TEST_CASE("redirect Location keeps path and query exactly", "[redirect]") {
   // absolute-form naming another host than Host: refused, not one of the two picked.
   CHECK(https_redirect_location("example.com", "http://evil.test/p", 443).empty());
   CHECK(https_redirect_location("example.com", "http://evil.test?/p", 443).empty());
+  // The scheme in any case (RFC 3986 3.1); a query straight after the authority has no path.
+  CHECK(https_redirect_location("example.com", "HTTP://example.com/p", 443) ==
+        "https://example.com/p");
+  CHECK(https_redirect_location("example.com", "http://example.com?q", 443).empty());
   CHECK(https_redirect_location("bad host", "/", 443).empty());
   CHECK(https_redirect_location("example.com", "*", 443).empty());
+}
+
+TEST_CASE("absolute-form targets split into authority and path", "[http]") {
+  std::string_view authority, rest;
+  REQUIRE(split_absolute_form("HTTPS://Example.com:8443/a/b?c", &authority, &rest));
+  CHECK(authority == "Example.com:8443");
+  CHECK(rest == "/a/b?c");
+  REQUIRE(split_absolute_form("http://example.com", &authority, &rest));
+  CHECK(authority == "example.com");
+  CHECK(rest == "/");
+  REQUIRE(split_absolute_form("http://example.com?q", &authority, &rest));
+  CHECK(rest == "?q");
+  REQUIRE(split_absolute_form("http:///p", &authority, &rest));
+  CHECK(authority.empty());
+  for (std::string_view other : {"/p", "*", "example.com:443", "ftp://example.com/", "http:/p",
+                                 "/redirect?to=http://example.com/"}) {
+    INFO(other);
+    CHECK_FALSE(split_absolute_form(other, &authority, &rest));
+  }
 }
 
 namespace {
