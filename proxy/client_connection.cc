@@ -749,7 +749,7 @@ void ClientConnection::on_upstream_drained(UpstreamConnection&) {
   update_reading();
 }
 
-void ClientConnection::on_upstream_data(UpstreamConnection&, const char* data, size_t len) {
+void ClientConnection::on_upstream_data(UpstreamConnection& conn, const char* data, size_t len) {
   if (phase_ == Phase::kTunnel) {
     tunnel_from_backend(data, len);
     return;
@@ -781,8 +781,12 @@ void ClientConnection::on_upstream_data(UpstreamConnection&, const char* data, s
     return;
   }
   if (response_complete_) {
-    // Bytes after the response mean the backend is out of step: never reuse it.
-    bool trailing = err == HPE_PAUSED && llhttp_get_error_pos(&http_->response_parser) < data + len;
+    // Bytes after the response mean the backend is out of step: never reuse it. From a TLS
+    // backend they may sit in the next record of the same read, which would otherwise be
+    // handed to whichever exchange takes the connection next.
+    bool trailing =
+        (err == HPE_PAUSED && llhttp_get_error_pos(&http_->response_parser) < data + len) ||
+        conn.has_unread_input();
     if (trailing) drop_upstream(false);
     finish_exchange();
     return;
@@ -879,8 +883,8 @@ void ClientConnection::finish_exchange() {
   flush_to_client();
   log_access("");
   exchange_done_ = true;
-  bool upstream_reusable =
-      request_complete_ && llhttp_should_keep_alive(&http_->response_parser) && !ctx_.shutting_down;
+  bool upstream_reusable = request_complete_ && llhttp_should_keep_alive(&http_->response_parser) &&
+                           !http_->response_announced_absent_body && !ctx_.shutting_down;
   drop_upstream(upstream_reusable);
   // A client that half-closed still gets answers to the requests it pipelined before (NGINX
   // works through them too); once none is left, the connection ends.
@@ -973,6 +977,7 @@ void ClientConnection::reset_exchange() {
   upstream_key_.clear();  // else an answer of portico's own would name the last one's backend
   http_->last_attempt_timed_out = false;
   http_->host_absent = false;
+  http_->response_announced_absent_body = false;
   http_->upstream_head.clear();
   request_framing_ = BodyFraming::kNone;
   request_complete_ = false;
@@ -1502,7 +1507,16 @@ int ClientConnection::on_response_headers_complete(llhttp_t* p) {
   // a length: bytes that would reach the client after a head that said there were none (a 101's
   // would bypass the frame checks). What follows the blank line is the tunnel's after a 101, and
   // for a 204 or 304 the backend is out of step: it is not reused (on_upstream_data).
-  return response.head_request || status_has_no_content(status) ? 1 : 0;
+  const bool no_body = response.head_request || status_has_no_content(status);
+  // A HEAD answer's length is the GET's, a 304's may be the representation's, and a 204 may not
+  // give one (RFC 9110 8.6). A backend that sends that body anyway (a framework that does not
+  // special-case HEAD) sends it after portico took the answer as complete, and would have it
+  // read as the answer to the next request on the connection, another client's perhaps: after
+  // an answer that announced a body it may not carry, the connection is not reused.
+  c->http_->response_announced_absent_body =
+      no_body &&
+      ((p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0));
+  return no_body ? 1 : 0;
 }
 
 int ClientConnection::on_response_body(llhttp_t* p, const char* at, size_t len) {

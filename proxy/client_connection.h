@@ -256,6 +256,9 @@ struct ClientConnection::HttpState {
   bool host_absent = false;
   // The last backend tried did not connect in time: 504 when none is left.
   bool last_attempt_timed_out = false;
+  // The response may carry no body (HEAD, 204, 304) but announced one: the backend connection
+  // is not reused (on_response_headers_complete).
+  bool response_announced_absent_body = false;
   // Bytes of the current chunk's extensions, per parser (on_chunk_extension).
   size_t request_chunk_extension_bytes = 0;
   size_t response_chunk_extension_bytes = 0;

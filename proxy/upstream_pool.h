@@ -56,6 +56,9 @@ class UpstreamConnection final : private StreamWriter::Owner {
   void read_start();
   void read_stop();
   bool reading() const { return reading_; }
+  // True while a TLS connection holds ciphertext or records from its last read not yet handed
+  // on: on_upstream_data sees one record at a time, and this tells whether more follow.
+  bool has_unread_input() const { return tls_ && tls_->has_buffered_input(); }
   // Ends the connection. Its memory is freed once libuv has called back for everything pending.
   void close();
 

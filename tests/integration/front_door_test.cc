@@ -807,6 +807,38 @@ TEST_CASE("a pooled connection the backend closed is not reused", "[front-door][
   CHECK(door.backend.connections_accepted() == 2);
 }
 
+TEST_CASE("a body sent where none may follow never answers a later request",
+          "[front-door][keepalive]") {
+  // A HEAD answer announces the GET's length, a 204 one it may not have. This backend sends
+  // those bodies anyway, late, and they look like a response: on a reused connection they
+  // would answer the next request, another client's.
+  const std::string stray = "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nSTOLEN";
+  FrontDoor door([&stray](const ReceivedRequest& request) {
+    Response r;
+    if (request.target == "/head-body") {
+      r.raw = "HTTP/1.1 200 OK\r\nContent-Length: 38\r\n\r\n";
+    } else if (request.target == "/no-content-body") {
+      r.raw = "HTTP/1.1 204 No Content\r\nContent-Length: 38\r\n\r\n";
+    } else {
+      r.body = "own " + request.target;
+      return r;
+    }
+    r.raw_late = stray;
+    r.raw_late_delay = 500ms;
+    return r;
+  });
+  auto head = only_response(door.get("/head-body", {"-I"}));
+  CHECK(head.status == 200);
+  CHECK(only_response(door.get("/mine")).body == "own /mine");
+  auto no_content = only_response(door.get("/no-content-body"));
+  CHECK(no_content.status == 204);
+  CHECK(no_content.body.empty());
+  CHECK(only_response(door.get("/mine-too")).body == "own /mine-too");
+  // Each answer that announced a body it may not carry ended its connection; /mine's served
+  // /no-content-body after it.
+  CHECK(door.backend.connections_accepted() == 3);
+}
+
 TEST_CASE("a request that meets a pooled connection closing is retried once",
           "[front-door][keepalive]") {
   FrontDoor door([](const ReceivedRequest& request) {

@@ -13,6 +13,7 @@
 #include "tests/support/net.h"
 #include "tests/support/portico_process.h"
 #include "tests/support/process.h"
+#include "tests/support/raw_client.h"
 #include "tests/support/temp_dir.h"
 #include "tests/support/test_backend.h"
 #include "tests/support/test_cert.h"
@@ -159,6 +160,35 @@ TEST_CASE("https:// backend: the TLS connection is pooled and reused across clie
   auto names = tls.backend->tls_server_names();
   REQUIRE(names.size() == 1);
   CHECK(names[0].empty());
+}
+
+TEST_CASE("https:// backend: bytes in a later record of the same read end the connection",
+          "[upstream_tls]") {
+  // The answer to /one ends in its record; the record after it, in the same TCP segment, holds
+  // bytes the backend should not have sent. Taken record by record, they reached the next
+  // request on the connection (the pipelined /two) as its answer.
+  TempDir dir;
+  TlsBackend tls(dir, {"127.0.0.1"}, [](const ReceivedRequest& request) {
+    Response r;
+    if (request.target == "/one") {
+      r.raw = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\none";
+      r.raw_late = "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nSTOLEN";
+      return r;
+    }
+    return default_response(request);
+  });
+  Front front(dir,
+              "/ https://127.0.0.1:" + std::to_string(tls.port()) + " ca=" + tls.ca.cert + "\n");
+  RawTlsClient client(front.portico.https_port(), front.cert.ca_cert);
+  REQUIRE(
+      client.send("GET /one HTTP/1.1\r\nHost: localhost\r\n\r\n"
+                  "GET /two HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"));
+  std::string answers = client.read_all_until_close(10s).data;
+  INFO(answers);
+  CHECK(answers.find("\r\n\r\none") != std::string::npos);
+  CHECK(answers.find("ok GET /two") != std::string::npos);
+  CHECK(answers.find("STOLEN") == std::string::npos);
+  CHECK(tls.backend->connections_accepted() == 2);
 }
 
 TEST_CASE("https:// backend: a new connection resumes the backend's last session",

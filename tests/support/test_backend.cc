@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <llhttp.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -427,7 +428,15 @@ bool TestBackend::respond(Connection* conn, const ReceivedRequest& request, bool
   if (r.delay_before_headers.count() > 0 && wait_stopping(r.delay_before_headers)) return false;
   if (r.close_without_response) return false;
   if (!r.raw.empty()) {
+    const bool corked = !r.raw_late.empty() && r.raw_late_delay.count() == 0;
+    int on = 1, off = 0;
+    if (corked) setsockopt(conn->fd, IPPROTO_TCP, TCP_CORK, &on, sizeof on);
     if (!send_all(Io{conn->fd, conn->ssl}, r.raw)) return false;
+    if (!r.raw_late.empty()) {
+      if (r.raw_late_delay.count() > 0 && wait_stopping(r.raw_late_delay)) return false;
+      if (!send_all(Io{conn->fd, conn->ssl}, r.raw_late)) return false;
+    }
+    if (corked) setsockopt(conn->fd, IPPROTO_TCP, TCP_CORK, &off, sizeof off);
     return keep_alive && !r.close_after;
   }
 

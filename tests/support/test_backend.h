@@ -68,6 +68,11 @@ struct Response {
   // If non-empty: written verbatim instead of a formatted response (the connection stays open
   // unless close_after).
   std::string raw;
+  // With `raw`: then written verbatim too, `raw_late_delay` later, as a backend out of step
+  // sends a body where none may follow. Without a delay both go in one TCP segment (over TLS:
+  // two records in one segment).
+  std::string raw_late;
+  std::chrono::milliseconds raw_late_delay{0};
 };
 
 using Handler = std::function<Response(const ReceivedRequest&)>;
