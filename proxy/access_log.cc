@@ -78,7 +78,10 @@ bool AccessLog::can_open(const std::string& destination, std::string* error) {
 }
 
 namespace {
-// Values come from the network: keep each one a single token.
+// Values come from the network: keep each one a single token. Spaces, control bytes and '"'
+// become '_'; '\\' and bytes above 0x7F are escaped as \xHH (append_escaped), so the line stays
+// ASCII: raw, they could carry C1 controls, U+0085 or U+2028, which some tools read as a line
+// break and some terminals as commands.
 void append_value(std::string& line, std::string_view value) {
   if (value.empty()) {
     line.push_back('-');
@@ -86,7 +89,13 @@ void append_value(std::string& line, std::string_view value) {
   }
   for (char c : value) {
     unsigned char u = static_cast<unsigned char>(c);
-    line.push_back(u <= 0x20 || u == 0x7F || c == '"' ? '_' : c);
+    if (u <= 0x20 || u == 0x7F || c == '"') {
+      line.push_back('_');
+    } else if (u > 0x7F || c == '\\') {
+      append_escaped(line, std::string_view(&c, 1));
+    } else {
+      line.push_back(c);
+    }
   }
 }
 }  // namespace
@@ -166,14 +175,7 @@ void append_hex_byte(std::string& out, const char* prefix, unsigned char c) {
 void append_quoted_combined(std::string& out, std::string_view value) {
   out.push_back('"');
   if (value.empty()) out.push_back('-');
-  for (char c : value) {
-    unsigned char u = static_cast<unsigned char>(c);
-    if (c == '"' || c == '\\' || u < 0x20 || u >= 0x7F) {
-      append_hex_byte(out, "\\x", u);
-    } else {
-      out.push_back(c);
-    }
-  }
+  append_escaped(out, value);
   out.push_back('"');
 }
 

@@ -42,6 +42,12 @@ struct AccessLogEntry {
   std::string_view ended;  // how the tunnel ended ("backend closed", "client closed", ...)
 };
 
+// Milliseconds from `since` to now: an entry's duration_ms.
+inline double elapsed_ms(std::chrono::steady_clock::time_point since) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - since)
+      .count();
+}
+
 // One line, newline included. Pure: the same entry always gives the same bytes.
 std::string format_access_line(const AccessLogEntry& entry, AccessLogFormat format);
 

@@ -34,11 +34,6 @@ constexpr std::string_view kStickyCookie = "portico_backend";
 
 ClientConnection* from_parser(llhttp_t* p) { return static_cast<ClientConnection*>(p->data); }
 
-double elapsed_ms(std::chrono::steady_clock::time_point since) {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - since)
-      .count();
-}
-
 // The last byte before `end`, back to `begin`, that is not SP or HTAB; `before` when none is.
 char last_non_blank(const char* begin, const char* end, char before) {
   while (end > begin) {
@@ -708,7 +703,10 @@ void ClientConnection::on_upstream_ready() {
     return;
   }
   if (expect_continue_ && request_body_bytes_ == 0) {
-    plain_out_.append("HTTP/1.1 100 Continue\r\n\r\n");
+    constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+    plain_out_.append(kContinue);
+    bytes_to_client_ += kContinue.size();  // sent to the client: in bytes_out as NGINX counts
+    expect_continue_ = false;              // once, also when a retry brings the request here again
     flush_to_client();
   }
   // Let the body through now that it has somewhere to go. (A complete request stays paused:

@@ -38,7 +38,7 @@ bool ClientConnection::websocket_checks_pass(std::string_view host) {
   }
   const HeaderField* origin = http_->request.find("origin");
   if (origin && !websocket_origin_allowed(origin->value, host, route_->options.origins)) {
-    log_warn("websocket", "refused origin=\"", origin->value, "\" host=", host,
+    log_warn("websocket", "refused origin=", Quoted{origin->value}, " host=", host,
              " route=", route_->prefix, " client=", peer_address_);
     respond_error(403, "WebSocket origin not allowed");
     return false;

@@ -23,6 +23,20 @@ const char* level_name(LogLevel level) {
 }
 }  // namespace
 
+void append_escaped(std::string& out, std::string_view bytes) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (char c : bytes) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\' || u < 0x20 || u >= 0x7F) {
+      out.append("\\x");
+      out.push_back(kHex[u >> 4]);
+      out.push_back(kHex[u & 0xF]);
+    } else {
+      out.push_back(c);
+    }
+  }
+}
+
 void log_set_min_level(LogLevel level) { min_level.store(static_cast<int>(level)); }
 
 bool log_enabled(LogLevel level) {

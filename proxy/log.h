@@ -41,6 +41,21 @@ inline void str_append(std::string& out, double value) {
   out.append(buf, static_cast<size_t>(n));
 }
 
+// Bytes from the network as log text (NGINX's escaping): '"', '\\' and every byte outside
+// printable ASCII written as \xHH, so that they can neither end the field they are in nor
+// forge another field or line, and the line stays ASCII.
+void append_escaped(std::string& out, std::string_view bytes);
+// A value from the network in an event-log line: str_append writes it in double quotes,
+// escaped as above (origin="https://a.example").
+struct Quoted {
+  std::string_view text;
+};
+inline void str_append(std::string& out, Quoted value) {
+  out.push_back('"');
+  append_escaped(out, value.text);
+  out.push_back('"');
+}
+
 template <typename... Args>
 std::string str_cat(const Args&... args) {
   std::string out;

@@ -94,7 +94,7 @@ void Metrics::count_backend_error(std::string_view backend, BackendErrorKind kin
 
 void Metrics::forget_all_but(const RouteTable& table) {
   std::erase_if(routes, [&](const auto& entry) {
-    if (entry.first == "-") return false;  // requests no route matched
+    if (entry.first == "-" || entry.first == kRedirectRoute) return false;  // not routes
     for (const Route& route : table.routes()) {
       if (route.prefix == entry.first) return false;
     }

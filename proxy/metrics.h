@@ -17,6 +17,10 @@
 
 namespace portico {
 
+// The route label of the port-80 redirect listener's requests, in the access log and in
+// portico_requests_total (no route prefix can be it: prefixes start with '/' or a host).
+inline constexpr std::string_view kRedirectRoute = "redirect";
+
 enum class BackendErrorKind { kConnect, kTls, kTimeout, kInvalidResponse, kClosed };
 const char* backend_error_kind_name(BackendErrorKind kind);
 

@@ -190,7 +190,7 @@ bool RedirectConnection::answer_acme(std::string* response, int* status) {
     *status = 404;
     body = "404 Not Found: no such challenge\n";
   }
-  log_info("acme", "challenge request status=", *status, " target=", request_.target);
+  log_info("acme", "challenge request status=", *status, " target=", Quoted{request_.target});
   build_simple_response(*status, body, false, {}, response);
   // HEAD: the same head, no body.
   if (request_.method == "HEAD") response->resize(response->size() - body.size());
@@ -230,17 +230,18 @@ void RedirectConnection::answer() {
     // Browsers and `curl -L` follow it; `curl -i` shows it.
     build_simple_response(status, "", keep_alive, {"Location: ", location, "\r\n"}, &response);
   }
-  if (ctx_.access_log.enabled()) {
-    AccessLogEntry entry;
-    entry.client = peer_address_;
-    request_.version_major = static_cast<uint8_t>(parser_.http_major);
-    request_.version_minor = static_cast<uint8_t>(parser_.http_minor);
-    set_request_fields(&entry, request_);
-    entry.route = "redirect";
-    entry.status = status;
-    entry.bytes_out = response.size();
-    ctx_.access_log.write(entry);
-  }
+  // Logged and counted like any request: route "redirect" in the access log and in /metrics.
+  AccessLogEntry entry;
+  entry.client = peer_address_;
+  request_.version_major = static_cast<uint8_t>(parser_.http_major);
+  request_.version_minor = static_cast<uint8_t>(parser_.http_minor);
+  set_request_fields(&entry, request_);
+  entry.route = kRedirectRoute;
+  entry.status = status;
+  entry.bytes_out = response.size();
+  entry.duration_ms = elapsed_ms(request_start_);
+  ctx_.metrics.count_request(entry);
+  ctx_.access_log.write(entry);
   if (!keep_alive) close_after_write_ = true;
   writer_.write(response.data(), response.size());
   if (close_after_write_ && writer_.queued() == 0) end_after_write();
@@ -254,6 +255,7 @@ void RedirectConnection::answer() {
 int RedirectConnection::on_message_begin(llhttp_t* p) {
   RedirectConnection* c = from_parser(p);
   c->request_.clear();
+  c->request_start_ = std::chrono::steady_clock::now();
   return 0;
 }
 

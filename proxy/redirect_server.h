@@ -73,6 +73,7 @@ class RedirectConnection final : private StreamWriter::Owner {
   StreamWriter writer_;
   llhttp_t parser_;
   HttpHead request_;
+  std::chrono::steady_clock::time_point request_start_{};  // the request's first byte
   std::string peer_address_;
 };
 

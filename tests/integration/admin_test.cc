@@ -55,6 +55,12 @@ TEST_CASE("admin: /metrics counts a known sequence exactly", "[admin]") {
     plain.send("GET / HTTP/1.1\r\nHost: localhost\r\n\r\n");
     plain.read_all_until_close(5s);
   }
+  // The redirect listener's answers are requests too (route "redirect", as in the access log).
+  for (int i = 0; i < 2; ++i) {
+    RawTcpClient redirect(portico.http_port());
+    REQUIRE(redirect.send("GET /r HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"));
+    CHECK(redirect.read_all_until_close(5s).data.starts_with("HTTP/1.1 301"));
+  }
   WsClientOptions options;
   options.port = portico.https_port();
   options.ca_file = cert.ca_cert;
@@ -79,6 +85,7 @@ TEST_CASE("admin: /metrics counts a known sequence exactly", "[admin]") {
            std::string("portico_requests_total{route=\"/api/\",status_class=\"2xx\"} 3"),
            std::string("portico_requests_total{route=\"-\",status_class=\"4xx\"} 1"),
            std::string("portico_requests_total{route=\"/down/\",status_class=\"5xx\"} 1"),
+           std::string("portico_requests_total{route=\"redirect\",status_class=\"3xx\"} 2"),
            std::string("portico_request_duration_seconds_count{route=\"/api/\"} 3"),
            std::string("portico_request_duration_seconds_bucket{route=\"/api/\",le=\"+Inf\"} 3"),
            std::string("portico_open_connections 1"),

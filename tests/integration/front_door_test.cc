@@ -138,11 +138,18 @@ TEST_CASE("Expect: 100-continue gets a 100 over HTTP/1.1 and none over HTTP/1.0"
           "[front-door][body]") {
   FrontDoor door;
   RawTlsClient client(door.portico.https_port(), door.cert.ca_cert);
-  REQUIRE(client.send(
-      "POST /e HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n"));
-  REQUIRE(client.read_until("HTTP/1.1 100 Continue\r\n\r\n", 5s).matched);
+  REQUIRE(
+      client.send("POST /e HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\n"
+                  "Content-Length: 5\r\nConnection: close\r\n\r\n"));
+  ReadResult interim = client.read_until("HTTP/1.1 100 Continue\r\n\r\n", 5s);
+  REQUIRE(interim.matched);
   REQUIRE(client.send("hello"));
-  CHECK(client.read_until("ok POST /e", 5s).matched);
+  ReadResult rest = client.read_all_until_close(5s);
+  CHECK(rest.data.find("ok POST /e") != std::string::npos);
+  // The 100 went to the client too: bytes_out counts it (as NGINX's $bytes_sent does).
+  const size_t received = interim.data.size() + rest.data.size();
+  CHECK(door.portico.process().try_wait_for_output(
+      std::regex("access: .*path=/e .*bytes_out=" + std::to_string(received) + " "), 5s));
   // RFC 9110 10.1.1: an HTTP/1.0 request's expectation is ignored (no 1xx to a 1.0 client).
   RawTlsClient old(door.portico.https_port(), door.cert.ca_cert);
   REQUIRE(old.send(

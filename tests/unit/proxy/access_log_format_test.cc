@@ -4,6 +4,7 @@
 #include <string>
 
 #include "proxy/access_log.h"
+#include "proxy/log.h"
 
 namespace portico {
 namespace {
@@ -51,6 +52,22 @@ TEST_CASE("access log: kv is portico's historic line", "[access-log]") {
         "duration_ms=1.842 tunnel=websocket messages_in=3 messages_out=4 close_from_client=1000 "
         "close_from_backend=1005 close_to_client=0 close_to_backend=0 ended=backend_closed "
         "error=backend_closed\n");
+}
+
+TEST_CASE("access log: kv keeps hostile values one ASCII token", "[access-log]") {
+  AccessLogEntry e = sample();
+  // U+0085 (NEL), U+2028 (line separator), a bare C1 CSI, a byte that is no UTF-8, a backslash,
+  // and the controls, space and quote that were always replaced.
+  e.target = "/\xC2\x85\xE2\x80\xA8\x9B\xFF\\x y\"\t";
+  CHECK(format_access_line(e, AccessLogFormat::kKv) ==
+        "info access: client=203.0.113.7 method=GET host=example.com "
+        "path=/\\xc2\\x85\\xe2\\x80\\xa8\\x9b\\xff\\x5cx_y__ route=/api/ backend=127.0.0.1:3000 "
+        "status=200 bytes_in=12 bytes_out=512 duration_ms=1.842\n");
+}
+
+TEST_CASE("event log: Quoted values cannot end their field", "[log]") {
+  CHECK(str_cat("origin=", Quoted{"https://x\" client=1.2.3.4 z=\"\\\t\xC2\x85"}, " host=h") ==
+        "origin=\"https://x\\x22 client=1.2.3.4 z=\\x22\\x5c\\x09\\xc2\\x85\" host=h");
 }
 
 TEST_CASE("access log: combined", "[access-log]") {

@@ -211,7 +211,7 @@ TEST_CASE("metrics: a reload forgets the routes and backends it dropped", "[metr
   Metrics m;
   AccessLogEntry entry;
   entry.status = 200;
-  for (const char* route : {"/api/", "/old/", "-"}) {
+  for (const char* route : {"/api/", "/old/", "-", "redirect"}) {
     entry.route = route;
     m.count_request(entry);
   }
@@ -223,7 +223,8 @@ TEST_CASE("metrics: a reload forgets the routes and backends it dropped", "[metr
   REQUIRE(parsed.table);
   m.forget_all_but(*parsed.table);
   CHECK(m.routes.count("/api/") == 1);
-  CHECK(m.routes.count("-") == 1);  // no route matched: always kept
+  CHECK(m.routes.count("-") == 1);         // no route matched: always kept
+  CHECK(m.routes.count("redirect") == 1);  // the redirect listener's: always kept
   CHECK(m.routes.count("/old/") == 0);
   CHECK(m.backend_errors.size() == 2);
   CHECK(m.backend_errors.count({"127.0.0.1:9999", BackendErrorKind::kConnect}) == 0);
