@@ -1102,6 +1102,8 @@ void ClientConnection::on_write_done(int status) {
     close_after_client_error(status);
     return;
   }
+  const uint64_t now = uv_now(ctx_.loop);
+  send_progress_ms_ = now;
   if (phase_ == Phase::kClosing) {
     if (writer_.queued() == 0 && !reading_) {
       close_now();
@@ -1109,21 +1111,41 @@ void ClientConnection::on_write_done(int status) {
       shutdown_sent_ = true;
       // Everything is out: send FIN and linger (reading, discarding) until the client closes
       // or the linger timer fires, so that unread request bytes cannot turn into an RST that
-      // destroys the answer before the client read it.
+      // destroys the answer before the client read it. The linger counts from here: a slow
+      // client may have taken longer than it to receive the answer.
       auto* req = new uv_shutdown_t;
       if (uv_shutdown(req, reinterpret_cast<uv_stream_t*>(&tcp_),
                       &ClientConnection::on_shutdown_done) != 0) {
         delete req;
         close_now();
+        return;
       }
+      arm_timer(kLingerTime);
     }
     return;
   }
   if (upstream_paused_ && upstream_ && writer_.below_low_water()) {
     upstream_paused_ = false;
     upstream_->read_start();
+    // The backend's silence counts from now: it was not read while the client was slow.
+    arm_timer(route_->options.read_timeout);
   }
+  // A keep-alive wait that ran out while the answer was still going out ends now it is out.
+  if (phase_ == Phase::kIdle && writer_.queued() == 0 && now >= deadline_ms_) fire_timer_by(now);
   update_reading();
+}
+
+bool ClientConnection::waiting_on_client() const {
+  if (writer_.queued() == 0) return false;
+  switch (phase_) {
+    case Phase::kIdle:
+    case Phase::kClosing:
+      return true;
+    case Phase::kExchange:
+      return upstream_paused_;  // the backend is not read because the client is slow
+    default:
+      return false;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1159,6 +1181,23 @@ void ClientConnection::on_timer(uv_timer_t* timer) {
   if (now < conn->deadline_ms_) {
     conn->fire_timer_by(conn->deadline_ms_);
     if (conn->quiet_release_ms_ != 0) conn->fire_timer_by(conn->quiet_release_ms_);
+    return;
+  }
+  if (conn->waiting_on_client()) {
+    // Bytes for the client are still queued: closing an idle or closing connection now would
+    // drop the end of its answer, and the backend of an exchange is silent only because
+    // portico stopped reading it. So the deadline waits while the client takes bytes, and the
+    // connection ends only when it takes none for --send-timeout (NGINX's send_timeout).
+    const uint64_t stalled_at = std::max(conn->send_progress_ms_, conn->deadline_ms_) +
+                                static_cast<uint64_t>(conn->ctx_.config.send_timeout.count());
+    if (now < stalled_at) {
+      conn->fire_timer_by(stalled_at);
+      if (conn->quiet_release_ms_ != 0) conn->fire_timer_by(conn->quiet_release_ms_);
+      return;
+    }
+    log_info("http", "client stopped reading client=", conn->peer_address_,
+             " unsent=", conn->writer_.queued());
+    conn->close_now("client stopped reading");
     return;
   }
   switch (conn->phase_) {

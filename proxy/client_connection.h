@@ -126,6 +126,9 @@ class ClientConnection final : private StreamWriter::Owner, private UpstreamConn
   // The one place where handles are closed. An exchange or tunnel still without its access-log
   // line gets it here, with `why` as its error (or ended=).
   void close_now(std::string_view why = "connection closed");
+  // True while an expired deadline waits for the client to take what portico holds for it
+  // (see on_timer).
+  bool waiting_on_client() const;
   void close_after_client_error(int status);  // a read or write on the client's socket failed
   static void on_handle_closed(uv_handle_t* handle);
   static void on_shutdown_done(uv_shutdown_t* req, int status);
@@ -157,6 +160,7 @@ class ClientConnection final : private StreamWriter::Owner, private UpstreamConn
   uv_tcp_t tcp_;
   uv_timer_t timer_;
   uint64_t deadline_ms_ = 0;       // when the current phase times out (loop time, see arm_timer)
+  uint64_t send_progress_ms_ = 0;  // when the client last took queued bytes (on_write_done)
   uint64_t quiet_release_ms_ = 0;  // when buffers are given back if nothing moves; 0: not due
   uint64_t last_encrypt_ms_ = 0;   // when plaintext for the client was last encrypted
   int open_handles_ = 0;

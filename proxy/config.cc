@@ -45,6 +45,7 @@ streams by host and path prefix to the backends named in the route file.
   --handshake-timeout DUR  TLS handshake time limit (default 10s)
   --header-timeout DUR     time limit for a request's head to arrive (default 30s)
   --keepalive-timeout DUR  idle client connection time limit (default 75s)
+  --send-timeout DUR       longest a client may take none of its answer (default 60s)
   --max-header-bytes SIZE  request line plus headers limit, 431 above (default 32k)
   --max-headers N          header count limit, 431 above (default 100)
   --max-buffer SIZE        bytes held per connection and direction before the sending
@@ -227,7 +228,8 @@ ConfigResult parse_command_line(int argc, const char* const* argv) {
                     std::string(value) + "\"");
       }
     } else if (arg == "--handshake-timeout" || arg == "--header-timeout" ||
-               arg == "--keepalive-timeout" || arg == "--probe-timeout") {
+               arg == "--keepalive-timeout" || arg == "--send-timeout" ||
+               arg == "--probe-timeout") {
       if (!take_value()) return needs("a duration such as 10s");
       auto duration = parse_duration(value);
       if (!duration || duration->count() <= 0) {
@@ -237,6 +239,7 @@ ConfigResult parse_command_line(int argc, const char* const* argv) {
       if (arg == "--handshake-timeout") config.handshake_timeout = *duration;
       if (arg == "--header-timeout") config.header_timeout = *duration;
       if (arg == "--keepalive-timeout") config.keepalive_timeout = *duration;
+      if (arg == "--send-timeout") config.send_timeout = *duration;
       if (arg == "--probe-timeout") config.probe_timeout = *duration;
     } else if (arg == "--max-header-bytes") {
       if (!take_value()) return needs("a size such as 32k");

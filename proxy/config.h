@@ -48,7 +48,10 @@ struct Config {
   std::chrono::milliseconds handshake_timeout{10'000};
   std::chrono::milliseconds header_timeout{30'000};     // whole request head must arrive in this
   std::chrono::milliseconds keepalive_timeout{75'000};  // idle client between requests
-  size_t max_header_bytes = 32 * 1024;                  // request line + headers (431 above)
+  // A client that takes none of the bytes portico holds for it for this long is dropped
+  // (NGINX's send_timeout); while it takes some, nothing else ends the connection.
+  std::chrono::milliseconds send_timeout{60'000};
+  size_t max_header_bytes = 32 * 1024;  // request line + headers (431 above)
   size_t max_header_count = 100;
   // Bytes a connection may hold for one direction before the other side's reads stop (the
   // backpressure high mark; reads resume below a quarter of it).

@@ -797,6 +797,57 @@ TEST_CASE("a client that does not read stops the backend being read", "[front-do
   CHECK(during - before < 16 * 1024);
 }
 
+TEST_CASE("a slow client gets the whole answer, and one that stops reading is let go",
+          "[front-door][backpressure]") {
+  FrontDoor door(
+      [](const ReceivedRequest& request) {
+        Response r;
+        r.generated_body_size = request.target == "/huge" ? 48 << 20 : 12 << 20;
+        return r;
+      },
+      "read_timeout=1s",
+      {"--keepalive-timeout", "1s", "--send-timeout", "3s", "--max-buffer", "16m"});
+  // Reads nothing for `pause`, then reads until `body_size` bytes of body are in (or the
+  // connection ends).
+  auto fetch = [&door](const std::string& request, std::chrono::milliseconds pause,
+                       size_t body_size) {
+    RawTlsClient client(door.portico.https_port(), door.cert.ca_cert);
+    REQUIRE(client.send(request));
+    std::this_thread::sleep_for(pause);
+    ReadResult read = client.read_until(
+        [body_size](std::string_view data) {
+          size_t end = data.find("\r\n\r\n");
+          return end != std::string_view::npos && data.size() - end - 4 >= body_size;
+        },
+        60s);
+    auto responses = parse_http_responses(read.data);
+    REQUIRE(responses.size() == 1);
+    return responses.back();
+  };
+  // The whole 12 MiB answer fits portico's buffer (16m), more than the sockets hold: the exchange
+  // ends, and the connection's end (the 2 s linger after Connection: close; the 1 s keep-alive
+  // wait, then that linger) comes while the client has not read it. Both waited for the client
+  // instead of cutting the answer short.
+  auto closing =
+      fetch("GET /c HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", 2500ms, 12 << 20);
+  CHECK(closing.complete);
+  CHECK(closing.body.size() == (12u << 20));
+  auto idle = fetch("GET /k HTTP/1.1\r\nHost: localhost\r\n\r\n", 3500ms, 12 << 20);
+  CHECK(idle.complete);
+  CHECK(idle.body.size() == (12u << 20));
+  // 48 MiB does not fit: portico stops reading the backend, whose read_timeout (1s) must not
+  // count that pause as the backend's silence.
+  auto huge = fetch("GET /huge HTTP/1.1\r\nHost: localhost\r\n\r\n", 2000ms, 48 << 20);
+  CHECK(huge.complete);
+  CHECK(huge.body.size() == (48u << 20));
+  CHECK(door.portico.process().stderr_text().find("stalled mid-response") == std::string::npos);
+  // A client that takes nothing is dropped after --send-timeout (3 s) without progress.
+  RawTlsClient stuck(door.portico.https_port(), door.cert.ca_cert);
+  REQUIRE(stuck.send("GET /huge HTTP/1.1\r\nHost: localhost\r\n\r\n"));
+  CHECK(door.portico.process().try_wait_for_output(
+      std::regex("info http: client stopped reading client=127.0.0.1"), 15s));
+}
+
 TEST_CASE("a pooled connection the backend closed is not reused", "[front-door][keepalive]") {
   FrontDoor door([](const ReceivedRequest& request) {
     Response r;
