@@ -111,6 +111,29 @@ bool is_listen_address(const std::string& text) {
   return parse_listen_address(text, 0, &parsed);
 }
 
+// A name the development certificate can carry: an IP address, or a DNS name (letters,
+// digits, '-' in labels of 1-63, 253 in all), optionally "*." first. The names are joined into
+// OpenSSL's subjectAltName text, where a ',' or ':' would add names of its own.
+bool is_dev_name(std::string_view name) {
+  if (is_listen_address(std::string(name))) return true;
+  if (name.starts_with("*.")) name.remove_prefix(2);
+  if (name.empty() || name.size() > 253) return false;
+  size_t label = 0;
+  for (size_t i = 0; i <= name.size(); ++i) {
+    if (i == name.size() || name[i] == '.') {
+      if (label == 0 || label > 63 || name[i - 1] == '-' || name[i - label] == '-') return false;
+      label = 0;
+      continue;
+    }
+    const char c = name[i];
+    const bool ok =
+        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
+    if (!ok) return false;
+    ++label;
+  }
+  return true;
+}
+
 }  // namespace
 
 ConfigResult parse_command_line(int argc, const char* const* argv) {
@@ -134,15 +157,24 @@ ConfigResult parse_command_line(int argc, const char* const* argv) {
         has_inline_value = true;
       }
     }
+    // An empty value is no value: "--access-log ''" would otherwise pass --check and fail at
+    // start, and "--cert-dir ''" or "--user ''" would silently mean "not given".
     auto take_value = [&]() -> bool {
-      if (has_inline_value) return true;
-      if (i + 1 >= argc) return false;
-      value = argv[++i];
-      return true;
+      if (!has_inline_value) {
+        if (i + 1 >= argc) return false;
+        value = argv[++i];
+      }
+      return !value.empty();
     };
     auto needs = [&](std::string_view what) {
       return fail(std::string(arg) + " needs " + std::string(what));
     };
+    // On/off flags take no value: "--proxy-protocol=off" must not switch it on.
+    if (has_inline_value &&
+        (arg == "--help" || arg == "-h" || arg == "--version" || arg == "--check" ||
+         arg == "--probe" || arg == "--strict" || arg == "--proxy-protocol")) {
+      return fail(std::string(arg) + " takes no value (leave it out to keep it off)");
+    }
 
     if (arg == "--help" || arg == "-h") {
       result.action = ConfigResult::Action::kHelp;
@@ -168,6 +200,12 @@ ConfigResult parse_command_line(int argc, const char* const* argv) {
       config.cert_dir = value;
     } else if (arg == "--dev-name") {
       if (!take_value()) return needs("a host name or address");
+      if (!is_dev_name(value)) {
+        return fail(
+            "--dev-name: expected a host name (a.example, *.a.example) or an IP "
+            "address, got \"" +
+            std::string(value) + "\"");
+      }
       config.dev_names.emplace_back(value);
     } else if (arg == "--state-dir") {
       if (!take_value()) return needs("a directory");

@@ -58,6 +58,7 @@ TEST_CASE("config: defaults", "[config]") {
   CHECK(c.handshake_timeout == 10s);
   CHECK(c.header_timeout == 30s);
   CHECK(c.keepalive_timeout == 75s);
+  CHECK(c.send_timeout == 60s);
   CHECK(c.max_header_bytes == 32 * 1024);
   CHECK(c.max_header_count == 100);
   CHECK(c.max_buffer == 256 * 1024);
@@ -184,7 +185,7 @@ TEST_CASE("config: every error message", "[config]") {
   CHECK(error_with_required({"--https-port", "65536"}) ==
         "--https-port: not a port number: \"65536\"");
   CHECK(error_with_required({"--http-port", "8o"}) == "--http-port: not a port number: \"8o\"");
-  CHECK(error_with_required({"--https-port", ""}) == "--https-port: not a port number: \"\"");
+  CHECK(error_with_required({"--https-port", ""}) == "--https-port needs a port number");
   CHECK(
       error_with_required({"--trusted-proxies", "10.0.0.0/33"}).starts_with("--trusted-proxies: "));
   CHECK(error_with_required({"--log-level", "loud"}) ==
@@ -230,6 +231,28 @@ TEST_CASE("check: certificate names covering route hosts (RFC 6125)", "[config][
   CHECK_FALSE(certificate_name_covers("*.com", "example.com"));
   CHECK_FALSE(certificate_name_covers("other.example.com", "api.example.com"));
   CHECK_FALSE(certificate_name_covers("", "api.example.com"));
+}
+
+TEST_CASE("config: on/off flags take no value, and no flag takes an empty one", "[config]") {
+  for (const char* flag : {"--strict=off", "--proxy-protocol=off", "--probe=0", "--check=no"}) {
+    INFO(flag);
+    CHECK(error_with_required({flag}).find("takes no value") != std::string::npos);
+  }
+  CHECK(error_with_required({"--access-log", ""}) == "--access-log needs a file, - or off");
+  CHECK(error_with_required({"--cert-dir="}) == "--cert-dir needs a directory");
+  CHECK(error_with_required({"--user", ""}).starts_with("--user needs"));
+  CHECK(parse_with_required({"--send-timeout", "5s"}).config.send_timeout == 5s);
+}
+
+TEST_CASE("config: --dev-name is a host name or an address", "[config]") {
+  ConfigResult ok = parse({"--routes", "r.txt", "--dev-name", "app.test", "--dev-name",
+                           "*.app.test", "--dev-name", "10.0.0.7", "--dev-name", "::1"});
+  REQUIRE(ok.action == ConfigResult::Action::kRun);
+  CHECK(ok.config.dev_names.size() == 4);
+  for (const char* bad : {"a.test,IP:1.2.3.4", "bad name!", "-a.test", "a..test", "a.test:443"}) {
+    INFO(bad);
+    CHECK(error_of({"--routes", "r.txt", "--dev-name", bad}).starts_with("--dev-name: expected"));
+  }
 }
 
 }  // namespace
