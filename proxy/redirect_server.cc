@@ -125,6 +125,10 @@ void RedirectConnection::on_write_done(int status) {
     close();
   } else if (close_after_write_ && writer_.queued() == 0) {
     end_after_write();
+  } else if (read_paused_ && writer_.below_low_water()) {
+    read_paused_ = false;
+    uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), &alloc_from_loop_buffer,
+                  &RedirectConnection::on_read);
   }
 }
 
@@ -171,8 +175,12 @@ void RedirectConnection::on_read(uv_stream_t* stream, ssize_t nread, const uv_bu
     if (conn->writer_.queued() == 0) conn->close();
     return;
   }
-  // Never let a client park bytes here: a slow reader stops being read.
-  if (conn->writer_.above_high_water()) uv_read_stop(stream);
+  // Never let a client park bytes here: a slow reader stops being read until it has taken
+  // most of its answers (on_write_done).
+  if (conn->writer_.above_high_water()) {
+    uv_read_stop(stream);
+    conn->read_paused_ = true;
+  }
   flush_gathered_writes(stream->loop);
 }
 

@@ -69,6 +69,7 @@ class RedirectConnection final : private StreamWriter::Owner {
   bool close_after_write_ = false;
   bool body_follows_ = false;  // the request announced a body: the answer does not wait for it
   bool lingering_ = false;     // end_after_write() is dropping the rest of it
+  bool read_paused_ = false;   // the client is slow to take its answers: reads wait
   uint64_t linger_until_ms_ = 0;
   StreamWriter writer_;
   llhttp_t parser_;

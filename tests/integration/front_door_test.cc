@@ -454,6 +454,37 @@ TEST_CASE("the redirect listener answers from the head, not after the body",
   CHECK(door.backend.request_count() == 0);
 }
 
+TEST_CASE("the redirect listener reads again once a slow client has taken its answers",
+          "[front-door][redirect][backpressure]") {
+  FrontDoor door(default_response, "", {"--max-buffer", "16k"});
+  // Far more pipelined requests than the answers the sockets and the connection may hold
+  // (--max-buffer): reading stops at the high mark, and must start again once the client
+  // reads.
+  constexpr size_t kRequests = 100000;
+  std::string requests;
+  for (size_t i = 0; i < kRequests; ++i) requests += "GET /x HTTP/1.1\r\nHost: a.test\r\n\r\n";
+  RawTcpClient client(door.portico.http_port());
+  REQUIRE(client.send(requests, 20s));
+  std::this_thread::sleep_for(2s);
+  auto answers = [](std::string_view data) {
+    size_t n = 0;
+    for (size_t at = data.find(" 301 "); at != std::string_view::npos;
+         at = data.find(" 301 ", at + 1)) {
+      ++n;
+    }
+    return n;
+  };
+  size_t seen = 0;
+  ReadResult read = client.read_until(
+      [&](std::string_view data) {
+        seen = answers(data);
+        return seen >= kRequests;
+      },
+      30s);
+  CHECK(seen == kRequests);
+  CHECK(read.closed == CloseKind::kOpen);
+}
+
 TEST_CASE("no matching route gives 404", "[front-door][errors]") {
   TempDir dir;
   TestCert cert = make_test_cert(dir);
