@@ -4,6 +4,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <vector>
+
 #include "proxy/header_rewrite.h"
 #include "proxy/log.h"
 
@@ -82,6 +84,12 @@ RedirectConnection::RedirectConnection(WorkerContext& ctx) : ctx_(ctx) {
   writer_.init(reinterpret_cast<uv_stream_t*>(&tcp_), this);
   llhttp_init(&parser_, HTTP_REQUEST, &settings());
   parser_.data = this;
+  ctx.redirects.insert(this);
+}
+
+void RedirectConnection::close_all(WorkerContext& ctx) {
+  std::vector<RedirectConnection*> open(ctx.redirects.begin(), ctx.redirects.end());
+  for (RedirectConnection* conn : open) conn->close();
 }
 
 void RedirectConnection::accept_from(WorkerContext& ctx, uv_stream_t* server) {
@@ -105,6 +113,7 @@ void RedirectConnection::accept_from(WorkerContext& ctx, uv_stream_t* server) {
 void RedirectConnection::close() {
   if (closing_) return;
   closing_ = true;
+  ctx_.redirects.erase(this);
   writer_.flush_before_close();
   uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), &RedirectConnection::on_closed);
   uv_close(reinterpret_cast<uv_handle_t*>(&timer_), &RedirectConnection::on_closed);

@@ -37,6 +37,9 @@ AcmeTarget acme_challenge_token(std::string_view target, std::string* token);
 class RedirectConnection final : private StreamWriter::Owner {
  public:
   static void accept_from(WorkerContext& ctx, uv_stream_t* server);
+  // Ends every open redirect connection of `ctx` (the worker stops): an answer in flight gets
+  // one chance at the socket; a redirect is cheap to ask for again.
+  static void close_all(WorkerContext& ctx);
 
  private:
   explicit RedirectConnection(WorkerContext& ctx);

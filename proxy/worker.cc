@@ -50,6 +50,7 @@ Worker::~Worker() {
     conn->abort();
     conn = next;
   }
+  RedirectConnection::close_all(*ctx_);
   ctx_->pool.close_all();
   if (reloader_) reloader_->close();
   if (admin_) admin_->close();
@@ -290,6 +291,7 @@ void Worker::begin_shutdown() {
   }
   uv_close(reinterpret_cast<uv_handle_t*>(&https_listener_), nullptr);
   if (http_listening_) uv_close(reinterpret_cast<uv_handle_t*>(&http_listener_), nullptr);
+  RedirectConnection::close_all(*ctx_);
   ctx_->pool.close_all();
   if (reloader_) reloader_->close();
   if (admin_) admin_->close();

@@ -6,6 +6,7 @@
 #include <uv.h>
 
 #include <memory>
+#include <unordered_set>
 #include <vector>
 
 #include "proxy/access_log.h"
@@ -20,6 +21,7 @@
 namespace portico {
 
 class ClientConnection;
+class RedirectConnection;
 
 // A route table with this worker's balancing state for it. Requests hold the RoutingState they
 // started with, so a reload never pulls a table (or its selectors) from under them.
@@ -78,6 +80,8 @@ struct WorkerContext {
 
   // Every open client connection, for graceful shutdown.
   ClientConnection* connections = nullptr;
+  // Every open connection of the redirect listener: closed when the worker stops.
+  std::unordered_set<RedirectConnection*> redirects;
   size_t connection_count = 0;
   // At --max-connections the TLS listener's connection callback does not accept: libuv then
   // keeps the one socket it accepted and stops polling the listener, so newcomers wait in the
