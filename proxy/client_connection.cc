@@ -1257,7 +1257,11 @@ int ClientConnection::on_request_message_begin(llhttp_t* p) {
   c->http_->request.clear();
   c->phase_ = Phase::kHead;
   c->request_start_ = std::chrono::steady_clock::now();
-  c->arm_timer(c->ctx_.config.header_timeout);
+  // A later request's head gets --header-timeout from its first byte (the keep-alive wait
+  // ended there). The first one's has run since the handshake, and covers the wait and the
+  // head together, as NGINX's client_header_timeout: re-arming it here would let a client
+  // that waits and then dribbles hold the connection for twice as long.
+  if (c->answered_) c->arm_timer(c->ctx_.config.header_timeout);
   if (c->answered_) c->tls_.keep_buffers();  // it came back: see next_request
   return 0;
 }
