@@ -34,6 +34,8 @@
 // be reached). A file without any route line and without other errors gets "no routes
 // defined" at 1:1.
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <array>
 #include <limits>
@@ -155,6 +157,20 @@ std::string check_host(std::string_view host, bool* is_ip) {
     return "";
   }
   return check_dns_name(host);
+}
+
+// "[v6]" written the way clients write it (RFC 5952: lower case, zeros compressed, as
+// inet_ntop does); "" when `host` is not a bracketed IPv6 literal.
+std::string canonical_ipv6_host(std::string_view host) {
+  if (host.size() < 3 || host.front() != '[' || host.back() != ']') return "";
+  const std::string literal(host.substr(1, host.size() - 2));
+  in6_addr address{};
+  char text[INET6_ADDRSTRLEN];
+  if (inet_pton(AF_INET6, literal.c_str(), &address) != 1 ||
+      inet_ntop(AF_INET6, &address, text, sizeof text) == nullptr) {
+    return "";
+  }
+  return "[" + std::string(text) + "]";
 }
 
 // Splits "host[:port]" / "[v6][:port]". Empty string when valid; `port` is 0 when absent.
@@ -360,6 +376,12 @@ void parse_route_fields(const std::vector<Field>& fields, Route& route, ErrorFn&
         error(pattern.column, "route host must not have a port");
       } else if (std::string err = check_host(host, &is_ip); !err.empty()) {
         error(pattern.column, "invalid route host " + quoted(host) + ": " + err);
+      } else if (std::string canonical = canonical_ipv6_host(host);
+                 !canonical.empty() && canonical != lower(host)) {
+        // Hosts are compared as text, and clients write an IPv6 address in its RFC 5952 form.
+        error(pattern.column, "IPv6 route host " + quoted(host) +
+                                  " is not in the form clients send (write " + quoted(canonical) +
+                                  ")");
       }
       route.host = lower(host);
     }
@@ -417,7 +439,9 @@ void parse_route_fields(const std::vector<Field>& fields, Route& route, ErrorFn&
       continue;
     }
     seen[key_index] = true;
-    if (!has_value && key != "strip_prefix") {
+    // "ca=" with nothing after it is no value either: taken as "no CA file" it would trust the
+    // system CAs, which an operator who wrote ca= did not mean.
+    if ((!has_value || value.empty()) && key != "strip_prefix") {
       error(f.column, "option " + quoted(key) + " needs a value (" + std::string(key) + "=...)");
       continue;
     }

@@ -226,13 +226,15 @@ DevCertificate ensure_dev_certificate(const std::string& state_dir,
                                       const std::vector<std::string>& names) {
   DevCertificate result;
   std::error_code ec;
-  std::filesystem::create_directories(state_dir, ec);
+  const bool created = std::filesystem::create_directories(state_dir, ec);
   if (ec) {
     result.error = state_dir + ": cannot create the state directory: " + ec.message();
     return result;
   }
-  // The directory holds a private key: only its owner may list or enter it.
-  if (::chmod(state_dir.c_str(), 0700) != 0) {
+  // The directory holds a private key: one portico makes is for its owner alone. One that
+  // already existed keeps its mode (--state-dir /var/lib must not become 0700, nor /tmp lose
+  // its sticky bit); the key file itself is 0600 either way.
+  if (created && ::chmod(state_dir.c_str(), 0700) != 0) {
     result.error = state_dir + ": cannot make it private (0700): " + std::strerror(errno);
     return result;
   }

@@ -28,6 +28,19 @@ mode_t mode_of(const std::string& path) {
 }
 }  // namespace
 
+TEST_CASE("an existing state directory keeps its mode", "[tls]") {
+  TempDir dir;
+  const std::string shared = dir.file("shared");
+  REQUIRE(mkdir(shared.c_str(), 0755) == 0);
+  REQUIRE(chmod(shared.c_str(), 01777) == 0);  // as /tmp: world-writable, sticky
+  DevCertificate made = ensure_dev_certificate(shared, dev_certificate_names({}));
+  REQUIRE(made.error == "");
+  struct stat st {};
+  REQUIRE(stat(shared.c_str(), &st) == 0);
+  CHECK((st.st_mode & 07777) == 01777);
+  CHECK(mode_of(made.key_path) == 0600);
+}
+
 TEST_CASE("the dev certificate is made once, reused, and remade for new names", "[tls]") {
   TempDir dir;
   const std::string state = dir.file("state/portico");
