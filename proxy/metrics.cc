@@ -65,7 +65,10 @@ void Metrics::count_request(const AccessLogEntry& entry) {
   if (it == routes.end()) it = routes.emplace(std::string(entry.route), RouteStats{}).first;
   RouteStats& stats = it->second;
   int status_class = entry.status / 100;
-  if (status_class >= 1 && status_class <= 5) ++stats.by_class[status_class - 1];
+  if (status_class >= 1 && status_class <= 5) {
+    ++stats.by_class[status_class - 1];
+    ++answered_by_class[status_class - 1];
+  }
   bytes_received += entry.bytes_in;
   bytes_sent += entry.bytes_out;
   if (entry.tunnel) return;
@@ -128,6 +131,9 @@ void Metrics::add(const Metrics& other) {
   }
   bytes_received += other.bytes_received;
   bytes_sent += other.bytes_sent;
+  for (size_t i = 0; i < answered_by_class.size(); ++i) {
+    answered_by_class[i] += other.answered_by_class[i];
+  }
 }
 
 std::string render_prometheus(const Metrics& m) {

@@ -49,6 +49,9 @@ struct Metrics {
   std::map<std::string, RouteStats, std::less<>> routes;  // by route prefix, "-" for none
   uint64_t bytes_received = 0;  // request bodies and client-to-backend tunnel bytes
   uint64_t bytes_sent = 0;      // responses (head and body) and backend-to-client tunnel bytes
+  // Every request answered since start, by status class (1xx .. 5xx): unlike `routes`, not
+  // forgotten when a reload drops a route, so the status page's totals never go down.
+  std::array<uint64_t, 5> answered_by_class{};
 
   // One finished request or tunnel, from its access-log entry. A tunnel's lifetime is not a
   // request latency: it is counted (1xx) but kept out of the duration histogram.

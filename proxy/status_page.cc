@@ -52,11 +52,9 @@ StatusSnapshot make_status_snapshot(const WorkerContext& ctx, const Metrics& tot
   s.tls_handshakes = m.tls_handshakes;
   for (const auto& [reason, count] : m.tls_handshake_failures) s.tls_handshake_failures += count;
   for (const auto& [key, count] : m.backend_errors) s.backend_errors += count;
-  for (const auto& [prefix, stats] : m.routes) {
-    for (uint64_t n : stats.by_class) s.requests += n;
-    s.client_errors += stats.by_class[3];
-    s.server_errors += stats.by_class[4];
-  }
+  for (uint64_t n : m.answered_by_class) s.requests += n;
+  s.client_errors = m.answered_by_class[3];
+  s.server_errors = m.answered_by_class[4];
   if (!ctx.routing) return s;
   auto now = BackendSelector::Clock::now();
   const auto& routes = ctx.routing->table->routes();

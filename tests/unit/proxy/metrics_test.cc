@@ -225,6 +225,8 @@ TEST_CASE("metrics: a reload forgets the routes and backends it dropped", "[metr
   CHECK(m.routes.count("/api/") == 1);
   CHECK(m.routes.count("-") == 1);         // no route matched: always kept
   CHECK(m.routes.count("redirect") == 1);  // the redirect listener's: always kept
+  // The process-wide totals keep the forgotten route's requests (the status page's total).
+  CHECK(m.answered_by_class[1] == 4);
   CHECK(m.routes.count("/old/") == 0);
   CHECK(m.backend_errors.size() == 2);
   CHECK(m.backend_errors.count({"127.0.0.1:9999", BackendErrorKind::kConnect}) == 0);
