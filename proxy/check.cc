@@ -14,6 +14,7 @@
 
 #include "proxy/config_loader.h"
 #include "proxy/probe.h"
+#include "proxy/redirect_server.h"
 #include "tls/tls_context.h"
 
 namespace portico {
@@ -221,6 +222,12 @@ int run_check(const Config& config, FILE* out, FILE* err) {
     names.push_back(certificate_names(leaf.get()));
   }
   check_hosts(table, names, out, &tally);
+  if (!config.acme_webroot.empty()) {
+    if (std::string problem = acme_webroot_problem(config.acme_webroot); !problem.empty()) {
+      ++tally.warnings;
+      std::fprintf(out, "acme WARN detail=%s\n", problem.c_str());
+    }
+  }
   if (config.probe) run_probes(*loaded.snapshot, config, out, &tally);
 
   std::fprintf(out, "portico: check %s routes=%zu failures=%d warnings=%d\n",

@@ -18,6 +18,7 @@
 #include "proxy/config_loader.h"
 #include "proxy/log.h"
 #include "proxy/privileges.h"
+#include "proxy/redirect_server.h"
 #include "proxy/worker.h"
 #include "tls/dev_certificate.h"
 
@@ -111,6 +112,11 @@ int main(int argc, char** argv) {
     return kExitConfigError;
   }
   for (const std::string& warning : loaded.snapshot->warnings) log_warn("tls", warning);
+  if (!config.acme_webroot.empty()) {
+    if (std::string problem = acme_webroot_problem(config.acme_webroot); !problem.empty()) {
+      log_warn("acme", "webroot ", problem);
+    }
+  }
   for (const CertificateInfo& cert : loaded.snapshot->certificates) {
     log_info("tls", "certificate file=", cert.cert_path, " type=", cert.key_type,
              " expires=", cert.not_after, " names=", cert.names.size());

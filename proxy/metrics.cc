@@ -97,7 +97,9 @@ void Metrics::count_backend_error(std::string_view backend, BackendErrorKind kin
 
 void Metrics::forget_all_but(const RouteTable& table) {
   std::erase_if(routes, [&](const auto& entry) {
-    if (entry.first == "-" || entry.first == kRedirectRoute) return false;  // not routes
+    if (entry.first == "-" || entry.first == kRedirectRoute || entry.first == kAcmeRoute) {
+      return false;  // not routes: always kept
+    }
     for (const Route& route : table.routes()) {
       if (route.prefix == entry.first) return false;
     }

@@ -18,8 +18,11 @@
 namespace portico {
 
 // The route label of the port-80 redirect listener's requests, in the access log and in
-// portico_requests_total (no route prefix can be it: prefixes start with '/' or a host).
+// portico_requests_total (no route prefix can be it: prefixes start with '/' or a host, and
+// neither label has either).
 inline constexpr std::string_view kRedirectRoute = "redirect";
+// The same for the ACME challenges it answers (--acme-webroot).
+inline constexpr std::string_view kAcmeRoute = "acme";
 
 enum class BackendErrorKind { kConnect, kTls, kTimeout, kInvalidResponse, kClosed };
 const char* backend_error_kind_name(BackendErrorKind kind);

@@ -4,6 +4,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <vector>
 
 #include "proxy/header_rewrite.h"
@@ -42,6 +44,15 @@ bool read_challenge(const std::string& path, std::string* out) {
   return ok;
 }
 }  // namespace
+
+std::string acme_webroot_problem(const std::string& dir) {
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0) {
+    return dir + ": " + std::strerror(errno) + " (challenges get 404 until it exists)";
+  }
+  if (!S_ISDIR(st.st_mode)) return dir + ": not a directory (challenges get 404)";
+  return "";
+}
 
 AcmeTarget acme_challenge_token(std::string_view target, std::string* token) {
   if (!target.starts_with(kAcmeChallengePrefix)) return AcmeTarget::kNotAcme;
@@ -214,12 +225,29 @@ bool RedirectConnection::answer_acme(std::string* response, int* status) {
   return true;
 }
 
+// Logged and counted like any request, under the route label `route` in the access log and
+// in /metrics.
+void RedirectConnection::log_request(std::string_view route, int status, size_t bytes_out) {
+  AccessLogEntry entry;
+  entry.client = peer_address_;
+  request_.version_major = static_cast<uint8_t>(parser_.http_major);
+  request_.version_minor = static_cast<uint8_t>(parser_.http_minor);
+  set_request_fields(&entry, request_);
+  entry.route = route;
+  entry.status = status;
+  entry.bytes_out = bytes_out;
+  entry.duration_ms = elapsed_ms(request_start_);
+  ctx_.metrics.count_request(entry);
+  ctx_.access_log.write(entry);
+}
+
 void RedirectConnection::answer() {
   const HeaderField* host = request_.find("host");
   std::string location;
   std::string acme_response;
   int acme_status = 0;
   if (answer_acme(&acme_response, &acme_status)) {
+    log_request(kAcmeRoute, acme_status, acme_response.size());
     // Close after: a validator makes one request, and nothing here is worth a kept connection.
     close_after_write_ = true;
     writer_.write(acme_response.data(), acme_response.size());
@@ -247,18 +275,7 @@ void RedirectConnection::answer() {
     // Browsers and `curl -L` follow it; `curl -i` shows it.
     build_simple_response(status, "", keep_alive, {"Location: ", location, "\r\n"}, &response);
   }
-  // Logged and counted like any request: route "redirect" in the access log and in /metrics.
-  AccessLogEntry entry;
-  entry.client = peer_address_;
-  request_.version_major = static_cast<uint8_t>(parser_.http_major);
-  request_.version_minor = static_cast<uint8_t>(parser_.http_minor);
-  set_request_fields(&entry, request_);
-  entry.route = kRedirectRoute;
-  entry.status = status;
-  entry.bytes_out = response.size();
-  entry.duration_ms = elapsed_ms(request_start_);
-  ctx_.metrics.count_request(entry);
-  ctx_.access_log.write(entry);
+  log_request(kRedirectRoute, status, response.size());
   if (!keep_alive) close_after_write_ = true;
   writer_.write(response.data(), response.size());
   if (close_after_write_ && writer_.queued() == 0) end_after_write();

@@ -30,6 +30,11 @@ enum class AcmeTarget {
   kInvalid,  // under the challenge path, but not a token name: 404, nothing is read
 };
 
+// Why challenges under --acme-webroot `dir` could not be served (it does not exist, or is not
+// a directory), or "" when they can. Said at start and by --check as a warning, not an
+// error: the directory may be made or mounted later, as certbot's --webroot does.
+std::string acme_webroot_problem(const std::string& dir);
+
 // Classifies a request target (origin-form). A token is [A-Za-z0-9_-]+ (RFC 8555: base64url),
 // at most 256 characters, so "..", "/", "%2e" or "%2f" can never reach the file system.
 AcmeTarget acme_challenge_token(std::string_view target, std::string* token);
@@ -48,6 +53,7 @@ class RedirectConnection final : private StreamWriter::Owner {
   static void on_closed(uv_handle_t* handle);
   void on_write_done(int status) override;
   void answer();
+  void log_request(std::string_view route, int status, size_t bytes_out);
   bool answer_acme(std::string* response, int* status);
   void close();
 

@@ -63,6 +63,23 @@ TEST_CASE("portico --check prints the effective table and exits 0", "[check]") {
   CHECK(r.stderr.empty());
 }
 
+TEST_CASE("portico --check warns of an --acme-webroot that is not a directory", "[check]") {
+  TempDir dir;
+  TestCert cert = make_test_cert(dir);
+  const std::string file = dir.write_file("not-a-dir", "x");
+  for (const std::string& webroot : {dir.file("missing"), file}) {
+    INFO(webroot);
+    CommandResult r =
+        run_check(dir, "/ http://127.0.0.1:9001\n", cert, {"--acme-webroot", webroot});
+    CHECK(r.exit_code == 0);  // a warning: certbot may create it later
+    CHECK(has_line(r.stdout, "^acme WARN detail=" + webroot + ": "));
+    CHECK(has_line(r.stdout, "^portico: check passed routes=1 failures=0 warnings=1$"));
+  }
+  CommandResult ok =
+      run_check(dir, "/ http://127.0.0.1:9001\n", cert, {"--acme-webroot", dir.path()});
+  CHECK(ok.stdout.find("acme WARN") == std::string::npos);
+}
+
 TEST_CASE("portico --check reports every error of a bad route file with its line and exits 2",
           "[check]") {
   TempDir dir;

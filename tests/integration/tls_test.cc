@@ -417,6 +417,10 @@ TEST_CASE("tls: --acme-webroot serves challenge tokens on port 80 and nothing el
   CHECK(get("/secret.txt").find("HTTP/1.1 301") == 0);
   CHECK(get("/.well-known/secret.txt").find("HTTP/1.1 301") == 0);
   CHECK(get("/.well-known/acme-challenge").find("HTTP/1.1 301") == 0);
+  // Challenges are requests like any other: an access-log line each (route=acme).
+  CHECK(portico.process().try_wait_for_output(
+      std::regex("access: .*path=/.well-known/acme-challenge/tok-EN_1 route=acme .*status=200"),
+      5s));
 }
 
 TEST_CASE("tls: without --cert a development certificate is made once and reused", "[tls]") {
