@@ -87,7 +87,16 @@ std::vector<Reloader::WatchSpec> Reloader::watch_specs() const {
   };
   std::vector<std::string> files = {config_.routes_path};
   // Any change in --cert-dir counts: a new NAME.crt or live/NAME/ is a new certificate.
-  if (!config_.cert_dir.empty()) add(config_.cert_dir + "/.", true);
+  if (!config_.cert_dir.empty()) {
+    add(config_.cert_dir + "/.", true);
+    // And in each NAME/ folder, also one without its files yet: a tool that makes the folder
+    // and writes fullchain.pem and privkey.pem into it later must still be noticed.
+    std::error_code ec;
+    for (const fs::directory_entry& entry : fs::directory_iterator(config_.cert_dir, ec)) {
+      std::error_code type_ec;
+      if (entry.is_directory(type_ec)) add(entry.path().string() + "/.", true);
+    }
+  }
   std::vector<std::string> ignored;  // reported by the reload itself
   for (const CertKeyFiles& pair : certificate_files(config_, &ignored)) {
     files.push_back(pair.cert);

@@ -154,6 +154,21 @@ TEST_CASE("tls: --cert-dir loads NAME.crt/NAME.key pairs and certbot live/NAME/ 
         std::string::npos);
   CHECK(subject_for(portico.https_port(), ca.cert, "").find("CN=a.test") != std::string::npos);
 
+  // A live/NAME/ folder made first and filled later (by hand, or by a slow tool) is loaded
+  // once its files arrive: the folder is watched from when it appears.
+  TestCert c = issue_cert(dir, ca, {{"c.test"}, "c"});
+  fs::create_directories(certs / "c.test");
+  std::this_thread::sleep_for(1s);  // the folder's reload ("nothing to do") comes and goes
+  fs::copy_file(c.key, certs / "c.test" / "privkey.pem");
+  fs::copy_file(c.fullchain, certs / "c.test" / "fullchain.pem");
+  bool served = false;
+  for (int i = 0; i < 50 && !served; ++i) {
+    served =
+        subject_for(portico.https_port(), ca.cert, "c.test").find("CN=c.test") != std::string::npos;
+    if (!served) std::this_thread::sleep_for(100ms);
+  }
+  CHECK(served);
+
   // A certificate without its key is refused at start, naming the file.
   const fs::path lonely = dir.file("lonely");
   fs::create_directories(lonely);
