@@ -121,13 +121,7 @@ ClientConnection::~ClientConnection() {
   --ctx_.metrics.open_connections;
   if (entered_tunnel_) --ctx_.metrics.open_tunnels;
   ctx_.heap_trimmer.connections_now(ctx_.connection_count);
-  if (ctx_.accept_paused && !ctx_.shutting_down &&
-      ctx_.connection_count < ctx_.config.connection_limit()) {
-    uv_stream_t* listener = ctx_.accept_paused;
-    ctx_.accept_paused = nullptr;
-    log_info("listener", "accepting again connections=", ctx_.connection_count);
-    accept_from(ctx_, listener);  // the socket libuv held; polling the listener resumes
-  }
+  resume_accepting(ctx_);
 }
 
 void ClientConnection::accept_from(WorkerContext& ctx, uv_stream_t* server) {

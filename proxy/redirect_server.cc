@@ -103,6 +103,17 @@ void RedirectConnection::close_all(WorkerContext& ctx) {
   for (RedirectConnection* conn : open) conn->close();
 }
 
+bool RedirectConnection::close_one_idle(WorkerContext& ctx) {
+  for (RedirectConnection* conn : ctx.redirects) {
+    if (!conn->mid_request_ && !conn->lingering_ && !conn->close_after_write_ &&
+        conn->writer_.queued() == 0) {
+      conn->close();
+      return true;
+    }
+  }
+  return false;
+}
+
 void RedirectConnection::accept_from(WorkerContext& ctx, uv_stream_t* server) {
   auto* conn = new RedirectConnection(ctx);
   if (uv_accept(server, reinterpret_cast<uv_stream_t*>(&conn->tcp_)) != 0) {
@@ -128,6 +139,7 @@ void RedirectConnection::close() {
   writer_.flush_before_close();
   uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), &RedirectConnection::on_closed);
   uv_close(reinterpret_cast<uv_handle_t*>(&timer_), &RedirectConnection::on_closed);
+  resume_accepting(ctx_);
 }
 
 void RedirectConnection::on_closed(uv_handle_t* handle) {
@@ -242,6 +254,7 @@ void RedirectConnection::log_request(std::string_view route, int status, size_t 
 }
 
 void RedirectConnection::answer() {
+  mid_request_ = false;
   const HeaderField* host = request_.find("host");
   std::string location;
   std::string acme_response;
@@ -290,6 +303,7 @@ int RedirectConnection::on_message_begin(llhttp_t* p) {
   RedirectConnection* c = from_parser(p);
   c->request_.clear();
   c->request_start_ = std::chrono::steady_clock::now();
+  c->mid_request_ = true;
   return 0;
 }
 

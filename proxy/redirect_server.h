@@ -45,6 +45,9 @@ class RedirectConnection final : private StreamWriter::Owner {
   // Ends every open redirect connection of `ctx` (the worker stops): an answer in flight gets
   // one chance at the socket; a redirect is cheap to ask for again.
   static void close_all(WorkerContext& ctx);
+  // At the connection limit, the TLS listener makes room by ending a redirect connection that
+  // waits for a request (NGINX reuses idle keep-alive connections so): false when none does.
+  static bool close_one_idle(WorkerContext& ctx);
 
  private:
   explicit RedirectConnection(WorkerContext& ctx);
@@ -79,6 +82,7 @@ class RedirectConnection final : private StreamWriter::Owner {
   bool body_follows_ = false;  // the request announced a body: the answer does not wait for it
   bool lingering_ = false;     // end_after_write() is dropping the rest of it
   bool read_paused_ = false;   // the client is slow to take its answers: reads wait
+  bool mid_request_ = false;   // a request began and is not answered yet
   uint64_t linger_until_ms_ = 0;
   StreamWriter writer_;
   llhttp_t parser_;

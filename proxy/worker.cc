@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <utility>
 
 #include "proxy/cidr.h"
 #include "proxy/client_connection.h"
@@ -44,7 +45,9 @@ Worker::~Worker() {
     posted_open_ = false;
   }
   // Connections first (they reference the context), then every other handle; the loop then
-  // runs their close callbacks, and only after that does the context go.
+  // runs their close callbacks, and only after that does the context go. Nothing is accepted
+  // again meanwhile (resume_accepting).
+  ctx_->shutting_down = true;
   for (ClientConnection* conn = ctx_->connections; conn;) {
     ClientConnection* next = conn->next_in_worker();
     conn->abort();
@@ -187,7 +190,15 @@ void Worker::on_https_connection(uv_stream_t* server, int status) {
     return;
   }
   WorkerContext& ctx = *worker->ctx_;
-  if (ctx.connection_count >= ctx.config.connection_limit()) {
+  // At the limit, an idle port-80 connection gives its place to this TLS client (and not to
+  // a port-80 newcomer waiting at the limit: that listener stays paused meanwhile).
+  bool room = ctx.open_connections() < ctx.config.connection_limit();
+  if (!room) {
+    uv_stream_t* redirect_waiting = std::exchange(ctx.redirect_accept_paused, nullptr);
+    room = RedirectConnection::close_one_idle(ctx);
+    ctx.redirect_accept_paused = redirect_waiting;
+  }
+  if (!room) {
     // Not accepting pauses the listener (worker_context.h); a connection's end resumes it.
     if (!ctx.accept_paused) {
       log_warn("listener", "connection limit reached, new connections wait max_connections=",
@@ -205,7 +216,34 @@ void Worker::on_http_connection(uv_stream_t* server, int status) {
     log_warn("listener", "accept failed error=", uv_err_name(status));
     return;
   }
-  RedirectConnection::accept_from(*worker->ctx_, server);
+  WorkerContext& ctx = *worker->ctx_;
+  if (ctx.open_connections() >= ctx.config.connection_limit()) {
+    if (!ctx.redirect_accept_paused) {
+      log_warn("listener", "connection limit reached, new port-80 connections wait",
+               " max_connections=", ctx.config.connection_limit());
+    }
+    ctx.redirect_accept_paused = server;
+    return;
+  }
+  RedirectConnection::accept_from(ctx, server);
+}
+
+void resume_accepting(WorkerContext& ctx) {
+  if (ctx.shutting_down) return;
+  // The TLS listener first: it is what the port-80 one sends everyone to.
+  if (ctx.accept_paused && ctx.open_connections() < ctx.config.connection_limit()) {
+    uv_stream_t* listener = ctx.accept_paused;
+    ctx.accept_paused = nullptr;
+    log_info("listener", "accepting again connections=", ctx.open_connections());
+    ClientConnection::accept_from(ctx, listener);  // the socket libuv held; polling resumes
+  }
+  if (ctx.redirect_accept_paused && ctx.open_connections() < ctx.config.connection_limit()) {
+    uv_stream_t* listener = ctx.redirect_accept_paused;
+    ctx.redirect_accept_paused = nullptr;
+    log_info("listener",
+             "accepting port-80 connections again connections=", ctx.open_connections());
+    RedirectConnection::accept_from(ctx, listener);
+  }
 }
 
 namespace {
@@ -291,6 +329,7 @@ void Worker::begin_shutdown() {
   }
   uv_close(reinterpret_cast<uv_handle_t*>(&https_listener_), nullptr);
   if (http_listening_) uv_close(reinterpret_cast<uv_handle_t*>(&http_listener_), nullptr);
+  ctx_->redirect_accept_paused = nullptr;
   RedirectConnection::close_all(*ctx_);
   ctx_->pool.close_all();
   if (reloader_) reloader_->close();

@@ -82,11 +82,20 @@ struct WorkerContext {
   ClientConnection* connections = nullptr;
   // Every open connection of the redirect listener: closed when the worker stops.
   std::unordered_set<RedirectConnection*> redirects;
+  // Both listeners' connections share --max-connections (each is a file descriptor), so
+  // that a crowd on port 80 cannot run the process out of them under the TLS listener.
+  size_t open_connections() const { return connection_count + redirects.size(); }
+  // The redirect listener, while it waits at the limit as the TLS one does (below).
+  uv_stream_t* redirect_accept_paused = nullptr;
   size_t connection_count = 0;
   // At --max-connections the TLS listener's connection callback does not accept: libuv then
   // keeps the one socket it accepted and stops polling the listener, so newcomers wait in the
   // kernel's listen queue. This is that listener until a connection ends and accepting resumes.
   uv_stream_t* accept_paused = nullptr;
 };
+
+// After a connection of either listener ended: accepts again on a listener that waits at the
+// limit, if there is room now (worker.cc).
+void resume_accepting(WorkerContext& ctx);
 
 }  // namespace portico

@@ -100,6 +100,39 @@ TEST_CASE("max connections: at the limit newcomers wait, and are served when one
   CHECK(get_ok(*held[2]));
 }
 
+TEST_CASE("max connections: port-80 connections count too, and idle ones make room for TLS",
+          "[limits][redirect]") {
+  TempDir dir;
+  TestCert cert = make_test_cert(dir);
+  TestBackend backend;
+  PorticoProcess portico(dir, "/ http://" + backend.address() + "\n", cert,
+                         {"--max-connections", "3"});
+  // Three idle port-80 connections fill the limit (each is a file descriptor, as a TLS one).
+  std::vector<std::unique_ptr<RawTcpClient>> idle;
+  for (int i = 0; i < 3; ++i) {
+    idle.push_back(std::make_unique<RawTcpClient>(portico.http_port()));
+    REQUIRE(idle.back()->send("GET / HTTP/1.1\r\nHost: a.test\r\n\r\n"));
+    REQUIRE(idle.back()->read_until("\r\n\r\n", 5s).matched);
+  }
+  // A fourth waits in the listen queue, unanswered.
+  RawTcpClient waiting(portico.http_port());
+  REQUIRE(waiting.send("GET /w HTTP/1.1\r\nHost: a.test\r\n\r\n"));
+  CHECK_FALSE(waiting.read_until("\r\n\r\n", 500ms).matched);
+  REQUIRE(portico.process().try_wait_for_output("new port-80 connections wait", 5s));
+  // A TLS client is not locked out: an idle port-80 connection is closed for it.
+  RawTlsClient tls(portico.https_port(), cert.ca_cert);
+  REQUIRE(tls.ok());
+  CHECK(get_ok(tls));
+  size_t closed = 0;
+  for (auto& client : idle) {
+    closed += client->read_all_until_close(200ms).closed != CloseKind::kOpen ? 1 : 0;
+  }
+  CHECK(closed == 1);
+  // When the TLS connection ends, the waiting port-80 client is accepted and answered.
+  tls.close();
+  CHECK(waiting.read_until("\r\n\r\n", 5s).data.rfind("HTTP/1.1 301", 0) == 0);
+}
+
 TEST_CASE("limits: a bad limit flag stops the start with exit 2", "[limits][cli]") {
   TempDir dir;
   TestCert cert = make_test_cert(dir);
