@@ -1255,8 +1255,10 @@ int ClientConnection::on_request_message_begin(llhttp_t* p) {
   // ended there). The first one's has run since the handshake, and covers the wait and the
   // head together, as NGINX's client_header_timeout: re-arming it here would let a client
   // that waits and then dribbles hold the connection for twice as long.
-  if (c->answered_) c->arm_timer(c->ctx_.config.header_timeout);
-  if (c->answered_) c->tls_.keep_buffers();  // it came back: see next_request
+  if (c->answered_) {
+    c->arm_timer(c->ctx_.config.header_timeout);
+    c->tls_.keep_buffers();  // it came back: see next_request
+  }
   return 0;
 }
 
