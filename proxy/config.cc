@@ -111,27 +111,13 @@ bool is_listen_address(const std::string& text) {
   return parse_listen_address(text, 0, &parsed);
 }
 
-// A name the development certificate can carry: an IP address, or a DNS name (letters,
-// digits, '-' in labels of 1-63, 253 in all), optionally "*." first. The names are joined into
-// OpenSSL's subjectAltName text, where a ',' or ':' would add names of its own.
+// A name the development certificate can carry: an IP address, or a DNS name, optionally "*."
+// first. The names are joined into OpenSSL's subjectAltName text, where a ',' or ':' would add
+// names of its own.
 bool is_dev_name(std::string_view name) {
   if (is_listen_address(std::string(name))) return true;
   if (name.starts_with("*.")) name.remove_prefix(2);
-  if (name.empty() || name.size() > 253) return false;
-  size_t label = 0;
-  for (size_t i = 0; i <= name.size(); ++i) {
-    if (i == name.size() || name[i] == '.') {
-      if (label == 0 || label > 63 || name[i - 1] == '-' || name[i - label] == '-') return false;
-      label = 0;
-      continue;
-    }
-    const char c = name[i];
-    const bool ok =
-        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
-    if (!ok) return false;
-    ++label;
-  }
-  return true;
+  return check_dns_name(name).empty();
 }
 
 }  // namespace

@@ -117,28 +117,6 @@ bool is_ipv6(std::string_view s) {
   return double_colon ? groups <= 7 : groups == 8;
 }
 
-// Empty string when `name` is a valid DNS name (RFC 1123 host name syntax).
-std::string check_dns_name(std::string_view name) {
-  if (name.size() > 253) return "host name is longer than 253 characters";
-  size_t start = 0;
-  while (true) {
-    const size_t dot = std::min(name.find('.', start), name.size());
-    const std::string_view label = name.substr(start, dot - start);
-    if (label.empty()) return "host name has an empty label";
-    if (label.size() > 63) return "host name label is longer than 63 characters";
-    for (char c : label) {
-      if (!is_alpha(c) && !is_digit(c) && c != '-') {
-        return "host name has an invalid character (allowed: letters, digits, '-', '.')";
-      }
-    }
-    if (label.front() == '-' || label.back() == '-') {
-      return "host name label must not start or end with '-'";
-    }
-    if (dot == name.size()) return "";
-    start = dot + 1;
-  }
-}
-
 // A host as written in a URL or route: DNS name, IPv4 literal or bracketed IPv6 literal,
 // without port. Empty string when valid.
 std::string check_host(std::string_view host, bool* is_ip) {
@@ -532,6 +510,27 @@ void parse_route_fields(const std::vector<Field>& fields, Route& route, ErrorFn&
 }
 
 }  // namespace
+
+std::string check_dns_name(std::string_view name) {
+  if (name.size() > 253) return "host name is longer than 253 characters";
+  size_t start = 0;
+  while (true) {
+    const size_t dot = std::min(name.find('.', start), name.size());
+    const std::string_view label = name.substr(start, dot - start);
+    if (label.empty()) return "host name has an empty label";
+    if (label.size() > 63) return "host name label is longer than 63 characters";
+    for (char c : label) {
+      if (!is_alpha(c) && !is_digit(c) && c != '-') {
+        return "host name has an invalid character (allowed: letters, digits, '-', '.')";
+      }
+    }
+    if (label.front() == '-' || label.back() == '-') {
+      return "host name label must not start or end with '-'";
+    }
+    if (dot == name.size()) return "";
+    start = dot + 1;
+  }
+}
 
 std::optional<BackendAddress> parse_backend_url(std::string_view url, std::string* error) {
   auto fail = [&](std::string msg) -> std::optional<BackendAddress> {

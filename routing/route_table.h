@@ -123,6 +123,10 @@ std::string upstream_path(const Route& route, std::string_view normalized_path);
 // The same, appended to `out`.
 void append_upstream_path(const Route& route, std::string_view normalized_path, std::string* out);
 
+// Empty when `name` is a valid DNS host name (RFC 1123: labels of letters, digits and '-', not
+// at either end, 1-63 long, 253 in all); otherwise what is wrong with it.
+std::string check_dns_name(std::string_view name);
+
 // Parses "http://host:port" style backend URLs (used by the route file parser).
 std::optional<BackendAddress> parse_backend_url(std::string_view url, std::string* error);
 
