@@ -20,6 +20,7 @@ constexpr uint8_t kAlertUserCanceled = 90;
 constexpr uint8_t kAlertUnexpectedMessage = 10;
 constexpr uint8_t kAlertBadRecordMac = 20;
 constexpr uint8_t kAlertRecordOverflow = 22;
+constexpr uint8_t kAlertIllegalParameter = 47;
 constexpr uint8_t kAlertDecodeError = 50;
 constexpr uint8_t kAlertInternalError = 80;
 
@@ -199,6 +200,14 @@ bool Tls13Records::seal_record(uint8_t content_type, const char* data, size_t le
 }
 
 bool Tls13Records::seal(const char* data, size_t len, std::string* out) {
+  if (key_update_owed_) {
+    // update_not_requested, under the old key; what follows goes under the next one.
+    const char update[5] = {static_cast<char>(kHandshakeKeyUpdate), 0, 0, 1, 0};
+    if (!seal_record(kTypeHandshake, update, sizeof update, out) || !next_secret(&write_)) {
+      return false;
+    }
+    key_update_owed_ = false;
+  }
   return seal_record(kTypeApplicationData, data, len, out);
 }
 
@@ -259,8 +268,7 @@ int Tls13Records::open_record(const uint8_t* record, size_t body_len, char* out,
   return plain[len - 1];
 }
 
-Tls13Records::Status Tls13Records::open(std::string_view* input, char* out, size_t* n,
-                                        std::string* answer) {
+Tls13Records::Status Tls13Records::open(std::string_view* input, char* out, size_t* n) {
   for (;;) {
     // One whole record: straight from the input when it is all there, else gathered in
     // partial_, taking only up to its end (what follows is opened later, from the input).
@@ -319,18 +327,13 @@ Tls13Records::Status Tls13Records::open(std::string_view* input, char* out, size
         // Only KeyUpdate may come from a client now, and it changes the key, so it must end
         // its record (RFC 8446 5.1): exactly one 5-byte message.
         auto* m = reinterpret_cast<const uint8_t*>(out);
-        if (len != 5 || m[0] != kHandshakeKeyUpdate || m[1] != 0 || m[2] != 0 || m[3] != 1 ||
-            m[4] > 1) {
+        if (len != 5 || m[0] != kHandshakeKeyUpdate || m[1] != 0 || m[2] != 0 || m[3] != 1) {
           return fail("unexpected_handshake_message", kAlertUnexpectedMessage);
         }
+        // request_update is update_not_requested (0) or update_requested (1), nothing else.
+        if (m[4] > 1) return fail("bad_key_update", kAlertIllegalParameter);
         if (!next_secret(&read_)) return fail("key_update_failed", kAlertInternalError);
-        if (m[4] == 1) {
-          // update_requested: answer with update_not_requested under the old key, then move on.
-          const char reply[5] = {static_cast<char>(kHandshakeKeyUpdate), 0, 0, 1, 0};
-          if (!seal_record(kTypeHandshake, reply, sizeof reply, answer) || !next_secret(&write_)) {
-            return fail("key_update_failed", kAlertInternalError);
-          }
-        }
+        if (m[4] == 1) key_update_owed_ = true;
         continue;
       }
       default:

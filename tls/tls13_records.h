@@ -12,10 +12,11 @@
 //
 // Handles what a TLS 1.3 peer may send after the handshake: application data, alerts
 // (close_notify ends the stream, user_canceled is ignored, any other is fatal), KeyUpdate
-// (the read key moves on; when the peer asks, a KeyUpdate is sent back and the write key moves
-// on too). Anything else (a post-handshake NewSessionTicket or CertificateRequest from a
-// client, a record of a type other than application_data, a record too long, a tag that does
-// not verify) is an error that ends the connection.
+// (the read key moves on; when the peer asks, a KeyUpdate goes out before the next application
+// data and the write key moves on too: one for any number of requests, as OpenSSL does). Anything
+// else (a post-handshake NewSessionTicket or CertificateRequest from a client, a record of a type
+// other than application_data, a record too long, a tag that does not verify) is an error that ends
+// the connection.
 
 #include <openssl/evp.h>
 
@@ -59,16 +60,17 @@ class Tls13Records {
     kError,     // error() says what was wrong
   };
   // Opens records from the front of *input until one carries application data (or the input
-  // runs out), skipping what needs no caller: a KeyUpdate (any answer goes to *answer), an
-  // empty record, user_canceled. `out` must hold kMaxCiphertext bytes.
-  Status open(std::string_view* input, char* out, size_t* n, std::string* answer);
-  // Appends `len` (at most kMaxPlaintext) bytes of application data as one record to *out.
+  // runs out), skipping what needs no caller: a KeyUpdate, an empty record, user_canceled.
+  // `out` must hold kMaxCiphertext bytes.
+  Status open(std::string_view* input, char* out, size_t* n);
+  // Appends `len` (at most kMaxPlaintext) bytes of application data as one record to *out,
+  // after the KeyUpdate the client asked for, if one is owed.
   bool seal(const char* data, size_t len, std::string* out);
   // Appends a close_notify alert, once.
   bool seal_close_notify(std::string* out);
   // After open() failed on something the peer sent: appends the fatal alert RFC 8446 names for
-  // it (bad_record_mac, record_overflow, unexpected_message, decode_error), once. False when
-  // there is none to send (the peer's own fatal alert ended the stream).
+  // it (bad_record_mac, record_overflow, unexpected_message, decode_error, illegal_parameter),
+  // once. False when there is none to send (the peer's own fatal alert ended the stream).
   bool seal_fatal_alert(std::string* out);
 
   // Frees the cipher contexts (made again on the next record) and the partial-record buffer
@@ -95,6 +97,7 @@ class Tls13Records {
   // type, or -1 with error_ set.
   int open_record(const uint8_t* record, size_t body_len, char* out, size_t* n);
   Status fail(const char* why, uint8_t alert);
+  friend struct Tls13RecordsTestAccess;  // seals records a client may get wrong, for the tests
 
   const EVP_CIPHER* cipher_;
   const char* digest_;  // "SHA256" or "SHA384"
@@ -104,6 +107,10 @@ class Tls13Records {
   std::string partial_;  // the start of a record split across reads
   std::string error_;
   bool close_notify_sent_ = false;
+  // The client asked for a KeyUpdate (update_requested): owed before the next application data
+  // record (RFC 8446 4.6.3), as OpenSSL does, so that any number of requests while portico is
+  // silent get one answer, and a client that sends them without reading cannot fill memory.
+  bool key_update_owed_ = false;
   uint8_t alert_ = 0;  // the fatal alert for the last error, until seal_fatal_alert() sends it
 };
 

@@ -188,7 +188,7 @@ bool TlsStream::hand_over_records() {
   }
   if (h == nullptr || !h->client_finished_read || !h->server_finished_written ||
       h->client.len == 0 || h->server.len == 0 || !SSL_is_init_finished(ssl) ||
-      SSL_get_shutdown(ssl) != 0 || has_buffered_input()) {
+      SSL_get_shutdown(ssl) != 0 || holds_input()) {
     return false;
   }
   const SSL_CIPHER* cipher = SSL_get_current_cipher(ssl);
@@ -255,7 +255,7 @@ TlsStream::Status TlsStream::read_records(char* buf, size_t cap, size_t* n) {
     error_reason_ = "read_buffer_too_small";
     return Status::kError;
   }
-  switch (records_->open(&input_, buf, n, &output_)) {
+  switch (records_->open(&input_, buf, n)) {
     case Tls13Records::Status::kData:
       return Status::kOk;
     case Tls13Records::Status::kNeedMore:

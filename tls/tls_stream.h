@@ -50,6 +50,14 @@ class TlsStream {
   bool has_buffered_input() const {
     return !input_.empty() || (ssl_ && SSL_has_pending(ssl_.get()) == 1);
   }
+  // has_buffered_input(), or OpenSSL holds the start of a record it cannot open yet. Without
+  // read-ahead OpenSSL reads a record's 5-byte header, then its body: with exactly the header
+  // read, SSL_has_pending says 0 and only the record layer's state ("RB", reading the body)
+  // tells that bytes of the stream are inside OpenSSL.
+  bool holds_input() const {
+    return has_buffered_input() ||
+           (ssl_ && std::string_view(SSL_rstate_string(ssl_.get())) == "RB");
+  }
 
   Status handshake();
   bool handshake_done() const { return !ssl_ || SSL_is_init_finished(ssl_.get()) == 1; }

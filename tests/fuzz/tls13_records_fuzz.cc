@@ -48,7 +48,6 @@ struct Opened {
 Opened open_all(Tls13Records& server, const std::string& stream, uint32_t rng_seed) {
   Opened result;
   std::vector<char> out(Tls13Records::kMaxCiphertext);
-  std::string answer;
   uint32_t rng = rng_seed;
   size_t pos = 0;
   while (pos < stream.size()) {
@@ -59,7 +58,7 @@ Opened open_all(Tls13Records& server, const std::string& stream, uint32_t rng_se
     for (;;) {
       const size_t before = input.size();
       size_t got = 0;
-      Tls13Records::Status status = server.open(&input, out.data(), &got, &answer);
+      Tls13Records::Status status = server.open(&input, out.data(), &got);
       check(input.size() <= before);
       result.last = status;
       if (status == Tls13Records::Status::kData) {

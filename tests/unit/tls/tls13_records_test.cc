@@ -8,6 +8,7 @@
 #include <openssl/ssl.h>
 
 #include <catch2/catch.hpp>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -115,6 +116,17 @@ struct Link {
     }
   }
 
+  // What the server sent is given to the client, whose read must fail on a fatal alert: its
+  // number (OpenSSL's error reason is 1000 + the alert), or -1 when the read did not fail.
+  int client_reads_fatal_alert() {
+    pump_to_client();
+    ERR_clear_error();
+    char buf[64];
+    size_t n = 0;
+    if (SSL_read_ex(client, buf, sizeof buf, &n) != 0) return -1;
+    return ERR_GET_REASON(ERR_peek_last_error()) - SSL_AD_REASON_OFFSET;
+  }
+
   void server_write(const std::string& data) {
     REQUIRE(server.write(data.data(), data.size()) == TlsStream::Status::kOk);
     pump_to_client();
@@ -174,7 +186,39 @@ struct HandedOver {
   Link link;
 };
 
+// What the client's keylog callback reported: its traffic secrets, from which the tests build
+// the client's side of the record layer to seal records a real client would not send.
+std::vector<std::string>& client_keylog() {
+  static std::vector<std::string> lines;
+  return lines;
+}
+
+void collect_client_keylog(const SSL*, const char* line) { client_keylog().emplace_back(line); }
+
+Tls13Records::TrafficSecret secret_from_client_keylog(const std::string& label) {
+  Tls13Records::TrafficSecret secret;
+  for (const std::string& line : client_keylog()) {
+    if (line.rfind(label + " ", 0) != 0) continue;
+    const std::string hex = line.substr(line.rfind(' ') + 1);
+    secret.len = static_cast<uint8_t>(hex.size() / 2);
+    for (size_t i = 0; i < secret.len; ++i) {
+      secret.bytes[i] = static_cast<uint8_t>(std::stoi(hex.substr(2 * i, 2), nullptr, 16));
+    }
+  }
+  REQUIRE(secret.len > 0);
+  return secret;
+}
+
 }  // namespace
+
+namespace portico {
+struct Tls13RecordsTestAccess {
+  static bool seal(Tls13Records& records, uint8_t content_type, const std::string& content,
+                   std::string* out) {
+    return records.seal_record(content_type, content.data(), content.size(), out);
+  }
+};
+}  // namespace portico
 
 TEST_CASE("tls handover: records go both ways after OpenSSL hands them over, for each suite",
           "[tls][handover]") {
@@ -263,6 +307,66 @@ TEST_CASE("tls handover: KeyUpdate from the client, asked to answer or not", "[t
   }
 }
 
+TEST_CASE("tls handover: KeyUpdates asked for while the server is silent get one answer",
+          "[tls][handover]") {
+  HandedOver handed;
+  Link& link = handed.link;
+  // A client that asks again and again and reads nothing: the answer is owed, not queued once
+  // per request (RFC 8446 4.6.3), so such a client cannot make the server's output grow.
+  for (int i = 0; i < 200; ++i) {
+    REQUIRE(SSL_key_update(link.client, SSL_KEY_UPDATE_REQUESTED) == 1);
+    link.client_write("x");
+  }
+  link.received.clear();
+  link.pump_to_server();
+  REQUIRE(link.status != TlsStream::Status::kError);
+  CHECK(link.received == std::string(200, 'x'));
+  CHECK(link.server.output().empty());
+  // The one KeyUpdate goes out before the next data, and both ends carry on under the new keys.
+  link.server_write("reply");
+  CHECK(link.client_read() == "reply");
+  exchange(link, 14);
+}
+
+TEST_CASE("tls handover: a KeyUpdate the client gets wrong ends the stream with its alert",
+          "[tls][handover]") {
+  struct Bad {
+    const char* name;
+    std::string message;
+    const char* reason;
+    int alert;
+  };
+  const Bad bads[] = {
+      {"request_update neither 0 nor 1", std::string("\x18\x00\x00\x01\x02", 5), "bad_key_update",
+       SSL_AD_ILLEGAL_PARAMETER},
+      {"a KeyUpdate of two bytes", std::string("\x18\x00\x00\x02\x01\x00", 6),
+       "unexpected_handshake_message", SSL_AD_UNEXPECTED_MESSAGE},
+      {"a NewSessionTicket from the client", std::string("\x04\x00\x00\x01\x00", 5),
+       "unexpected_handshake_message", SSL_AD_UNEXPECTED_MESSAGE},
+  };
+  SslCtxPtr server_ctx = server_context();
+  SslCtxPtr client_ctx = client_context("TLS_AES_128_GCM_SHA256");
+  SSL_CTX_set_keylog_callback(client_ctx.get(), &collect_client_keylog);
+  for (const Bad& bad : bads) {
+    INFO(bad.name);
+    client_keylog().clear();
+    Link link(server_ctx.get(), client_ctx.get());
+    link.handshake();
+    REQUIRE(link.server.hand_over_records());
+    // The client's side: reading with the server's secret, writing with its own.
+    std::unique_ptr<Tls13Records> client_records =
+        Tls13Records::make(0x1301, secret_from_client_keylog("SERVER_TRAFFIC_SECRET_0"),
+                           secret_from_client_keylog("CLIENT_TRAFFIC_SECRET_0"));
+    REQUIRE(client_records);
+    std::string record;
+    REQUIRE(Tls13RecordsTestAccess::seal(*client_records, 22, bad.message, &record));
+    link.to_server(record);
+    CHECK(link.status == TlsStream::Status::kError);
+    CHECK(link.server.error_reason() == bad.reason);
+    CHECK(link.client_reads_fatal_alert() == bad.alert);
+  }
+}
+
 TEST_CASE("tls handover: records split anywhere are put back together", "[tls][handover]") {
   HandedOver handed;
   Link& link = handed.link;
@@ -341,13 +445,8 @@ TEST_CASE("tls handover: a damaged or foreign record ends the stream with a reas
     CHECK(link.status == TlsStream::Status::kError);
     CHECK(link.server.error_reason() == damage.reason);
     CHECK(link.received.empty());
-    // The client reads the fatal alert that says why (OpenSSL's reason: 1000 + the alert).
-    link.pump_to_client();
-    ERR_clear_error();
-    char buf[64];
-    size_t n = 0;
-    CHECK(SSL_read_ex(link.client, buf, sizeof buf, &n) == 0);
-    CHECK(ERR_GET_REASON(ERR_peek_last_error()) == SSL_AD_REASON_OFFSET + damage.alert);
+    // The client reads the fatal alert that says why.
+    CHECK(link.client_reads_fatal_alert() == damage.alert);
   }
   {
     // A replayed record: its sequence number is behind, so its nonce is wrong.
@@ -387,6 +486,23 @@ TEST_CASE("tls handover: refused for TLS 1.2, after a KeyUpdate, with input unre
     exchange(link, 21);
     CHECK_FALSE(link.server.hand_over_records());  // for good, and OpenSSL keeps working
     exchange(link, 24);
+  }
+  SECTION("a record's header read by OpenSSL, its body not yet") {
+    // Without read-ahead OpenSSL takes the 5-byte header first; then SSL_has_pending is 0 while
+    // the header is inside OpenSSL, and a hand-over would lose it.
+    SslCtxPtr client_ctx = client_context(nullptr);
+    Link link(server_ctx.get(), client_ctx.get());
+    link.handshake();
+    link.client_write("split after its header");
+    std::string bytes = link.client_output();
+    link.to_server(bytes.substr(0, Tls13Records::kHeaderBytes));
+    REQUIRE(link.status == TlsStream::Status::kWantRead);
+    CHECK(link.received.empty());
+    CHECK_FALSE(link.server.hand_over_records());
+    link.to_server(bytes.substr(Tls13Records::kHeaderBytes));
+    CHECK(link.received == "split after its header");
+    CHECK(link.server.hand_over_records());
+    exchange(link, 25);
   }
   SECTION("ciphertext given but not yet read") {
     SslCtxPtr client_ctx = client_context(nullptr);
