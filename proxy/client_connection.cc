@@ -820,9 +820,13 @@ void ClientConnection::on_upstream_closed(UpstreamConnection& conn, int status) 
                     : conn.tls_cut() ? "backend closed TLS without close_notify"
                                      : "backend closed the connection";
   // Only a request that may be sent twice is (RFC 9110 section 9.2.2; NGINX does not resend a
-  // POST either): the backend may have read it before it closed. And only one without a body,
-  // which portico streams and does not keep.
-  const bool may_resend = response_bytes_from_backend_ == 0 && request_body_bytes_ == 0 &&
+  // POST either): the backend may have read it before it closed. And only one without a body:
+  // portico streams a body and does not keep it, so a resend could not repeat it, and its
+  // parser, running again once the head had gone, would hand the new connection body bytes
+  // before the head (a PUT whose body is a request of its own) or, for an empty chunked body,
+  // the head without its last chunk.
+  const bool may_resend = response_bytes_from_backend_ == 0 &&
+                          request_framing_ == BodyFraming::kNone &&
                           is_idempotent(http_->request.method);
   if (may_resend && conn.reused() && !retried_) {
     // A kept-alive connection the backend had already closed: the request most likely never

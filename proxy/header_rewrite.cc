@@ -12,26 +12,6 @@ void append_decimal(std::string* out, uint64_t value) {
   out->append(digits, static_cast<size_t>(end - digits));
 }
 
-// Headers that describe one hop, or that portico re-emits itself.
-bool is_hop_by_hop(std::string_view name) {
-  static constexpr std::string_view kNames[] = {
-      "connection", "keep-alive",        "proxy-connection", "te",
-      "trailer",    "transfer-encoding", "upgrade",          "content-length",
-  };
-  for (std::string_view hop : kNames) {
-    if (iequals(name, hop)) return true;
-  }
-  return false;
-}
-
-// A header named by a Connection header ("Connection: close, X-Foo") is hop-by-hop too.
-bool named_by_connection(const HttpHead& head, std::string_view name) {
-  for (const HeaderField& h : head.headers) {
-    if (iequals(h.name, "connection") && header_has_token(h.value, name)) return true;
-  }
-  return false;
-}
-
 // The forwarding headers portico writes itself (or, for X-Real-IP, that would contradict what it
 // writes): never passed on as received.
 // Case-insensitive, and '_' the same as '-': CGI, WSGI, Rack and PHP read X_Forwarded_For and
@@ -46,6 +26,28 @@ bool same_as_cgi_name(std::string_view name, std::string_view lower_hyphenated) 
     if (c != lower_hyphenated[i]) return false;
   }
   return true;
+}
+
+// Headers that describe one hop, or that portico re-emits itself. Underscore spellings go too
+// (NGINX drops every header with '_' by default): `Transfer_Encoding: chunked` forwarded beside
+// portico's own framing would be read as framing by a backend that maps '_' to '-'.
+bool is_hop_by_hop(std::string_view name) {
+  static constexpr std::string_view kNames[] = {
+      "connection", "keep-alive",        "proxy-connection", "te",
+      "trailer",    "transfer-encoding", "upgrade",          "content-length",
+  };
+  for (std::string_view hop : kNames) {
+    if (same_as_cgi_name(name, hop)) return true;
+  }
+  return false;
+}
+
+// A header named by a Connection header ("Connection: close, X-Foo") is hop-by-hop too.
+bool named_by_connection(const HttpHead& head, std::string_view name) {
+  for (const HeaderField& h : head.headers) {
+    if (iequals(h.name, "connection") && header_has_token(h.value, name)) return true;
+  }
+  return false;
 }
 
 bool is_forwarding_header(std::string_view name) {

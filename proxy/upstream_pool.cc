@@ -207,6 +207,7 @@ void UpstreamConnection::on_read(uv_stream_t* stream, ssize_t nread, const uv_bu
   auto* conn = static_cast<UpstreamConnection*>(stream->data);
   if (conn->closing_) return;
   if (nread > 0) {
+    conn->last_read_filled_buffer_ = static_cast<size_t>(nread) == buf->len;
     if (conn->tls_) {
       conn->on_ciphertext(buf->base, static_cast<size_t>(nread));
     } else if (conn->delegate_) {

@@ -56,9 +56,15 @@ class UpstreamConnection final : private StreamWriter::Owner {
   void read_start();
   void read_stop();
   bool reading() const { return reading_; }
-  // True while a TLS connection holds ciphertext or records from its last read not yet handed
-  // on: on_upstream_data sees one record at a time, and this tells whether more follow.
-  bool has_unread_input() const { return tls_ && tls_->has_buffered_input(); }
+  // True when bytes from the backend may follow what on_upstream_data was just given, without
+  // waiting for the loop: a TLS connection holds ciphertext or records from its last read not
+  // yet handed on (on_upstream_data sees one record at a time), or the last read filled its
+  // whole buffer, after which libuv reads again at once, still inside this callback. A
+  // connection put back in the pool then and taken by the next pipelined request would hand
+  // that request bytes the backend sent before it was asked.
+  bool has_unread_input() const {
+    return last_read_filled_buffer_ || (tls_ && tls_->holds_input());
+  }
   // Ends the connection. Its memory is freed once libuv has called back for everything pending.
   void close();
 
@@ -106,6 +112,7 @@ class UpstreamConnection final : private StreamWriter::Owner {
   bool closing_ = false;
   bool reading_ = false;
   bool tls_cut_ = false;
+  bool last_read_filled_buffer_ = false;
 };
 
 class UpstreamPool final : private UpstreamConnection::Delegate {

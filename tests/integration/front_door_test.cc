@@ -3,8 +3,10 @@
 
 #include <sys/stat.h>
 
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <fstream>
+#include <mutex>
 #include <regex>
 #include <thread>
 
@@ -14,6 +16,7 @@
 #include "tests/support/portico_process.h"
 #include "tests/support/process.h"
 #include "tests/support/raw_client.h"
+#include "tests/support/scripted_backend.h"
 #include "tests/support/temp_dir.h"
 #include "tests/support/test_backend.h"
 #include "tests/support/test_cert.h"
@@ -949,6 +952,117 @@ TEST_CASE("a request that meets a pooled connection closing is retried once",
   auto post = only_response(door.get("/three", {"-X", "POST"}));
   CHECK(post.status == 502);
   CHECK(door.backend.request_count() == 4);
+}
+
+TEST_CASE("a request with a body is not sent again: its body never goes ahead of its head",
+          "[front-door][keepalive]") {
+  // The backend answers a connection's first request and closes at the head of the second, as
+  // a backend whose keep-alive ran out does. Portico streams bodies and keeps none: a resend of
+  // such a request could not repeat the body, and bytes arriving while a new connection opened
+  // went out before the head (a PUT's body, itself a request, reached the backend as one).
+  struct Case {
+    const char* name;
+    std::string head;  // sent first; the body (if any) once portico has said 100 Continue
+    std::string body;
+  };
+  const std::string smuggled = "GET /admin HTTP/1.1\r\nHost: internal.example\r\n\r\n";
+  const Case cases[] = {
+      {"a PUT whose body follows its 100 Continue",
+       "PUT /upload HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\nContent-Length: " +
+           std::to_string(smuggled.size()) + "\r\n\r\n",
+       smuggled},
+      // The last chunk went to the closed connection; a resend sent the head without it.
+      {"a GET with an empty chunked body",
+       "GET /chunked HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+       ""},
+  };
+  for (const Case& c : cases) {
+    INFO(c.name);
+    std::atomic<bool> second_request_seen{false};
+    std::mutex later_mutex;
+    std::string later_connections;  // what any connection after the first received
+    ScriptedBackend backend([&](int fd, int number) {
+      if (number > 1) {
+        std::string got = ScriptedBackend::read_until(fd, "\r\n\r\n", 2s);
+        ScriptedBackend::send_all(fd, "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nresent");
+        got += ScriptedBackend::read_for(fd, 300ms);
+        std::lock_guard<std::mutex> lock(later_mutex);
+        later_connections += got;
+        return;
+      }
+      ScriptedBackend::read_until(fd, "\r\n\r\n");
+      ScriptedBackend::send_all(fd, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst");
+      ScriptedBackend::read_until(fd, "\r\n\r\n");
+      second_request_seen = true;  // and closed, unanswered, when the script returns
+    });
+    TempDir dir;
+    TestCert cert = make_test_cert(dir);
+    PorticoProcess portico(dir, "/ http://" + backend.address() + " read_timeout=5s\n", cert);
+    RawTlsClient client(portico.https_port(), cert.ca_cert);
+    REQUIRE(client.ok());
+    REQUIRE(client.send("GET /first HTTP/1.1\r\nHost: localhost\r\n\r\n"));
+    REQUIRE(client.read_until("first").matched);
+    REQUIRE(client.send(c.head));
+    if (!c.body.empty()) {
+      REQUIRE(client.read_until("100 Continue").matched);
+      // Until the backend has closed and portico has seen it.
+      for (int i = 0; i < 100 && !second_request_seen; ++i) std::this_thread::sleep_for(10ms);
+      std::this_thread::sleep_for(200ms);
+      REQUIRE(client.send(c.body));
+    }
+    ReadResult answer = client.read_until("\r\n\r\n", 8s);
+    CHECK(answer.data.find("HTTP/1.1 502 ") != std::string::npos);
+    CHECK(backend.connections_accepted() == 1);
+    std::lock_guard<std::mutex> lock(later_mutex);
+    CHECK(later_connections.find("/admin") == std::string::npos);
+  }
+}
+
+TEST_CASE("bytes after a response that ends a full read do not answer the next request",
+          "[front-door][keepalive]") {
+  // The response to /1 ends exactly where portico's 64 KiB read ends, and the backend sent more
+  // after it. libuv reads again at once, still inside the same callback: a connection put back
+  // in the pool there, and taken by the pipelined /2, would give /2 those bytes as its answer.
+  const std::string stray = "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nSTOLEN";
+  auto response_of = [](size_t total) {
+    const std::string head_start = "HTTP/1.1 200 OK\r\nContent-Length: ";
+    size_t body = total - head_start.size() - 9;  // "NNNNN\r\n\r\n" is 9 bytes here
+    std::string response = head_start + std::to_string(body) + "\r\n\r\n";
+    REQUIRE(response.size() + body == total);
+    return response + std::string(body, 'a');
+  };
+  const std::string first = response_of(64 * 1024);
+  ScriptedBackend backend([&](int fd, int) {
+    for (;;) {
+      std::string request = ScriptedBackend::read_until(fd, "\r\n\r\n");
+      if (request.find("GET /1 ") != std::string::npos) {
+        ScriptedBackend::send_all(fd, first + stray);
+      } else if (request.find("GET /2 ") != std::string::npos) {
+        ScriptedBackend::send_all(fd, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nright");
+      } else {
+        return;
+      }
+    }
+  });
+  TempDir dir;
+  TestCert cert = make_test_cert(dir);
+  PorticoProcess portico(dir, "/ http://" + backend.address() + "\n", cert);
+  for (int round = 0; round < 5; ++round) {
+    INFO("round " << round);
+    RawTlsClient client(portico.https_port(), cert.ca_cert);
+    REQUIRE(client.ok());
+    REQUIRE(
+        client.send("GET /1 HTTP/1.1\r\nHost: localhost\r\n\r\n"
+                    "GET /2 HTTP/1.1\r\nHost: localhost\r\n\r\n"));
+    ReadResult got = client.read_until(
+        [](std::string_view data) {
+          return data.find("right") != std::string_view::npos ||
+                 data.find("STOLEN") != std::string_view::npos;
+        },
+        5s);
+    CHECK(got.data.find("STOLEN") == std::string::npos);
+    CHECK(got.data.find("right") != std::string::npos);
+  }
 }
 
 TEST_CASE("backend names are resolved", "[front-door]") {
