@@ -838,13 +838,17 @@ void ClientConnection::on_upstream_closed(UpstreamConnection& conn, int status) 
     return;
   }
   ctx_.metrics.count_backend_error(upstream_key_, BackendErrorKind::kClosed);
-  if (may_resend) {
+  if (response_bytes_from_backend_ == 0 && !conn.reused()) {
     // A new connection closed (or reset) before a byte of answer: this backend failed the
-    // request, as after a failed connect (NGINX's proxy_next_upstream error); never to this
-    // one again.
-    log_warn("upstream", "exchange failed backend=", upstream_key_, " error=\"", why, "\"");
-    try_next_backend(false);
-    return;
+    // request, as after a failed connect (NGINX's proxy_next_upstream error). It is marked down
+    // whether or not the request may go on to the next backend (NGINX counts the failure
+    // either way), so that the requests after it are not sent there too.
+    if (may_resend) {
+      log_warn("upstream", "exchange failed backend=", upstream_key_, " error=\"", why, "\"");
+      try_next_backend(false);
+      return;
+    }
+    routing_->selector_for(*route_).mark_down(backend_index_, std::chrono::steady_clock::now());
   }
   upstream_failed(why);
 }

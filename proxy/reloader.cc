@@ -18,6 +18,11 @@ struct Reloader::DirWatch {
   uv_fs_event_t handle;
   Reloader* owner = nullptr;
   WatchSpec spec;
+  // The directory watched, by identity: inotify follows the directory, not its path, so one
+  // removed or renamed away and replaced by another of the same name (a deploy tool's
+  // `rm -rf conf; mv conf.new conf`) must get a new watch.
+  dev_t device = 0;
+  ino_t inode = 0;
 };
 
 namespace {
@@ -40,6 +45,15 @@ std::string name_of(const std::string& path) { return fs::path(path).filename().
 bool is_symlink(const std::string& path) {
   struct stat st;
   return ::lstat(path.c_str(), &st) == 0 && S_ISLNK(st.st_mode);
+}
+
+// The identity of the directory now at `dir`: false when there is none.
+bool directory_identity(const std::string& dir, dev_t* device, ino_t* inode) {
+  struct stat st;
+  if (::stat(dir.c_str(), &st) != 0) return false;
+  *device = st.st_dev;
+  *inode = st.st_ino;
+  return true;
 }
 
 }  // namespace
@@ -130,12 +144,17 @@ std::vector<Reloader::WatchSpec> Reloader::watch_specs() const {
 void Reloader::update_watches() {
   if (closed_) return;
   std::vector<WatchSpec> specs = watch_specs();
-  // Close the watches of directories no longer needed; keep (and update) the others.
+  // Close the watches of directories no longer needed, or no longer at their path; keep (and
+  // update) the others.
   for (auto it = watches_.begin(); it != watches_.end();) {
     DirWatch* watch = *it;
     auto spec = std::find_if(specs.begin(), specs.end(),
                              [&](const WatchSpec& s) { return s.dir == watch->spec.dir; });
-    if (spec == specs.end()) {
+    dev_t device = 0;
+    ino_t inode = 0;
+    const bool replaced = !directory_identity(watch->spec.dir, &device, &inode) ||
+                          device != watch->device || inode != watch->inode;
+    if (spec == specs.end() || replaced) {
       log_debug("reload", "unwatching dir=", watch->spec.dir);
       uv_close(reinterpret_cast<uv_handle_t*>(&watch->handle),
                [](uv_handle_t* handle) { delete static_cast<DirWatch*>(handle->data); });
@@ -150,6 +169,8 @@ void Reloader::update_watches() {
     auto* watch = new DirWatch;
     watch->owner = this;
     watch->spec = std::move(spec);
+    // Taken before the watch starts: a directory replaced in between is seen at the next look.
+    directory_identity(watch->spec.dir, &watch->device, &watch->inode);
     uv_fs_event_init(loop_, &watch->handle);
     watch->handle.data = watch;
     int rc = uv_fs_event_start(&watch->handle, &Reloader::on_fs_event, watch->spec.dir.c_str(), 0);
@@ -177,7 +198,10 @@ void Reloader::on_fs_event(uv_fs_event_t* handle, const char* filename, int, int
     self->schedule(watch->spec.dir);
     return;
   }
-  if (watch->spec.any_name || watch->spec.names.count(filename) != 0) {
+  // The directory's own name: it was removed or renamed away (and perhaps replaced). A reload
+  // looks at the files there now, and watches whatever directory then has the path.
+  if (watch->spec.any_name || watch->spec.names.count(filename) != 0 ||
+      fs::path(watch->spec.dir).filename() == filename) {
     self->schedule((fs::path(watch->spec.dir) / filename).string());
   }
 }

@@ -271,6 +271,29 @@ TEST_CASE("reload: a WebSocket tunnel echoes before, during and after 20 rewrite
   CHECK(upgrades == 1);
 }
 
+TEST_CASE("reload: the route file's directory replaced whole, then the file edited", "[reload]") {
+  TestBackend a(named("A")), b(named("B")), c(named("C"));
+  TempDir dir;
+  TestCert cert = make_test_cert(dir);
+  TempDir conf;  // the route file's own directory, replaced as deploy tools do
+  PorticoProcess portico(conf, "/ http://" + a.address() + "\n", cert);
+  CHECK(whoami(portico, cert) == "A");
+  // `rm -rf conf; mv conf.new conf`: the watched directory is gone, another has its path.
+  const fs::path staged = fs::path(dir.path()) / "conf.new";
+  fs::create_directory(staged);
+  std::ofstream(staged / "routes.conf") << "/ http://" << b.address() << "\n";
+  size_t from = stderr_size(portico);
+  fs::remove_all(conf.path());
+  fs::rename(staged, conf.path());
+  portico.process().wait_for_output(kReloaded, 10s, Stream::kStderr, from);
+  CHECK(whoami(portico, cert) == "B");
+  // A later edit lands in the new directory, which must be the one watched now.
+  from = stderr_size(portico);
+  replace_file(portico.routes_path(), "/ http://" + c.address() + "\n");
+  portico.process().wait_for_output(kReloaded, 10s, Stream::kStderr, from);
+  CHECK(whoami(portico, cert) == "C");
+}
+
 TEST_CASE("reload: SIGHUP with unchanged files reloads and says what it did", "[reload]") {
   TempDir dir;
   TestCert cert = make_test_cert(dir);

@@ -237,6 +237,13 @@ TEST_CASE("a backend that closes a new connection unanswered is not sent the req
   CommandResult post = post_setup.get("/p", {"-i", "-X", "POST", "--data", "x"});
   // Round robin starts with the first backend, in every worker.
   CHECK(parse_http_responses(post.stdout).at(0).status == 502);
+  // The backend that failed it is marked down all the same: the POSTs after it go to the
+  // other one (NGINX counts the failure whether or not it passes the request on).
+  for (int i = 0; i < 3; ++i) {
+    CommandResult next = post_setup.get("/p" + std::to_string(i), {"-X", "POST", "--data", "x"});
+    INFO(next.describe());
+    CHECK(next.stdout == "live /p" + std::to_string(i));
+  }
   CHECK(silent_first.request_count() == 1);
   for (const ReceivedRequest& request : live.requests()) CHECK(request.target != "/p");
 }
