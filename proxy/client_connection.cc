@@ -511,6 +511,13 @@ void ClientConnection::start_exchange() {
     respond_error(400, "request target must be a path");
     return;
   }
+  // RFC 9112 3.2: a fragment is the client's own and never sent; '#' in a query is not a
+  // query character either (RFC 3986 3.4). A backend may take it as the end of the target or
+  // as part of it: refused, as it is in the path, rather than passed on.
+  if (target.find('#') != std::string_view::npos) {
+    respond_error(400, "fragment in the request target");
+    return;
+  }
   size_t question = target.find('?');
   std::string_view raw_path = target.substr(0, question);
   std::string_view query =

@@ -53,6 +53,22 @@ bool listen_tcp(uv_tcp_t* handle, const std::string& address, uint16_t port, int
   return true;
 }
 
+bool port_has_listener(const std::string& address, uint16_t port) {
+  sockaddr_storage addr{};
+  if (port == 0 || !parse_listen_address(address, port, &addr)) return false;
+  int fd = ::socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  // SO_REUSEADDR and not SO_REUSEPORT: the bind fails only where a socket listens, not for
+  // connections in TIME_WAIT, and no SO_REUSEPORT socket lets this one share its port.
+  int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  const socklen_t len = addr.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+  const bool in_use =
+      ::bind(fd, reinterpret_cast<const sockaddr*>(&addr), len) != 0 && errno == EADDRINUSE;
+  ::close(fd);
+  return in_use;
+}
+
 uint16_t log_listening(uv_tcp_t* handle, std::string_view kind) {
   sockaddr_storage bound{};
   int len = sizeof bound;

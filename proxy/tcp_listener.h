@@ -23,6 +23,10 @@ bool listen_tcp(uv_tcp_t* handle, const std::string& address, uint16_t port, int
                 uv_connection_cb on_connection, std::string_view flag, std::string* error,
                 bool reuse_port = false);
 
+// True when a socket already listens on `address`:`port` (port 0: false). Asked before a
+// SO_REUSEPORT bind, which would then share the port with it without a word.
+bool port_has_listener(const std::string& address, uint16_t port);
+
 // Logs "listening kind=KIND addr=ADDR:PORT" with the bound address; returns the bound port.
 uint16_t log_listening(uv_tcp_t* handle, std::string_view kind);
 

@@ -69,10 +69,24 @@ Worker::~Worker() {
 }
 
 bool Worker::bind_listener(uv_tcp_t* handle, uint16_t port, uv_connection_cb on_connection,
-                           std::string* error) {
+                           bool first_in_process, std::string* error) {
   const bool https = handle == &https_listener_;
-  return listen_tcp(handle, ctx_->config.listen_address, port, 1024, on_connection,
-                    https ? "--https-port" : "--http-port", error, /*reuse_port=*/true);
+  const char* flag = https ? "--https-port" : "--http-port";
+  // Sharing the port is how a restart refuses nothing (docs/operations.md), and it is as
+  // silent when a second portico is started by mistake: new connections would go to either
+  // configuration. So it is said, before this process's own sockets are there to be seen.
+  // (Asked by the lead only: the other workers share the lead's port by design.)
+  const bool shared = first_in_process && port_has_listener(ctx_->config.listen_address, port);
+  if (!listen_tcp(handle, ctx_->config.listen_address, port, 1024, on_connection, flag, error,
+                  /*reuse_port=*/true)) {
+    return false;
+  }
+  if (shared) {
+    log_warn("listener", "port shared with another process flag=", flag, " port=", port,
+             " detail=\"it listens there too (SO_REUSEPORT): new connections go to either"
+             " until one stops; expected during a restart, else stop the other\"");
+  }
+  return true;
 }
 
 void Worker::log_listening(uv_tcp_t* handle, const char* kind) {
@@ -81,12 +95,12 @@ void Worker::log_listening(uv_tcp_t* handle, const char* kind) {
 }
 
 bool Worker::listen(std::string* error) {
-  if (!bind_listener(&https_listener_, ctx_->config.https_port, &Worker::on_https_connection,
+  if (!bind_listener(&https_listener_, ctx_->config.https_port, &Worker::on_https_connection, true,
                      error)) {
     return false;
   }
   if (ctx_->config.http_port != 0) {
-    if (!bind_listener(&http_listener_, ctx_->config.http_port, &Worker::on_http_connection,
+    if (!bind_listener(&http_listener_, ctx_->config.http_port, &Worker::on_http_connection, true,
                        error)) {
       return false;
     }
@@ -110,7 +124,7 @@ bool Worker::listen(std::string* error) {
 
 bool Worker::listen_like(const Worker& lead, std::string* error) {
   const uint16_t https_port = lead.ctx_->public_https_port;
-  if (!bind_listener(&https_listener_, https_port, &Worker::on_https_connection, error)) {
+  if (!bind_listener(&https_listener_, https_port, &Worker::on_https_connection, false, error)) {
     return false;
   }
   ctx_->public_https_port = https_port;
@@ -118,7 +132,8 @@ bool Worker::listen_like(const Worker& lead, std::string* error) {
     sockaddr_storage bound{};
     int len = sizeof bound;
     uv_tcp_getsockname(&lead.http_listener_, reinterpret_cast<sockaddr*>(&bound), &len);
-    if (!bind_listener(&http_listener_, address_port(bound), &Worker::on_http_connection, error)) {
+    if (!bind_listener(&http_listener_, address_port(bound), &Worker::on_http_connection, false,
+                       error)) {
       return false;
     }
     http_listening_ = true;

@@ -61,8 +61,9 @@ class Worker {
   void apply_configuration(const ConfigSnapshot& snapshot);
 
  private:
+  // `first_in_process`: the lead's bind, which says when another process shares the port.
   bool bind_listener(uv_tcp_t* handle, uint16_t port, uv_connection_cb on_connection,
-                     std::string* error);
+                     bool first_in_process, std::string* error);
   void log_listening(uv_tcp_t* handle, const char* kind);
   static void on_https_connection(uv_stream_t* server, int status);
   static void on_http_connection(uv_stream_t* server, int status);

@@ -63,6 +63,7 @@ TEST_CASE("restart: start the new portico on the same port, SIGTERM the old, not
   auto new_proxy = std::make_unique<PorticoProcess>(dir, routes, cert, same_port);
   std::this_thread::sleep_for(300ms);
   const int before_stop = answered.load();
+  const bool old_warned = old_proxy->stderr_text().find("port shared") != std::string::npos;
   old_proxy.reset();  // SIGTERM, then it must exit 0 (checked by PorticoProcess)
   const int at_stop = answered.load();
   std::this_thread::sleep_for(500ms);
@@ -77,4 +78,10 @@ TEST_CASE("restart: start the new portico on the same port, SIGTERM the old, not
   CHECK(answered.load() > at_stop);  // the new portico carried on alone
   // Both served: the new one's access log has requests.
   CHECK(new_proxy->stderr_text().find("path=/restart") != std::string::npos);
+  // The new one said it shares the port (as a second portico started by mistake would); the
+  // old one, alone on it at its start, did not.
+  CHECK_FALSE(old_warned);
+  CHECK(new_proxy->stderr_text().find("warn listener: port shared with another process "
+                                      "flag=--https-port port=" +
+                                      std::to_string(port)) != std::string::npos);
 }

@@ -114,6 +114,9 @@ TEST_CASE("ambiguous or malformed requests are refused with 400, nothing forward
       {"space before the colon", "GET / HTTP/1.1\r\nHost: a\r\nContent-Length : 5\r\n\r\nhello"},
       {"absolute-form naming another authority",
        "GET http://internal.example/admin HTTP/1.1\r\nHost: a\r\n\r\n"},
+      // RFC 9112 3.2: a request target carries no fragment, in its path or in its query.
+      {"a fragment in the path", "GET /x#f HTTP/1.1\r\nHost: a\r\n\r\n"},
+      {"a fragment after the query", "GET /x?a=1#f HTTP/1.1\r\nHost: a\r\n\r\n"},
       {"HTTP/0.9", "GET /\r\n\r\n"},
       {"missing Host", "GET / HTTP/1.1\r\n\r\n"},
       {"two Host headers", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"},
