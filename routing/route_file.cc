@@ -325,6 +325,14 @@ template <typename ErrorFn>
 void parse_route_fields(const std::vector<Field>& fields, Route& route, ErrorFn&& error) {
   const Field& pattern = fields[0];
   const size_t slash = pattern.text.find('/');
+  if (pattern.text.find("://") != std::string_view::npos) {
+    // A URL pasted where the route's host and path go: what follows would read as a host with
+    // a port, then a prefix starting with "//", two errors that say nothing of the mistake.
+    error(pattern.column, "route " + quoted(pattern.text) +
+                              " is a URL: a route is a path prefix (/api/) or a host and one"
+                              " (example.com/), without a scheme; the backend URL comes after it");
+    return;
+  }
   if (slash == std::string_view::npos) {
     error(pattern.column,
           "route " + quoted(pattern.text) +
@@ -382,10 +390,14 @@ void parse_route_fields(const std::vector<Field>& fields, Route& route, ErrorFn&
   }
 
   size_t k = 1;
+  int slash_backend_column = 0;  // the first backend URL written with a trailing "/"
   for (; k < fields.size() && !is_option_field(fields[k].text); ++k) {
     std::string err;
     if (auto backend = parse_backend_url(fields[k].text, &err)) {
       route.backends.push_back(std::move(*backend));
+      if (fields[k].text.ends_with('/') && slash_backend_column == 0) {
+        slash_backend_column = fields[k].column;
+      }
     } else {
       error(fields[k].column, err);
     }
@@ -502,6 +514,16 @@ void parse_route_fields(const std::vector<Field>& fields, Route& route, ErrorFn&
       }
     }
   }
+  // NGINX's `location /api/ { proxy_pass http://b/; }` strips the prefix, because of that
+  // last "/"; here the path goes on whole unless strip_prefix says otherwise. Written from that
+  // habit without strip_prefix, the line means one thing to its author and another to portico.
+  const auto strip_key = static_cast<size_t>(
+      std::find(kOptionKeys.begin(), kOptionKeys.end(), "strip_prefix") - kOptionKeys.begin());
+  if (slash_backend_column != 0 && route.prefix != "/" && !seen[strip_key]) {
+    error(slash_backend_column,
+          "backend URL ends with \"/\", which in NGINX's proxy_pass strips the prefix: write"
+          " strip_prefix to strip it, or drop the \"/\" to forward the path whole");
+  }
   // The sticky cookie's Path is the prefix, and in a cookie ';' ends the value (RFC 6265 4.1.1):
   // "/a;Domain=x/" would set a Domain.
   if (o.balance == BalancePolicy::kCookie && route.prefix.find(';') != std::string::npos) {
@@ -540,6 +562,11 @@ std::optional<BackendAddress> parse_backend_url(std::string_view url, std::strin
   BackendAddress out;
   const size_t sep = url.find("://");
   if (sep == std::string_view::npos) {
+    if (const size_t colon = url.find(':');
+        colon != std::string_view::npos &&
+        (lower(url.substr(0, colon)) == "http" || lower(url.substr(0, colon)) == "https")) {
+      return fail("backend URL " + quoted(url) + " needs \"://\" after its scheme");
+    }
     return fail("backend URL " + quoted(url) +
                 " needs a scheme: http://HOST:PORT or https://HOST[:PORT]");
   }

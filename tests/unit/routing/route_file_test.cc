@@ -69,6 +69,18 @@ TEST_CASE("parse: a minimal route gets the documented defaults", "[routing][pars
   CHECK(o.ca_file.empty());
 }
 
+TEST_CASE("parse: a backend URL's trailing slash where it cannot be misread", "[routing][parse]") {
+  // On "/" there is no prefix to strip; with strip_prefix written either way the intent is
+  // stated. (Without it, on another prefix, it is an error: see the error messages below.)
+  for (const char* line : {"/ http://b:1/", "/api/ http://b:1/ strip_prefix",
+                           "/api/ http://b:1/ strip_prefix=off", "a.com/ https://b/"}) {
+    INFO(line);
+    auto r = RouteTable::parse(line, "r");
+    CHECK(errors_of(r).empty());
+    CHECK(r.table != nullptr);
+  }
+}
+
 TEST_CASE("parse: comments, blank lines, tabs, CRLF, no final newline", "[routing][parse]") {
   const char* text =
       "# portico routes\r\n"
@@ -256,6 +268,14 @@ TEST_CASE("parse: error messages with line and column", "[routing][parse][errors
       {"/ strip_prefix",
        "r:1:1: route needs at least one backend URL (like http://127.0.0.1:8080)"},
       {"/ http://b:1/api", "r:1:3: backend URL must not have a path; use strip_prefix"},
+      // NGINX's proxy_pass habit: the trailing "/" would strip the prefix there.
+      {"/api/ http://a:1 http://b:1/",
+       "r:1:18: backend URL ends with \"/\", which in NGINX's proxy_pass strips the prefix: "
+       "write strip_prefix to strip it, or drop the \"/\" to forward the path whole"},
+      {"/ http:/b:1", "r:1:3: backend URL \"http:/b:1\" needs \"://\" after its scheme"},
+      {"https://example.com/ http://b:1",
+       "r:1:1: route \"https://example.com/\" is a URL: a route is a path prefix (/api/) or a "
+       "host and one (example.com/), without a scheme; the backend URL comes after it"},
       {"/ http://b:1 10.0.0.1:80",
        "r:1:14: backend URL \"10.0.0.1:80\" needs a scheme: http://HOST:PORT or "
        "https://HOST[:PORT]"},
