@@ -103,7 +103,12 @@ void check_hosts(const RouteTable& table, const std::vector<CertificateNames>& c
     for (const CertificateNames& names : certificates) {
       if (!ip.empty()) {
         for (size_t i = 0; i < names.ips.size() && covered_by.empty(); ++i) {
-          if (names.ips[i] == ip) covered_by = "IP";
+          // Named as the certificate shows it: an IPv6 address without its brackets.
+          if (names.ips[i] == ip) {
+            const bool bracketed = route.host.front() == '[';
+            covered_by =
+                "IP:" + (bracketed ? route.host.substr(1, route.host.size() - 2) : route.host);
+          }
         }
       } else {
         for (const std::string& dns : names.dns) {

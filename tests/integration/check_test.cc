@@ -190,14 +190,16 @@ TEST_CASE("portico --check --probe: a WebSocket handshake for upgrade=only route
 
 TEST_CASE("portico --check reports route hosts the certificate does not cover", "[check]") {
   TempDir dir;
-  TestCert cert = make_test_cert(dir, {"localhost", "*.example.com", "www.example.org"});
+  TestCert cert =
+      make_test_cert(dir, {"localhost", "*.example.com", "www.example.org", "127.0.0.1"});
   CommandResult r = run_check(dir,
                               "/ http://127.0.0.1:9001\n"
                               "a.example.com/ http://127.0.0.1:9001\n"
                               "*.example.com/x/ http://127.0.0.1:9001\n"
                               "www.example.org/ http://127.0.0.1:9001\n"
                               "b.c.example.com/ http://127.0.0.1:9001\n"
-                              "*.example.org/ http://127.0.0.1:9001\n",
+                              "*.example.org/ http://127.0.0.1:9001\n"
+                              "127.0.0.1/ http://127.0.0.1:9001\n",
                               cert);
   INFO(r.describe());
   CHECK(r.exit_code == 1);
@@ -210,9 +212,11 @@ TEST_CASE("portico --check reports route hosts the certificate does not cover", 
   CHECK(has_line(r.stdout,
                  "^host FAIL host=b\\.c\\.example\\.com line=5 detail=not covered by "
                  "the certificate's names \\(DNS:localhost,DNS:\\*\\.example\\.com,"
-                 "DNS:www\\.example\\.org\\)$"));
+                 "DNS:www\\.example\\.org,IP:127\\.0\\.0\\.1\\)$"));
   CHECK(has_line(r.stdout, "^host FAIL host=\\*\\.example\\.org line=6 "));
-  CHECK(has_line(r.stdout, "^portico: check failed routes=6 failures=2 warnings=0$"));
+  CHECK(has_line(r.stdout,
+                 "^host PASS host=127\\.0\\.0\\.1 line=7 detail=covered by IP:127\\.0\\.0\\.1$"));
+  CHECK(has_line(r.stdout, "^portico: check failed routes=7 failures=2 warnings=0$"));
 }
 
 TEST_CASE("portico --check reports an expired certificate", "[check]") {
