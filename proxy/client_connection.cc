@@ -188,7 +188,47 @@ void ClientConnection::close_now(std::string_view why) {
 }
 
 void ClientConnection::close_after_client_error(int status) {
+  if (phase_ == Phase::kHandshake) handshake_abandoned(uv_err_name(status));
   close_now(str_cat("client connection error ", uv_err_name(status)));
+}
+
+// A client that began a handshake and then closed or reset the connection: one line and a
+// count, as NGINX's "peer closed connection in SSL handshake". One that never sent a byte
+// (a port check, a balancer's TCP health check) is not worth either.
+void ClientConnection::handshake_abandoned(std::string_view how) {
+  if (!client_sent_bytes_ || proxy_header_) return;
+  ctx_.metrics.count_handshake_failure("peer_closed");
+  log_info("tls", "handshake failed client=", peer_address_, " reason=peer_closed detail=", how);
+}
+
+bool ClientConnection::reusable() const {
+  if (phase_ == Phase::kHandshake) return !client_sent_bytes_;
+  return phase_ == Phase::kIdle && !upstream_ && !client_eof_ && !shutting_down_ &&
+         pending_input_.empty() && plain_out_.empty() && writer_.queued() == 0;
+}
+
+bool ClientConnection::close_one_reusable(WorkerContext& ctx) {
+  // The list has the newest first: the last one that qualifies has waited longest.
+  ClientConnection* oldest = nullptr;
+  for (ClientConnection* conn = ctx.connections; conn != nullptr; conn = conn->next_) {
+    if (conn->reusable()) oldest = conn;
+  }
+  if (oldest == nullptr) return false;
+  const uint64_t now = uv_now(ctx.loop);
+  if (now >= ctx.reuse_logged_ms + 1000) {  // at most a line a second, as a crowd may be at it
+    ctx.reuse_logged_ms = now;
+    log_warn("listener",
+             "connection limit reached, closing the longest-waiting idle connection"
+             " max_connections=",
+             ctx.config.connection_limit());
+  }
+  log_debug("listener", "closing idle connection for a newcomer client=", oldest->peer_address_,
+            " phase=", oldest->phase_ == Phase::kHandshake ? "handshake" : "idle");
+  // close_now() offers the gathered close_notify to the socket before it closes the descriptor
+  // (at once: the newcomer is accepted right after).
+  if (oldest->tls_.handshake_done()) oldest->queue_close_notify();
+  oldest->close_now();
+  return true;
 }
 
 void ClientConnection::on_handle_closed(uv_handle_t* handle) {
@@ -261,6 +301,7 @@ void ClientConnection::on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_
     return;
   }
   if (nread == 0) return;
+  conn->client_sent_bytes_ = true;
   if (conn->phase_ == Phase::kClosing) return;  // lingering close: discard
   const char* data = buf->base;
   size_t len = static_cast<size_t>(nread);
@@ -442,6 +483,7 @@ void ClientConnection::on_client_eof() {
     close_now();
     return;
   }
+  if (phase_ == Phase::kHandshake) handshake_abandoned("eof");
   if (phase_ == Phase::kClosing || phase_ == Phase::kIdle || phase_ == Phase::kHandshake) {
     close_now();
     return;
@@ -1215,7 +1257,7 @@ void ClientConnection::on_timer(uv_timer_t* timer) {
         log_info("proxy-protocol", "refused client=", conn->peer_address_, " reason=timeout");
       } else {
         conn->ctx_.metrics.count_handshake_failure("timeout");
-        log_debug("tls", "handshake timed out client=", conn->peer_address_);
+        log_info("tls", "handshake failed client=", conn->peer_address_, " reason=timeout");
       }
       conn->close_now();
       break;

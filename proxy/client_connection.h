@@ -34,6 +34,11 @@ class ClientConnection final : private StreamWriter::Owner, private UpstreamConn
   static void accept_from(WorkerContext& ctx, uv_stream_t* server);
   // A connection accepted outside libuv (the listener's queue drained at shutdown).
   static void adopt(WorkerContext& ctx, int fd);
+  // At --max-connections: closes the oldest connection that waits for its client with nothing
+  // in flight (silent since it connected, or idle between requests), as NGINX reuses such
+  // connections, so that they cannot shut new clients out until their own timeouts. False when
+  // there is none.
+  static bool close_one_reusable(WorkerContext& ctx);
 
   // Graceful shutdown: an idle connection closes now; a busy one after its current response.
   void begin_shutdown();
@@ -129,6 +134,8 @@ class ClientConnection final : private StreamWriter::Owner, private UpstreamConn
   // True while an expired deadline waits for the client to take what portico holds for it
   // (see on_timer).
   bool waiting_on_client() const;
+  bool reusable() const;  // see close_one_reusable
+  void handshake_abandoned(std::string_view how);
   void close_after_client_error(int status);  // a read or write on the client's socket failed
   static void on_handle_closed(uv_handle_t* handle);
   static void on_shutdown_done(uv_shutdown_t* req, int status);
@@ -173,6 +180,7 @@ class ClientConnection final : private StreamWriter::Owner, private UpstreamConn
   bool shutting_down_ = false;
   bool processing_input_ = false;
   bool client_eof_ = false;  // the client half-closed (after a complete request, or in a tunnel)
+  bool client_sent_bytes_ = false;  // anything at all arrived from the client
   bool shutdown_sent_ = false;
   bool answered_ = false;  // at least one exchange finished (see begin_shutdown)
   ClientConnection* prev_ = nullptr;

@@ -213,6 +213,10 @@ void Worker::on_https_connection(uv_stream_t* server, int status) {
     room = RedirectConnection::close_one_idle(ctx);
     ctx.redirect_accept_paused = redirect_waiting;
   }
+  // Then a TLS connection silent since it connected, or idle between requests: such a crowd
+  // must not keep newcomers waiting for its own timeouts (10 s, 75 s). Its descriptor is
+  // closed at once; its memory goes with the close callbacks, a moment later.
+  if (!room) room = ClientConnection::close_one_reusable(ctx);
   if (!room) {
     // Not accepting pauses the listener (worker_context.h); a connection's end resumes it.
     if (!ctx.accept_paused) {

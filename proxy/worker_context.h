@@ -92,6 +92,8 @@ struct WorkerContext {
   // keeps the one socket it accepted and stops polling the listener, so newcomers wait in the
   // kernel's listen queue. This is that listener until a connection ends and accepting resumes.
   uv_stream_t* accept_paused = nullptr;
+  // When the TLS listener last said it closes idle connections to make room (loop time).
+  uint64_t reuse_logged_ms = 0;
 };
 
 // After a connection of either listener ended: accepts again on a listener that waits at the

@@ -728,12 +728,42 @@ TEST_CASE("TLS: 1.2 and 1.3 only, ALPN http/1.1, close_notify", "[front-door][tl
   CHECK(idle.read_all_until_close(5s).closed == CloseKind::kCloseNotify);
 }
 
-TEST_CASE("a client that never finishes its handshake is dropped", "[front-door][tls]") {
+TEST_CASE("a client that never finishes its handshake is dropped, and each way is logged",
+          "[front-door][tls]") {
   FrontDoor door(default_response, "", {"--handshake-timeout", "500ms"});
   RawTcpClient client(door.portico.https_port());
   REQUIRE(client.ok());
   ReadResult read = client.read_all_until_close(5s);
   CHECK(read.closed != CloseKind::kOpen);
+  CHECK(door.portico.process().try_wait_for_output(
+      "info tls: handshake failed client=127.0.0.1 reason=timeout", 5s));
+  // The start of a ClientHello, then a close or a reset: one line each, as NGINX's "peer
+  // closed connection in SSL handshake".
+  const std::string hello_start("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 11);
+  {
+    RawTcpClient gives_up(door.portico.https_port());
+    REQUIRE(gives_up.send(hello_start));
+    gives_up.shutdown_write();
+    CHECK(gives_up.read_all_until_close(5s).closed != CloseKind::kOpen);
+  }
+  {
+    RawTcpClient resets(door.portico.https_port());
+    REQUIRE(resets.send(hello_start));
+    std::this_thread::sleep_for(100ms);
+    resets.reset();
+  }
+  CHECK(door.portico.process().try_wait_for_output(
+      "handshake failed client=127.0.0.1 reason=peer_closed detail=eof", 5s));
+  CHECK(door.portico.process().try_wait_for_output(
+      "handshake failed client=127.0.0.1 reason=peer_closed detail=ECONNRESET", 5s));
+  // A connection closed before a byte (a port check, a TCP health check) is not worth a line.
+  const std::string log_before = door.portico.stderr_text();
+  {
+    RawTcpClient check(door.portico.https_port());
+    REQUIRE(check.ok());
+  }
+  std::this_thread::sleep_for(300ms);
+  CHECK(door.portico.stderr_text() == log_before);
 }
 
 TEST_CASE("a malformed or ambiguous request gets 400 and nothing is forwarded",

@@ -59,20 +59,32 @@ uint64_t heap_after_quiet_second(PorticoProcess& portico) {
   return heap_bytes(portico);
 }
 
+// A portico that serves three connections at once, in front of a default backend.
+struct ThreeConnections {
+  ThreeConnections()
+      : cert(make_test_cert(dir)),
+        portico(dir, "/ http://" + backend.address() + "\n", cert, {"--max-connections", "3"}) {}
+  TempDir dir;
+  TestCert cert;
+  TestBackend backend;
+  PorticoProcess portico;
+};
+
 }  // namespace
 
 TEST_CASE("max connections: at the limit newcomers wait, and are served when one ends",
           "[limits]") {
-  TempDir dir;
-  TestCert cert = make_test_cert(dir);
-  TestBackend backend;
-  PorticoProcess portico(dir, "/ http://" + backend.address() + "\n", cert,
-                         {"--max-connections", "3"});
+  ThreeConnections limited;
+  PorticoProcess& portico = limited.portico;
+  const TestCert& cert = limited.cert;
+  // Three busy connections, each in the middle of a request head (idle ones would make room:
+  // the next test).
   std::vector<std::unique_ptr<RawTlsClient>> held;
   for (int i = 0; i < 3; ++i) {
     held.push_back(std::make_unique<RawTlsClient>(portico.https_port(), cert.ca_cert));
     REQUIRE(held.back()->ok());
     REQUIRE(get_ok(*held.back()));
+    REQUIRE(held.back()->send("GET /limit HTTP/1.1\r\nHost: localhost\r\n"));
   }
   // The fourth connects (the kernel's listen queue takes it) but gets no handshake while three
   // are open.
@@ -95,18 +107,55 @@ TEST_CASE("max connections: at the limit newcomers wait, and are served when one
   REQUIRE(waited->ok());
   CHECK(get_ok(*waited));
   CHECK(portico.stderr_text().find("accepting again") != std::string::npos);
-  // The three that stayed open still work.
-  CHECK(get_ok(*held[1]));
-  CHECK(get_ok(*held[2]));
+  // The two that stayed open finish their requests.
+  for (int i : {1, 2}) {
+    REQUIRE(held[i]->send("\r\n"));
+    CHECK(held[i]->read_until("ok GET /limit", 10s).matched);
+  }
+}
+
+TEST_CASE("max connections: at the limit the longest-waiting silent or idle connection makes room",
+          "[limits]") {
+  ThreeConnections limited;
+  PorticoProcess& portico = limited.portico;
+  const TestCert& cert = limited.cert;
+  // A connection that never sends a byte, then two keep-alive ones idle after a request: the
+  // limit is full, and none of them would end before its own timeout (10 s, 75 s).
+  RawTcpClient silent(portico.https_port());
+  REQUIRE(silent.ok());
+  std::this_thread::sleep_for(100ms);  // accepted first: the longest-waiting
+  std::vector<std::unique_ptr<RawTlsClient>> idle;
+  for (int i = 0; i < 2; ++i) {
+    idle.push_back(std::make_unique<RawTlsClient>(portico.https_port(), cert.ca_cert));
+    REQUIRE(idle.back()->ok());
+    REQUIRE(get_ok(*idle.back()));
+  }
+  // A newcomer is served at once: the silent connection is closed for it.
+  TlsClientOptions quick;
+  quick.ca_file = cert.ca_cert;
+  quick.timeout = 3s;
+  RawTlsClient first(portico.https_port(), quick);
+  INFO(first.error() << portico.stderr_text());
+  REQUIRE(first.ok());
+  CHECK(get_ok(first));
+  CHECK(silent.read_all_until_close(2s).closed != CloseKind::kOpen);
+  // The next one takes the place of the keep-alive connection idle longest, which is told with
+  // close_notify; the other keeps working.
+  RawTlsClient second(portico.https_port(), quick);
+  REQUIRE(second.ok());
+  CHECK(get_ok(second));
+  CHECK(idle[0]->read_all_until_close(2s).closed == CloseKind::kCloseNotify);
+  CHECK(get_ok(*idle[1]));
+  CHECK(portico.stderr_text().find(
+            "warn listener: connection limit reached, closing the longest-waiting idle "
+            "connection max_connections=3") != std::string::npos);
 }
 
 TEST_CASE("max connections: port-80 connections count too, and idle ones make room for TLS",
           "[limits][redirect]") {
-  TempDir dir;
-  TestCert cert = make_test_cert(dir);
-  TestBackend backend;
-  PorticoProcess portico(dir, "/ http://" + backend.address() + "\n", cert,
-                         {"--max-connections", "3"});
+  ThreeConnections limited;
+  PorticoProcess& portico = limited.portico;
+  const TestCert& cert = limited.cert;
   // Three idle port-80 connections fill the limit (each is a file descriptor, as a TLS one).
   std::vector<std::unique_ptr<RawTcpClient>> idle;
   for (int i = 0; i < 3; ++i) {
