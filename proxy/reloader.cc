@@ -136,6 +136,35 @@ std::vector<Reloader::WatchSpec> Reloader::watch_specs() const {
       std::free(real);
     }
   }
+  // A directory that is not there (removed for a while by a deploy that then renames another
+  // into its place, or a certificate's folder not made yet) cannot be watched; its nearest
+  // existing ancestor is, for the name on the way down, so that its arrival brings a reload,
+  // and that reload a watch of the directory itself.
+  std::map<std::string, WatchSpec> ancestors;
+  for (auto it = by_dir.begin(); it != by_dir.end();) {
+    struct stat st;
+    if (::stat(it->first.c_str(), &st) == 0) {
+      ++it;
+      continue;
+    }
+    fs::path missing(it->first);
+    fs::path parent = missing.parent_path();
+    while (parent != missing && ::stat(parent.c_str(), &st) != 0) {
+      missing = parent;
+      parent = parent.parent_path();
+    }
+    if (parent != missing) {
+      WatchSpec& up = ancestors[parent.string()];
+      up.dir = parent.string();
+      up.names.insert(missing.filename().string());
+    }
+    it = by_dir.erase(it);
+  }
+  for (auto& [dir, spec] : ancestors) {
+    WatchSpec& merged = by_dir[dir];
+    merged.dir = dir;
+    merged.names.insert(spec.names.begin(), spec.names.end());
+  }
   std::vector<WatchSpec> specs;
   for (auto& [dir, spec] : by_dir) specs.push_back(std::move(spec));
   return specs;
@@ -198,11 +227,19 @@ void Reloader::on_fs_event(uv_fs_event_t* handle, const char* filename, int, int
     self->schedule(watch->spec.dir);
     return;
   }
-  // The directory's own name: it was removed or renamed away (and perhaps replaced). A reload
-  // looks at the files there now, and watches whatever directory then has the path.
-  if (watch->spec.any_name || watch->spec.names.count(filename) != 0 ||
-      fs::path(watch->spec.dir).filename() == filename) {
+  if (watch->spec.any_name || watch->spec.names.count(filename) != 0) {
     self->schedule((fs::path(watch->spec.dir) / filename).string());
+    return;
+  }
+  // The directory's own name: it was removed or renamed away (and perhaps replaced), and then
+  // a reload looks at the files there now and watches whatever directory has the path. (Or a
+  // file in it has the directory's name: nothing happened to the directory, nothing to do.)
+  dev_t device = 0;
+  ino_t inode = 0;
+  if (fs::path(watch->spec.dir).filename() == filename &&
+      (!directory_identity(watch->spec.dir, &device, &inode) || device != watch->device ||
+       inode != watch->inode)) {
+    self->schedule(watch->spec.dir);
   }
 }
 

@@ -272,26 +272,44 @@ TEST_CASE("reload: a WebSocket tunnel echoes before, during and after 20 rewrite
 }
 
 TEST_CASE("reload: the route file's directory replaced whole, then the file edited", "[reload]") {
-  TestBackend a(named("A")), b(named("B")), c(named("C"));
+  TestBackend a(named("A")), b(named("B")), c(named("C")), d(named("D"));
   TempDir dir;
   TestCert cert = make_test_cert(dir);
   TempDir conf;  // the route file's own directory, replaced as deploy tools do
-  PorticoProcess portico(conf, "/ http://" + a.address() + "\n", cert);
+  PorticoProcess portico(conf, "/ http://" + a.address() + "\n", cert, {"--log-level", "debug"});
   CHECK(whoami(portico, cert) == "A");
-  // `rm -rf conf; mv conf.new conf`: the watched directory is gone, another has its path.
+  // `rm -rf conf; mv conf.new conf`: the watched directory is gone, another has its path; at
+  // once, then with a pause in which a reload finds no route file (and keeps what it has).
   const fs::path staged = fs::path(dir.path()) / "conf.new";
-  fs::create_directory(staged);
-  std::ofstream(staged / "routes.conf") << "/ http://" << b.address() << "\n";
-  size_t from = stderr_size(portico);
-  fs::remove_all(conf.path());
-  fs::rename(staged, conf.path());
-  portico.process().wait_for_output(kReloaded, 10s, Stream::kStderr, from);
+  auto replace_directory = [&](const TestBackend& backend, std::chrono::milliseconds gap) {
+    fs::create_directory(staged);
+    std::ofstream(staged / "routes.conf") << "/ http://" << backend.address() << "\n";
+    const size_t from = stderr_size(portico);
+    fs::remove_all(conf.path());
+    if (gap > 0ms) {
+      portico.process().wait_for_output(kKept, 10s, Stream::kStderr, from);
+      std::this_thread::sleep_for(gap);
+    }
+    const size_t before_rename = stderr_size(portico);
+    fs::rename(staged, conf.path());
+    portico.process().wait_for_output(kReloaded, 10s, Stream::kStderr, before_rename);
+  };
+  replace_directory(b, 0ms);
   CHECK(whoami(portico, cert) == "B");
-  // A later edit lands in the new directory, which must be the one watched now.
-  from = stderr_size(portico);
-  replace_file(portico.routes_path(), "/ http://" + c.address() + "\n");
-  portico.process().wait_for_output(kReloaded, 10s, Stream::kStderr, from);
+  replace_directory(c, 500ms);
   CHECK(whoami(portico, cert) == "C");
+  // A later edit lands in the new directory, which must be the one watched now.
+  size_t from = stderr_size(portico);
+  replace_file(portico.routes_path(), "/ http://" + d.address() + "\n");
+  portico.process().wait_for_output(kReloaded, 10s, Stream::kStderr, from);
+  CHECK(whoami(portico, cert) == "D");
+  // A file in it named like the directory is not the directory: writing it reloads nothing
+  // (as here the log itself could be, each reload's line the next one's trigger).
+  from = stderr_size(portico);
+  const std::string same_name = conf.file(fs::path(conf.path()).filename().string());
+  for (int i = 0; i < 3; ++i) std::ofstream(same_name) << i;
+  std::this_thread::sleep_for(600ms);
+  CHECK(portico.stderr_text().substr(from).find("debug reload:") == std::string::npos);
 }
 
 TEST_CASE("reload: SIGHUP with unchanged files reloads and says what it did", "[reload]") {
