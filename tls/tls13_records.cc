@@ -23,6 +23,9 @@ constexpr uint8_t kAlertRecordOverflow = 22;
 constexpr uint8_t kAlertIllegalParameter = 47;
 constexpr uint8_t kAlertDecodeError = 50;
 constexpr uint8_t kAlertInternalError = 80;
+// OpenSSL's limits on records in a row that carry nothing (ssl/record/record_local.h).
+constexpr unsigned kMaxEmptyRecordsInARow = 32;
+constexpr unsigned kMaxWarningAlertsInARow = 5;
 
 // Fetched once for the process: an EVP_CIPHER from EVP_aes_128_gcm() would be looked up in the
 // provider tables again on every key set-up.
@@ -314,13 +317,25 @@ Tls13Records::Status Tls13Records::open(std::string_view* input, char* out, size
 
     switch (type) {
       case kTypeApplicationData:
-        if (len == 0) continue;  // allowed, and nothing to hand on
+        if (len == 0) {  // allowed, and nothing to hand on; but not without end
+          if (++empty_records_in_a_row_ > kMaxEmptyRecordsInARow) {
+            return fail("too_many_empty_records", kAlertUnexpectedMessage);
+          }
+          continue;
+        }
+        empty_records_in_a_row_ = 0;
+        warning_alerts_in_a_row_ = 0;
         *n = len;
         return Status::kData;
       case kTypeAlert:
         if (len != 2) return fail("bad_alert", kAlertDecodeError);
         if (static_cast<uint8_t>(out[1]) == kAlertCloseNotify) return Status::kClosed;
-        if (static_cast<uint8_t>(out[1]) == kAlertUserCanceled) continue;
+        if (static_cast<uint8_t>(out[1]) == kAlertUserCanceled) {
+          if (++warning_alerts_in_a_row_ > kMaxWarningAlertsInARow) {
+            return fail("too_many_warning_alerts", kAlertUnexpectedMessage);
+          }
+          continue;
+        }
         error_ = "peer_alert_" + std::to_string(static_cast<uint8_t>(out[1]));
         return Status::kError;
       case kTypeHandshake: {

@@ -13,7 +13,9 @@
 // Handles what a TLS 1.3 peer may send after the handshake: application data, alerts
 // (close_notify ends the stream, user_canceled is ignored, any other is fatal), KeyUpdate
 // (the read key moves on; when the peer asks, a KeyUpdate goes out before the next application
-// data and the write key moves on too: one for any number of requests, as OpenSSL does). Anything
+// data and the write key moves on too: one for any number of requests, which RFC 8446 4.6.3
+// allows). Empty records and user_canceled alerts are skipped, up to OpenSSL's own limits in a
+// row (32 and 5). Anything
 // else (a post-handshake NewSessionTicket or CertificateRequest from a client, a record of a type
 // other than application_data, a record too long, a tag that does not verify) is an error that ends
 // the connection.
@@ -108,9 +110,15 @@ class Tls13Records {
   std::string error_;
   bool close_notify_sent_ = false;
   // The client asked for a KeyUpdate (update_requested): owed before the next application data
-  // record (RFC 8446 4.6.3), as OpenSSL does, so that any number of requests while portico is
-  // silent get one answer, and a client that sends them without reading cannot fill memory.
+  // record (RFC 8446 4.6.3: requests received while silent may get a single answer), so that a
+  // client that sends them without reading cannot make portico queue answers. (OpenSSL answers
+  // each, and stops reading when its answers back up.)
   bool key_update_owed_ = false;
+  // Records in a row that carried nothing for the caller: empty application data, and
+  // user_canceled alerts. Bounded as OpenSSL bounds them (MAX_EMPTY_RECORDS,
+  // MAX_WARN_ALERT_COUNT), so that a stream of them cannot hold a connection busy for free.
+  unsigned empty_records_in_a_row_ = 0;
+  unsigned warning_alerts_in_a_row_ = 0;
   uint8_t alert_ = 0;  // the fatal alert for the last error, until seal_fatal_alert() sends it
 };
 

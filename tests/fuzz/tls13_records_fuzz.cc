@@ -101,13 +101,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string sealed_data;
   const size_t factor = 1 + (knobs & 0x3F);
   size_t pos = 0;
+  int empty_in_a_row = 0;  // more than 32 in a row are refused (OpenSSL's limit), as intended
   while (pos < size) {
     size_t len =
         std::min<size_t>(static_cast<size_t>(data[pos]) * factor, Tls13Records::kMaxPlaintext);
     ++pos;
     std::string chunk;
     while (chunk.size() < len && pos < size) chunk.push_back(static_cast<char>(data[pos++]));
-    if (chunk.empty() && (knobs & 0x40) == 0) continue;
+    if (chunk.empty() && ((knobs & 0x40) == 0 || empty_in_a_row == 32)) continue;
+    empty_in_a_row = chunk.empty() ? empty_in_a_row + 1 : 0;
     check(client->seal(chunk.data(), chunk.size(), &sealed_stream));
     sealed_data += chunk;
   }

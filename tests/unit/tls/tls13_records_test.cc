@@ -209,6 +209,20 @@ Tls13Records::TrafficSecret secret_from_client_keylog(const std::string& label) 
   return secret;
 }
 
+// Handshakes `link` (whose client context logs keys to client_keylog and offers
+// TLS_AES_128_GCM_SHA256 only), hands the server's records over, and returns the client's side
+// of the record layer: reading with the server's secret, writing with its own.
+std::unique_ptr<Tls13Records> hand_over_and_mirror(Link& link) {
+  client_keylog().clear();
+  link.handshake();
+  REQUIRE(link.server.hand_over_records());
+  std::unique_ptr<Tls13Records> client_records =
+      Tls13Records::make(0x1301, secret_from_client_keylog("SERVER_TRAFFIC_SECRET_0"),
+                         secret_from_client_keylog("CLIENT_TRAFFIC_SECRET_0"));
+  REQUIRE(client_records);
+  return client_records;
+}
+
 }  // namespace
 
 namespace portico {
@@ -349,21 +363,60 @@ TEST_CASE("tls handover: a KeyUpdate the client gets wrong ends the stream with 
   SSL_CTX_set_keylog_callback(client_ctx.get(), &collect_client_keylog);
   for (const Bad& bad : bads) {
     INFO(bad.name);
-    client_keylog().clear();
     Link link(server_ctx.get(), client_ctx.get());
-    link.handshake();
-    REQUIRE(link.server.hand_over_records());
-    // The client's side: reading with the server's secret, writing with its own.
-    std::unique_ptr<Tls13Records> client_records =
-        Tls13Records::make(0x1301, secret_from_client_keylog("SERVER_TRAFFIC_SECRET_0"),
-                           secret_from_client_keylog("CLIENT_TRAFFIC_SECRET_0"));
-    REQUIRE(client_records);
+    std::unique_ptr<Tls13Records> client_records = hand_over_and_mirror(link);
     std::string record;
     REQUIRE(Tls13RecordsTestAccess::seal(*client_records, 22, bad.message, &record));
     link.to_server(record);
     CHECK(link.status == TlsStream::Status::kError);
     CHECK(link.server.error_reason() == bad.reason);
     CHECK(link.client_reads_fatal_alert() == bad.alert);
+  }
+}
+
+TEST_CASE("tls handover: records that carry nothing are skipped, up to OpenSSL's limits",
+          "[tls][handover]") {
+  struct Filler {
+    const char* name;
+    uint8_t content_type;
+    std::string content;
+    unsigned allowed_in_a_row;
+    const char* reason;
+  };
+  const Filler fillers[] = {
+      {"empty application data", 23, "", 32, "too_many_empty_records"},
+      {"user_canceled", 21, std::string("\x01\x5a", 2), 5, "too_many_warning_alerts"},
+  };
+  SslCtxPtr server_ctx = server_context();
+  SslCtxPtr client_ctx = client_context("TLS_AES_128_GCM_SHA256");
+  SSL_CTX_set_keylog_callback(client_ctx.get(), &collect_client_keylog);
+  for (const Filler& filler : fillers) {
+    INFO(filler.name);
+    Link link(server_ctx.get(), client_ctx.get());
+    std::unique_ptr<Tls13Records> client_records = hand_over_and_mirror(link);
+    // As many as allowed, then data (which starts the count again), twice over: all fine.
+    for (int round = 0; round < 2; ++round) {
+      std::string records;
+      for (unsigned i = 0; i < filler.allowed_in_a_row; ++i) {
+        REQUIRE(Tls13RecordsTestAccess::seal(*client_records, filler.content_type, filler.content,
+                                             &records));
+      }
+      REQUIRE(Tls13RecordsTestAccess::seal(*client_records, 23, "data", &records));
+      link.received.clear();
+      link.to_server(records);
+      REQUIRE(link.status != TlsStream::Status::kError);
+      CHECK(link.received == "data");
+    }
+    // One more than allowed in a row ends the stream.
+    std::string records;
+    for (unsigned i = 0; i <= filler.allowed_in_a_row; ++i) {
+      REQUIRE(Tls13RecordsTestAccess::seal(*client_records, filler.content_type, filler.content,
+                                           &records));
+    }
+    link.to_server(records);
+    CHECK(link.status == TlsStream::Status::kError);
+    CHECK(link.server.error_reason() == filler.reason);
+    CHECK(link.client_reads_fatal_alert() == SSL_AD_UNEXPECTED_MESSAGE);
   }
 }
 
