@@ -149,6 +149,7 @@ void ClientConnection::begin() {
   peer_address_ = address_text(peer_.any);
   uv_tcp_nodelay(&tcp_, 1);
   if (ctx_.config.proxy_protocol) proxy_header_ = std::make_unique<ProxyProtocolParser>();
+  reusable_since_ms_ = uv_now(ctx_.loop);
   arm_timer(ctx_.config.handshake_timeout);
   update_reading();
 }
@@ -193,28 +194,43 @@ void ClientConnection::close_after_client_error(int status) {
 }
 
 // A client that began a handshake and then closed or reset the connection: one line and a
-// count, as NGINX's "peer closed connection in SSL handshake". One that never sent a byte
-// (a port check, a balancer's TCP health check) is not worth either.
+// count, as NGINX's "peer closed connection in SSL handshake". One that never sent a TLS byte
+// (a port check, a balancer's TCP health check, with or without its PROXY header) is not
+// worth either.
 void ClientConnection::handshake_abandoned(std::string_view how) {
-  if (!client_sent_bytes_ || proxy_header_) return;
+  if (!client_sent_bytes_) return;
   ctx_.metrics.count_handshake_failure("peer_closed");
   log_info("tls", "handshake failed client=", peer_address_, " reason=peer_closed detail=", how);
 }
 
-bool ClientConnection::reusable() const {
-  if (phase_ == Phase::kHandshake) return !client_sent_bytes_;
+// Silent for this long since it connected: a client that means to talk has sent its
+// ClientHello by then. (Younger ones may have bytes waiting that no read has looked at yet: a
+// burst of connections is accepted before any of them is read.)
+constexpr uint64_t kSilentForMs = 1000;
+
+bool ClientConnection::reusable(uint64_t now) const {
+  if (phase_ == Phase::kHandshake) {
+    return !client_sent_bytes_ && now >= reusable_since_ms_ + kSilentForMs;
+  }
+  // Idle, and not even part of a TLS record of a next request received.
   return phase_ == Phase::kIdle && !upstream_ && !client_eof_ && !shutting_down_ &&
-         pending_input_.empty() && plain_out_.empty() && writer_.queued() == 0;
+         pending_input_.empty() && plain_out_.empty() && writer_.queued() == 0 &&
+         !tls_.holds_input() && !tls_.holds_partial_record();
 }
 
 bool ClientConnection::close_one_reusable(WorkerContext& ctx) {
-  // The list has the newest first: the last one that qualifies has waited longest.
+  // The one that began waiting first, as NGINX drains its reusable connections (not the one
+  // accepted first: a busy client, idle for a moment between requests, would go before
+  // connections idle for seconds).
+  const uint64_t now = uv_now(ctx.loop);
   ClientConnection* oldest = nullptr;
   for (ClientConnection* conn = ctx.connections; conn != nullptr; conn = conn->next_) {
-    if (conn->reusable()) oldest = conn;
+    if (conn->reusable(now) &&
+        (oldest == nullptr || conn->reusable_since_ms_ < oldest->reusable_since_ms_)) {
+      oldest = conn;
+    }
   }
   if (oldest == nullptr) return false;
-  const uint64_t now = uv_now(ctx.loop);
   if (now >= ctx.reuse_logged_ms + 1000) {  // at most a line a second, as a crowd may be at it
     ctx.reuse_logged_ms = now;
     log_warn("listener",
@@ -301,11 +317,11 @@ void ClientConnection::on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_
     return;
   }
   if (nread == 0) return;
-  conn->client_sent_bytes_ = true;
   if (conn->phase_ == Phase::kClosing) return;  // lingering close: discard
   const char* data = buf->base;
   size_t len = static_cast<size_t>(nread);
   if (conn->proxy_header_ && !conn->take_proxy_header(&data, &len)) return;
+  if (len > 0) conn->client_sent_bytes_ = true;
   conn->on_ciphertext(data, len);
   flush_gathered_writes(stream->loop);
 }
@@ -364,6 +380,7 @@ void ClientConnection::on_ciphertext(const char* data, size_t len) {
     if (status != TlsStream::Status::kOk) return;
     ++ctx_.metrics.tls_handshakes;
     phase_ = Phase::kIdle;
+    reusable_since_ms_ = uv_now(ctx_.loop);
     // The first request is awaited for --header-timeout, as NGINX's client_header_timeout;
     // --keepalive-timeout is the wait between requests (next_request).
     arm_timer(shutting_down_ ? kFirstRequestGrace : ctx_.config.header_timeout);
@@ -959,6 +976,7 @@ void ClientConnection::next_request() {
   answered_ = true;
   reset_exchange();
   phase_ = Phase::kIdle;
+  reusable_since_ms_ = uv_now(ctx_.loop);
   arm_timer(ctx_.config.keepalive_timeout);
   resume_parser();
   process_input();
@@ -1256,8 +1274,10 @@ void ClientConnection::on_timer(uv_timer_t* timer) {
       if (conn->proxy_header_) {
         log_info("proxy-protocol", "refused client=", conn->peer_address_, " reason=timeout");
       } else {
-        conn->ctx_.metrics.count_handshake_failure("timeout");
-        log_info("tls", "handshake failed client=", conn->peer_address_, " reason=timeout");
+        if (!conn->shutting_down_) {  // the stop's short grace is not the client's failure
+          conn->ctx_.metrics.count_handshake_failure("timeout");
+          log_info("tls", "handshake failed client=", conn->peer_address_, " reason=timeout");
+        }
       }
       conn->close_now();
       break;

@@ -134,7 +134,7 @@ class ClientConnection final : private StreamWriter::Owner, private UpstreamConn
   // True while an expired deadline waits for the client to take what portico holds for it
   // (see on_timer).
   bool waiting_on_client() const;
-  bool reusable() const;  // see close_one_reusable
+  bool reusable(uint64_t now) const;  // see close_one_reusable
   void handshake_abandoned(std::string_view how);
   void close_after_client_error(int status);  // a read or write on the client's socket failed
   static void on_handle_closed(uv_handle_t* handle);
@@ -180,7 +180,12 @@ class ClientConnection final : private StreamWriter::Owner, private UpstreamConn
   bool shutting_down_ = false;
   bool processing_input_ = false;
   bool client_eof_ = false;  // the client half-closed (after a complete request, or in a tunnel)
-  bool client_sent_bytes_ = false;  // anything at all arrived from the client
+  // A TLS byte arrived from the client (a PROXY protocol header is not one): until then the
+  // connection is silent (see reusable()).
+  bool client_sent_bytes_ = false;
+  // When the connection last began to wait with nothing in flight (accepted, or idle between
+  // requests), loop time: of the reusable ones, the one waiting longest is reused first.
+  uint64_t reusable_since_ms_ = 0;
   bool shutdown_sent_ = false;
   bool answered_ = false;  // at least one exchange finished (see begin_shutdown)
   ClientConnection* prev_ = nullptr;

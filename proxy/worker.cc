@@ -18,7 +18,9 @@
 namespace portico {
 namespace {
 constexpr auto kDrainTimeout = std::chrono::seconds(10);
-}
+// How often a listener waiting at --max-connections looks for a connection to reuse.
+constexpr uint64_t kRoomCheckMs = 200;
+}  // namespace
 
 Worker::Worker(const Config& config, const AccessLog& access_log, const ConfigSnapshot& initial) {
   uv_loop_init(&loop_);
@@ -37,6 +39,9 @@ Worker::Worker(const Config& config, const AccessLog& access_log, const ConfigSn
   posted_.data = this;
   uv_timer_init(&loop_, &publish_timer_);
   publish_timer_.data = this;
+  uv_timer_init(&loop_, &room_timer_);
+  room_timer_.data = this;
+  ctx_->room_timer = &room_timer_;
 }
 
 Worker::~Worker() {
@@ -218,15 +223,30 @@ void Worker::on_https_connection(uv_stream_t* server, int status) {
   // closed at once; its memory goes with the close callbacks, a moment later.
   if (!room) room = ClientConnection::close_one_reusable(ctx);
   if (!room) {
-    // Not accepting pauses the listener (worker_context.h); a connection's end resumes it.
+    // Not accepting pauses the listener (worker_context.h); a connection's end resumes it,
+    // and so does one that becomes reusable meanwhile (on_room_check).
     if (!ctx.accept_paused) {
       log_warn("listener", "connection limit reached, new connections wait max_connections=",
                ctx.config.connection_limit());
+      uv_timer_start(ctx.room_timer, &Worker::on_room_check, kRoomCheckMs, kRoomCheckMs);
     }
     ctx.accept_paused = server;
     return;
   }
   ClientConnection::accept_from(ctx, server);
+}
+
+void Worker::on_room_check(uv_timer_t* timer) {
+  WorkerContext& ctx = *static_cast<Worker*>(timer->data)->ctx_;
+  if (ctx.accept_paused == nullptr || ctx.shutting_down) {
+    uv_timer_stop(timer);
+    return;
+  }
+  if (!ClientConnection::close_one_reusable(ctx)) return;
+  uv_timer_stop(timer);
+  uv_stream_t* listener = std::exchange(ctx.accept_paused, nullptr);
+  log_info("listener", "accepting again connections=", ctx.open_connections());
+  ClientConnection::accept_from(ctx, listener);  // the socket libuv held; polling resumes
 }
 
 void Worker::on_http_connection(uv_stream_t* server, int status) {
@@ -253,6 +273,7 @@ void resume_accepting(WorkerContext& ctx) {
   if (ctx.accept_paused && ctx.open_connections() < ctx.config.connection_limit()) {
     uv_stream_t* listener = ctx.accept_paused;
     ctx.accept_paused = nullptr;
+    uv_timer_stop(ctx.room_timer);
     log_info("listener", "accepting again connections=", ctx.open_connections());
     ClientConnection::accept_from(ctx, listener);  // the socket libuv held; polling resumes
   }
@@ -329,6 +350,7 @@ void Worker::begin_shutdown() {
   }
   uv_close(reinterpret_cast<uv_handle_t*>(&posted_), nullptr);
   uv_timer_stop(&publish_timer_);
+  uv_timer_stop(&room_timer_);
   // Connections the kernel has already queued on the TLS listener would be reset when it
   // closes. During a restart (a new portico on the same port, SO_REUSEPORT) those are clients
   // that did nothing wrong: take them first and answer them (ClientConnection::begin_shutdown).

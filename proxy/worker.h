@@ -71,6 +71,7 @@ class Worker {
   static void on_drain_timeout(uv_timer_t* timer);
   static void on_posted(uv_async_t* handle);
   static void on_publish(uv_timer_t* timer);
+  static void on_room_check(uv_timer_t* timer);
   // The lead's counters live, the others' as they published them (at most a second old).
   Metrics metrics_total() const;
   std::string render_metrics() const;
@@ -98,6 +99,9 @@ class Worker {
   bool posted_stop_ = false;
 
   uv_timer_t publish_timer_;
+  // While the TLS listener waits at --max-connections: looks now and then for a connection
+  // that has become reusable since (ClientConnection::close_one_reusable).
+  uv_timer_t room_timer_;
   mutable std::mutex published_mutex_;
   Metrics published_;
 };

@@ -94,6 +94,8 @@ struct WorkerContext {
   uv_stream_t* accept_paused = nullptr;
   // When the TLS listener last said it closes idle connections to make room (loop time).
   uint64_t reuse_logged_ms = 0;
+  // The worker's timer that looks for room while accept_paused (Worker::on_room_check).
+  uv_timer_t* room_timer = nullptr;
 };
 
 // After a connection of either listener ended: accepts again on a listener that waits at the

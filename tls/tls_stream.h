@@ -69,6 +69,8 @@ class TlsStream {
   // before; ssl() is null afterwards. True when the records are (or already were) portico's.
   bool hand_over_records();
   bool records_handed_over() const { return records_ != nullptr; }
+  // After the hand-over: the start of a record is held, its rest not yet received.
+  bool holds_partial_record() const { return records_ && records_->has_partial_record(); }
 
   // Decrypts up to `cap` bytes; *n is set when the status is kOk.
   Status read(char* buf, size_t cap, size_t* n);

@@ -3,6 +3,7 @@
 // cost: 10,000 idle ones, and the buffers a busy one keeps until it is quiet.
 
 #include <openssl/ssl.h>
+#include <signal.h>
 #include <sys/resource.h>
 
 #include <atomic>
@@ -123,7 +124,9 @@ TEST_CASE("max connections: at the limit the longest-waiting silent or idle conn
   // limit is full, and none of them would end before its own timeout (10 s, 75 s).
   RawTcpClient silent(portico.https_port());
   REQUIRE(silent.ok());
-  std::this_thread::sleep_for(100ms);  // accepted first: the longest-waiting
+  // Waiting first; and silent for over a second, so not a client whose first bytes no read
+  // has looked at yet.
+  std::this_thread::sleep_for(1100ms);
   std::vector<std::unique_ptr<RawTlsClient>> idle;
   for (int i = 0; i < 2; ++i) {
     idle.push_back(std::make_unique<RawTlsClient>(portico.https_port(), cert.ca_cert));
@@ -139,13 +142,16 @@ TEST_CASE("max connections: at the limit the longest-waiting silent or idle conn
   REQUIRE(first.ok());
   CHECK(get_ok(first));
   CHECK(silent.read_all_until_close(2s).closed != CloseKind::kOpen);
-  // The next one takes the place of the keep-alive connection idle longest, which is told with
-  // close_notify; the other keeps working.
+  // The next one takes the place of the keep-alive connection idle longest (not the one
+  // accepted first: that one just made a request), which is told with close_notify; the
+  // others keep working.
+  REQUIRE(get_ok(*idle[0]));
   RawTlsClient second(portico.https_port(), quick);
   REQUIRE(second.ok());
   CHECK(get_ok(second));
-  CHECK(idle[0]->read_all_until_close(2s).closed == CloseKind::kCloseNotify);
-  CHECK(get_ok(*idle[1]));
+  CHECK(idle[1]->read_all_until_close(2s).closed == CloseKind::kCloseNotify);
+  CHECK(get_ok(*idle[0]));
+  CHECK(get_ok(first));
   CHECK(portico.stderr_text().find(
             "warn listener: connection limit reached, closing the longest-waiting idle "
             "connection max_connections=3") != std::string::npos);
@@ -180,6 +186,58 @@ TEST_CASE("max connections: port-80 connections count too, and idle ones make ro
   // When the TLS connection ends, the waiting port-80 client is accepted and answered.
   tls.close();
   CHECK(waiting.read_until("\r\n\r\n", 5s).data.rfind("HTTP/1.1 301", 0) == 0);
+}
+
+TEST_CASE("max connections: a waiting newcomer gets the place of one that has become idle",
+          "[limits]") {
+  ThreeConnections limited;
+  PorticoProcess& portico = limited.portico;
+  const TestCert& cert = limited.cert;
+  std::vector<std::unique_ptr<RawTlsClient>> busy;
+  for (int i = 0; i < 3; ++i) {
+    busy.push_back(std::make_unique<RawTlsClient>(portico.https_port(), cert.ca_cert));
+    REQUIRE(busy.back()->ok());
+    REQUIRE(busy.back()->send("GET /limit HTTP/1.1\r\nHost: localhost\r\n"));  // half a head
+  }
+  auto newcomer = std::async(std::launch::async, [&] {
+    TlsClientOptions options;
+    options.ca_file = cert.ca_cert;
+    options.timeout = 20s;
+    return std::make_unique<RawTlsClient>(portico.https_port(), options);
+  });
+  REQUIRE(portico.process().try_wait_for_output("new connections wait", 10s));
+  // One finishes its request and waits for the next: nothing ends, but it is reusable now.
+  REQUIRE(busy[0]->send("\r\n"));
+  REQUIRE(busy[0]->read_until("ok GET /limit", 10s).matched);
+  std::unique_ptr<RawTlsClient> served = newcomer.get();
+  INFO(served->error() << portico.stderr_text());
+  REQUIRE(served->ok());
+  CHECK(get_ok(*served));
+  CHECK(busy[0]->read_all_until_close(2s).closed == CloseKind::kCloseNotify);
+}
+
+TEST_CASE("max connections: a burst of new connections does not cut a client whose hello waits",
+          "[limits]") {
+  ThreeConnections limited;
+  PorticoProcess& portico = limited.portico;
+  const TestCert& cert = limited.cert;
+  // Stopped, portico reads nothing: a real client's ClientHello waits in its socket, and ten
+  // silent connections queue behind it. When it runs again it accepts them all before it reads
+  // any: none of them has sent anything yet as far as portico knows, the client included.
+  REQUIRE(portico.process().signal(SIGSTOP));
+  auto client = std::async(std::launch::async, [&] {
+    TlsClientOptions options;
+    options.ca_file = cert.ca_cert;
+    options.timeout = 20s;
+    auto tls = std::make_unique<RawTlsClient>(portico.https_port(), options);
+    return tls->ok() && get_ok(*tls);
+  });
+  std::this_thread::sleep_for(300ms);
+  std::vector<std::unique_ptr<RawTcpClient>> silent;
+  for (int i = 0; i < 10; ++i)
+    silent.push_back(std::make_unique<RawTcpClient>(portico.https_port()));
+  REQUIRE(portico.process().signal(SIGCONT));
+  CHECK(client.get());
 }
 
 TEST_CASE("limits: a bad limit flag stops the start with exit 2", "[limits][cli]") {

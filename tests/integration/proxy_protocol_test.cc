@@ -116,6 +116,18 @@ TEST_CASE("PROXY: a malformed header or none in time closes the connection", "[p
   setup.portico.process().wait_for_output("reason=timeout", 5s);
   CHECK(setup.backend.request_count() == 0);
   CHECK(setup.backend.connections_accepted() == 0);
+  // A balancer's health check sends its header and closes: no TLS byte, so no failed
+  // handshake to log or count (as for a TCP check without the protocol).
+  const std::string before = setup.portico.stderr_text();
+  {
+    RawTcpClient check(setup.portico.https_port());
+    REQUIRE(check.send("PROXY TCP4 203.0.113.7 127.0.0.1 56324 443\r\n"));
+    check.shutdown_write();
+    CHECK(check.read_all_until_close(5s).closed != CloseKind::kOpen);
+  }
+  std::this_thread::sleep_for(200ms);
+  CHECK(setup.portico.stderr_text().substr(before.size()).find("handshake failed") ==
+        std::string::npos);
 }
 
 TEST_CASE("without --proxy-protocol a PROXY header is a failed handshake", "[proxy-protocol]") {
