@@ -69,6 +69,30 @@ struct ThreeConnections {
   TestCert cert;
   TestBackend backend;
   PorticoProcess portico;
+
+  // Three connections in the middle of a request head: busy, so none makes room.
+  std::vector<std::unique_ptr<RawTlsClient>> fill_with_busy() {
+    std::vector<std::unique_ptr<RawTlsClient>> busy;
+    for (int i = 0; i < 3; ++i) {
+      busy.push_back(std::make_unique<RawTlsClient>(portico.https_port(), cert.ca_cert));
+      REQUIRE(busy.back()->ok());
+      REQUIRE(get_ok(*busy.back()));
+      REQUIRE(busy.back()->send("GET /limit HTTP/1.1\r\nHost: localhost\r\n"));
+    }
+    return busy;
+  }
+  // A client connecting on a thread, with 20 s for its handshake; `handshake_done` (if given)
+  // is set when the handshake ended either way.
+  std::future<std::unique_ptr<RawTlsClient>> newcomer(std::atomic<bool>* handshake_done = nullptr) {
+    return std::async(std::launch::async, [this, handshake_done] {
+      TlsClientOptions options;
+      options.ca_file = cert.ca_cert;
+      options.timeout = 20s;
+      auto tls = std::make_unique<RawTlsClient>(portico.https_port(), options);
+      if (handshake_done != nullptr) *handshake_done = true;
+      return tls;
+    });
+  }
 };
 
 }  // namespace
@@ -77,27 +101,12 @@ TEST_CASE("max connections: at the limit newcomers wait, and are served when one
           "[limits]") {
   ThreeConnections limited;
   PorticoProcess& portico = limited.portico;
-  const TestCert& cert = limited.cert;
-  // Three busy connections, each in the middle of a request head (idle ones would make room:
-  // the next test).
-  std::vector<std::unique_ptr<RawTlsClient>> held;
-  for (int i = 0; i < 3; ++i) {
-    held.push_back(std::make_unique<RawTlsClient>(portico.https_port(), cert.ca_cert));
-    REQUIRE(held.back()->ok());
-    REQUIRE(get_ok(*held.back()));
-    REQUIRE(held.back()->send("GET /limit HTTP/1.1\r\nHost: localhost\r\n"));
-  }
+  // Three busy connections (idle ones would make room: the next tests).
+  std::vector<std::unique_ptr<RawTlsClient>> held = limited.fill_with_busy();
   // The fourth connects (the kernel's listen queue takes it) but gets no handshake while three
   // are open.
   std::atomic<bool> handshake_done{false};
-  auto fourth = std::async(std::launch::async, [&] {
-    TlsClientOptions options;
-    options.ca_file = cert.ca_cert;
-    options.timeout = 20s;
-    auto tls = std::make_unique<RawTlsClient>(portico.https_port(), options);
-    handshake_done = true;
-    return tls;
-  });
+  auto fourth = limited.newcomer(&handshake_done);
   REQUIRE(portico.process().try_wait_for_output("connection limit reached", 10s));
   std::this_thread::sleep_for(300ms);
   CHECK_FALSE(handshake_done.load());
@@ -192,19 +201,8 @@ TEST_CASE("max connections: a waiting newcomer gets the place of one that has be
           "[limits]") {
   ThreeConnections limited;
   PorticoProcess& portico = limited.portico;
-  const TestCert& cert = limited.cert;
-  std::vector<std::unique_ptr<RawTlsClient>> busy;
-  for (int i = 0; i < 3; ++i) {
-    busy.push_back(std::make_unique<RawTlsClient>(portico.https_port(), cert.ca_cert));
-    REQUIRE(busy.back()->ok());
-    REQUIRE(busy.back()->send("GET /limit HTTP/1.1\r\nHost: localhost\r\n"));  // half a head
-  }
-  auto newcomer = std::async(std::launch::async, [&] {
-    TlsClientOptions options;
-    options.ca_file = cert.ca_cert;
-    options.timeout = 20s;
-    return std::make_unique<RawTlsClient>(portico.https_port(), options);
-  });
+  std::vector<std::unique_ptr<RawTlsClient>> busy = limited.fill_with_busy();
+  auto newcomer = limited.newcomer();
   REQUIRE(portico.process().try_wait_for_output("new connections wait", 10s));
   // One finishes its request and waits for the next: nothing ends, but it is reusable now.
   REQUIRE(busy[0]->send("\r\n"));
