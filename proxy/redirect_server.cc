@@ -80,6 +80,8 @@ std::string https_redirect_location(std::string_view host_header, std::string_vi
     target = rest;
   }
   if (target.empty() || target.front() != '/') return "";
+  // A fragment is no part of a request target (RFC 9112 3.2), refused as on the TLS port.
+  if (target.find('#') != std::string_view::npos) return "";
   std::string location = "https://";
   location.append(host);
   if (https_port != 443) location.append(":").append(std::to_string(https_port));

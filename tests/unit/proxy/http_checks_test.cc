@@ -82,6 +82,8 @@ TEST_CASE("redirect Location keeps path and query exactly", "[redirect]") {
         "https://example.com/p");
   CHECK(https_redirect_location("example.com", "http://example.com?q", 443).empty());
   CHECK(https_redirect_location("bad host", "/", 443).empty());
+  CHECK(https_redirect_location("example.com", "/x#f", 443).empty());
+  CHECK(https_redirect_location("example.com", "/x?a=1#f", 443).empty());
   CHECK(https_redirect_location("example.com", "*", 443).empty());
 }
 
