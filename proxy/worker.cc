@@ -20,6 +20,30 @@ namespace {
 constexpr auto kDrainTimeout = std::chrono::seconds(10);
 // How often a listener waiting at --max-connections looks for a connection to reuse.
 constexpr uint64_t kRoomCheckMs = 200;
+
+// Whether one more TLS connection may be accepted now. At the limit an idle port-80
+// connection gives its place (and not to a port-80 newcomer waiting at the limit: that
+// listener stays paused meanwhile); else a TLS connection silent since it connected, or idle
+// between requests, so that such a crowd cannot keep newcomers waiting for its own timeouts
+// (10 s, 75 s). A descriptor given up is closed at once; its memory goes with the close
+// callbacks, a moment later.
+bool room_for_tls(WorkerContext& ctx) {
+  if (ctx.open_connections() < ctx.config.connection_limit()) return true;
+  uv_stream_t* redirect_waiting = std::exchange(ctx.redirect_accept_paused, nullptr);
+  const bool room = RedirectConnection::close_one_idle(ctx);
+  ctx.redirect_accept_paused = redirect_waiting;
+  return room || ClientConnection::close_one_reusable(ctx);
+}
+
+// Accepts the connection libuv held back when the TLS listener paused at the limit; polling
+// the listener resumes.
+void accept_waiting_tls(WorkerContext& ctx) {
+  uv_stream_t* listener = std::exchange(ctx.accept_paused, nullptr);
+  if (listener == nullptr) return;
+  uv_timer_stop(ctx.room_timer);
+  log_info("listener", "accepting again connections=", ctx.open_connections());
+  ClientConnection::accept_from(ctx, listener);
+}
 }  // namespace
 
 Worker::Worker(const Config& config, const AccessLog& access_log, const ConfigSnapshot& initial) {
@@ -210,19 +234,7 @@ void Worker::on_https_connection(uv_stream_t* server, int status) {
     return;
   }
   WorkerContext& ctx = *worker->ctx_;
-  // At the limit, an idle port-80 connection gives its place to this TLS client (and not to
-  // a port-80 newcomer waiting at the limit: that listener stays paused meanwhile).
-  bool room = ctx.open_connections() < ctx.config.connection_limit();
-  if (!room) {
-    uv_stream_t* redirect_waiting = std::exchange(ctx.redirect_accept_paused, nullptr);
-    room = RedirectConnection::close_one_idle(ctx);
-    ctx.redirect_accept_paused = redirect_waiting;
-  }
-  // Then a TLS connection silent since it connected, or idle between requests: such a crowd
-  // must not keep newcomers waiting for its own timeouts (10 s, 75 s). Its descriptor is
-  // closed at once; its memory goes with the close callbacks, a moment later.
-  if (!room) room = ClientConnection::close_one_reusable(ctx);
-  if (!room) {
+  if (!room_for_tls(ctx)) {
     // Not accepting pauses the listener (worker_context.h); a connection's end resumes it,
     // and so does one that becomes reusable meanwhile (on_room_check).
     if (!ctx.accept_paused) {
@@ -242,11 +254,7 @@ void Worker::on_room_check(uv_timer_t* timer) {
     uv_timer_stop(timer);
     return;
   }
-  if (!ClientConnection::close_one_reusable(ctx)) return;
-  uv_timer_stop(timer);
-  uv_stream_t* listener = std::exchange(ctx.accept_paused, nullptr);
-  log_info("listener", "accepting again connections=", ctx.open_connections());
-  ClientConnection::accept_from(ctx, listener);  // the socket libuv held; polling resumes
+  if (room_for_tls(ctx)) accept_waiting_tls(ctx);
 }
 
 void Worker::on_http_connection(uv_stream_t* server, int status) {
@@ -270,13 +278,7 @@ void Worker::on_http_connection(uv_stream_t* server, int status) {
 void resume_accepting(WorkerContext& ctx) {
   if (ctx.shutting_down) return;
   // The TLS listener first: it is what the port-80 one sends everyone to.
-  if (ctx.accept_paused && ctx.open_connections() < ctx.config.connection_limit()) {
-    uv_stream_t* listener = ctx.accept_paused;
-    ctx.accept_paused = nullptr;
-    uv_timer_stop(ctx.room_timer);
-    log_info("listener", "accepting again connections=", ctx.open_connections());
-    ClientConnection::accept_from(ctx, listener);  // the socket libuv held; polling resumes
-  }
+  if (ctx.open_connections() < ctx.config.connection_limit()) accept_waiting_tls(ctx);
   if (ctx.redirect_accept_paused && ctx.open_connections() < ctx.config.connection_limit()) {
     uv_stream_t* listener = ctx.redirect_accept_paused;
     ctx.redirect_accept_paused = nullptr;

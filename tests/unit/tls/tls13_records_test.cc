@@ -209,9 +209,17 @@ Tls13Records::TrafficSecret secret_from_client_keylog(const std::string& label) 
   return secret;
 }
 
-// Handshakes `link` (whose client context logs keys to client_keylog and offers
-// TLS_AES_128_GCM_SHA256 only), hands the server's records over, and returns the client's side
-// of the record layer: reading with the server's secret, writing with its own.
+// A client context for hand_over_and_mirror: TLS_AES_128_GCM_SHA256 only, keys logged to
+// client_keylog.
+SslCtxPtr mirrored_client_context() {
+  SslCtxPtr ctx = client_context("TLS_AES_128_GCM_SHA256");
+  SSL_CTX_set_keylog_callback(ctx.get(), &collect_client_keylog);
+  return ctx;
+}
+
+// Handshakes `link` (whose client context is a mirrored_client_context()), hands the server's
+// records over, and returns the client's side of the record layer: reading with the server's
+// secret, writing with its own.
 std::unique_ptr<Tls13Records> hand_over_and_mirror(Link& link) {
   client_keylog().clear();
   link.handshake();
@@ -359,8 +367,7 @@ TEST_CASE("tls handover: a KeyUpdate the client gets wrong ends the stream with 
        "unexpected_handshake_message", SSL_AD_UNEXPECTED_MESSAGE},
   };
   SslCtxPtr server_ctx = server_context();
-  SslCtxPtr client_ctx = client_context("TLS_AES_128_GCM_SHA256");
-  SSL_CTX_set_keylog_callback(client_ctx.get(), &collect_client_keylog);
+  SslCtxPtr client_ctx = mirrored_client_context();
   for (const Bad& bad : bads) {
     INFO(bad.name);
     Link link(server_ctx.get(), client_ctx.get());
@@ -388,19 +395,23 @@ TEST_CASE("tls handover: records that carry nothing are skipped, up to OpenSSL's
       {"user_canceled", 21, std::string("\x01\x5a", 2), 5, "too_many_warning_alerts"},
   };
   SslCtxPtr server_ctx = server_context();
-  SslCtxPtr client_ctx = client_context("TLS_AES_128_GCM_SHA256");
-  SSL_CTX_set_keylog_callback(client_ctx.get(), &collect_client_keylog);
+  SslCtxPtr client_ctx = mirrored_client_context();
   for (const Filler& filler : fillers) {
     INFO(filler.name);
     Link link(server_ctx.get(), client_ctx.get());
     std::unique_ptr<Tls13Records> client_records = hand_over_and_mirror(link);
-    // As many as allowed, then data (which starts the count again), twice over: all fine.
-    for (int round = 0; round < 2; ++round) {
+    // `count` of them in a row, sealed as the client would.
+    auto fillers_in_a_row = [&](unsigned count) {
       std::string records;
-      for (unsigned i = 0; i < filler.allowed_in_a_row; ++i) {
+      for (unsigned i = 0; i < count; ++i) {
         REQUIRE(Tls13RecordsTestAccess::seal(*client_records, filler.content_type, filler.content,
                                              &records));
       }
+      return records;
+    };
+    // As many as allowed, then data (which starts the count again), twice over: all fine.
+    for (int round = 0; round < 2; ++round) {
+      std::string records = fillers_in_a_row(filler.allowed_in_a_row);
       REQUIRE(Tls13RecordsTestAccess::seal(*client_records, 23, "data", &records));
       link.received.clear();
       link.to_server(records);
@@ -408,12 +419,7 @@ TEST_CASE("tls handover: records that carry nothing are skipped, up to OpenSSL's
       CHECK(link.received == "data");
     }
     // One more than allowed in a row ends the stream.
-    std::string records;
-    for (unsigned i = 0; i <= filler.allowed_in_a_row; ++i) {
-      REQUIRE(Tls13RecordsTestAccess::seal(*client_records, filler.content_type, filler.content,
-                                           &records));
-    }
-    link.to_server(records);
+    link.to_server(fillers_in_a_row(filler.allowed_in_a_row + 1));
     CHECK(link.status == TlsStream::Status::kError);
     CHECK(link.server.error_reason() == filler.reason);
     CHECK(link.client_reads_fatal_alert() == SSL_AD_UNEXPECTED_MESSAGE);
