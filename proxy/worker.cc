@@ -290,7 +290,7 @@ void resume_accepting(WorkerContext& ctx) {
 
 namespace {
 
-// A second SIGTERM or SIGINT while draining: exit at once. A plain handler, not the lead loop's,
+// A second stop signal while draining: exit at once. A plain handler, not the lead loop's,
 // because that loop may already have ended while other workers drain.
 void exit_on_second_stop_signal(int) {
   static const char kLine[] = "warn portico: second stop signal: exiting now\n";
@@ -302,8 +302,11 @@ void exit_on_second_stop_signal(int) {
 
 void Worker::handle_signals() {
   signals_ = true;
+  // SIGQUIT too: NGINX's graceful stop (its SIGTERM is the fast one), whose default action
+  // here would kill portico at once, with a core dump, cutting every request in flight.
   for (auto [handle, signum] : {std::pair{&sigterm_, SIGTERM},
                                 {&sigint_, SIGINT},
+                                {&sigquit_, SIGQUIT},
                                 {&sighup_, SIGHUP},
                                 {&sigusr1_, SIGUSR1}}) {
     uv_signal_init(&loop_, handle);
@@ -334,11 +337,13 @@ void Worker::on_signal(uv_signal_t* handle, int signum) {
     }
     return;
   }
-  log_info("portico", "stopping signal=", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+  log_info("portico", "stopping signal=",
+           signum == SIGTERM  ? "SIGTERM"
+           : signum == SIGINT ? "SIGINT"
+                              : "SIGQUIT");
   struct sigaction second {};
   second.sa_handler = &exit_on_second_stop_signal;
-  sigaction(SIGTERM, &second, nullptr);
-  sigaction(SIGINT, &second, nullptr);
+  for (int stop_signal : {SIGTERM, SIGINT, SIGQUIT}) sigaction(stop_signal, &second, nullptr);
   worker->begin_shutdown();
   for (Worker* peer : worker->peers_) peer->post_shutdown();
 }
@@ -386,7 +391,7 @@ void Worker::begin_shutdown() {
   // The signal handles stay (a closed one would give its signal back its default action,
   // which ends the process), unreferenced.
   if (signals_) {
-    for (uv_signal_t* handle : {&sigterm_, &sigint_, &sighup_, &sigusr1_}) {
+    for (uv_signal_t* handle : {&sigterm_, &sigint_, &sigquit_, &sighup_, &sigusr1_}) {
       uv_unref(reinterpret_cast<uv_handle_t*>(handle));
     }
   }

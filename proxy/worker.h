@@ -43,7 +43,7 @@ class Worker {
   // A further worker copies its counters here every second for the lead's /metrics.
   void publish_metrics_every_second();
   Metrics published_metrics() const;
-  // Handles SIGTERM/SIGINT (graceful stop; a second one exits at once), SIGHUP (reload now,
+  // Handles SIGTERM/SIGINT/SIGQUIT (graceful stop; a second one exits at once), SIGHUP (reload now,
   // once watch_configuration has been called; ignored while stopping) and SIGUSR1 (reopen the
   // access log file) on this loop.
   void handle_signals();
@@ -82,7 +82,7 @@ class Worker {
   uv_tcp_t https_listener_;
   uv_tcp_t http_listener_;
   bool http_listening_ = false;
-  uv_signal_t sigterm_, sigint_, sighup_, sigusr1_;
+  uv_signal_t sigterm_, sigint_, sigquit_, sighup_, sigusr1_;
   bool signals_ = false;
   uv_timer_t drain_timer_;
   // Watching runs on this loop while there is one worker; with several it moves to the main

@@ -211,6 +211,31 @@ TEST_CASE("SIGTERM: what is still in flight at the 10 s drain deadline is cut an
   CHECK(status->exited_ok());
 }
 
+TEST_CASE("SIGQUIT stops gracefully, as NGINX's does: the request in flight is answered",
+          "[hardening]") {
+  TempDir dir;
+  TestCert cert = make_test_cert(dir);
+  TestBackend backend([](const ReceivedRequest&) {
+    Response r;
+    r.delay_before_headers = 500ms;
+    r.body = "finished";
+    return r;
+  });
+  PorticoProcess portico(dir, "/ http://" + backend.address() + "\n", cert);
+  RawTlsClient client(portico.https_port(), cert.ca_cert);
+  REQUIRE(client.send("GET /slow HTTP/1.1\r\nHost: localhost\r\n\r\n"));
+  REQUIRE(backend.wait_for_requests(1, 5s));
+  portico.process().signal(SIGQUIT);
+  ReadResult answer = client.read_all_until_close(5s);
+  CHECK(answer.data.rfind("HTTP/1.1 200", 0) == 0);
+  CHECK(answer.data.find("Connection: close") != std::string::npos);
+  CHECK(answer.data.find("\r\n\r\nfinished") != std::string::npos);
+  auto status = portico.process().wait_exit(5s);
+  REQUIRE(status);
+  CHECK(status->exited_ok());
+  CHECK(portico.process().stderr_text().find("stopping signal=SIGQUIT") != std::string::npos);
+}
+
 TEST_CASE("SIGTERM: open redirect-listener connections do not hold the stop",
           "[hardening][redirect]") {
   TempDir dir;
