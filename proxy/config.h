@@ -34,6 +34,10 @@ struct Config {
   std::string acme_webroot;      // --acme-webroot: serve http-01 challenges on the port-80 side
   std::vector<std::string> dev_names;  // --dev-name: more names for the dev certificate
   std::string state_dir;               // --state-dir; "" = default_state_dir()
+  // No certificate given: `certificates` holds portico's own development certificate, read once
+  // at start (a reload keeps it: after --user its root-only state directory is out of reach,
+  // and another portico with other --dev-names may rewrite the file).
+  bool dev_certificate = false;
   std::string listen_address = "0.0.0.0";
   uint16_t https_port = 443;
   uint16_t http_port = 80;  // 0: no redirect listener

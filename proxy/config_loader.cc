@@ -93,6 +93,11 @@ ConfigInputs read_config_inputs(const Config& config) {
   if (!read_file(config.routes_path, &inputs.routes_text, &error, config.user)) {
     inputs.errors.push_back(error);
   }
+  if (config.dev_certificate) {
+    // Read by path when the first snapshot is built, then kept (config.h).
+    inputs.certificate_bytes = "development certificate";
+    return inputs;
+  }
   for (const CertKeyFiles& pair : certificate_files(config, &inputs.errors)) {
     for (const std::string* path : {&pair.cert, &pair.key}) {
       // The path too: a pair moved or renamed in --cert-dir is a change.

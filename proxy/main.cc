@@ -89,6 +89,7 @@ int main(int argc, char** argv) {
              " cert=",
              dev.cert_path, " generated=", dev.generated ? "yes" : "no");
     parsed.config.certificates.push_back({dev.cert_path, dev.key_path});
+    parsed.config.dev_certificate = true;
   }
   fit_connections_to_open_files(&parsed.config);
   const Config& config = parsed.config;

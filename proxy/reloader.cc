@@ -29,8 +29,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Links followed before giving up (a loop, or a chain no one builds on purpose).
-constexpr int kMaxLinkHops = 8;
+// Links followed while resolving one path before giving up (a loop): the kernel's limit.
+constexpr int kMaxLinkHops = 40;
 
 std::string directory_of(const std::string& path) {
   fs::path parent = fs::path(path).parent_path();
@@ -54,6 +54,50 @@ bool directory_identity(const std::string& dir, dev_t* device, ino_t* inode) {
   *device = st.st_dev;
   *inode = st.st_ino;
   return true;
+}
+
+// Calls `add(path)` for each directory entry whose change changes what `file` opens: every
+// symbolic link met while resolving it, at any component (certbot's live/NAME/fullchain.pem,
+// Kubernetes' "..data", a deploy tool's "current" -> releases/N higher up the path), and the
+// file the path ends at. Resolves as the kernel does: a link's target replaces it, "..", after
+// a link, goes up from where the link led.
+template <typename Add>
+void add_resolution(const std::string& file, const Add& add) {
+  std::error_code ec;
+  fs::path absolute = fs::absolute(file, ec);
+  if (ec) absolute = file;
+  std::vector<std::string> rest;  // the components still to resolve, the next one last
+  auto push_front = [&](const fs::path& path) {
+    std::vector<std::string> parts;
+    for (const fs::path& part : path.relative_path()) parts.push_back(part.string());
+    rest.insert(rest.end(), parts.rbegin(), parts.rend());
+  };
+  push_front(absolute);
+  fs::path resolved = absolute.root_path();
+  for (int links = 0; !rest.empty();) {
+    std::string part = std::move(rest.back());
+    rest.pop_back();
+    if (part.empty() || part == ".") continue;
+    if (part == "..") {
+      resolved = resolved.parent_path();
+      continue;
+    }
+    fs::path next = resolved / part;
+    if (links < kMaxLinkHops && is_symlink(next.string())) {
+      add(next.string());
+      char target[PATH_MAX];
+      ssize_t n = ::readlink(next.c_str(), target, sizeof target - 1);
+      if (n > 0) {
+        ++links;
+        fs::path to(std::string(target, static_cast<size_t>(n)));
+        if (to.is_absolute()) resolved = to.root_path();
+        push_front(to);
+        continue;
+      }
+    }
+    resolved = std::move(next);
+  }
+  add(resolved.string());
 }
 
 }  // namespace
@@ -112,29 +156,14 @@ std::vector<Reloader::WatchSpec> Reloader::watch_specs() const {
     }
   }
   std::vector<std::string> ignored;  // reported by the reload itself
-  for (const CertKeyFiles& pair : certificate_files(config_, &ignored)) {
+  // (Not the development certificate: a reload keeps it, config.h.)
+  for (const CertKeyFiles& pair : config_.dev_certificate ? std::vector<CertKeyFiles>{}
+                                                          : certificate_files(config_, &ignored)) {
     files.push_back(pair.cert);
     files.push_back(pair.key);
   }
   for (const std::string& file : files) {
-    add(file, false);
-    // Each link of a chain, then the final target (certbot: live/ -> archive/).
-    std::string link = file;
-    for (int hop = 0; hop < kMaxLinkHops && is_symlink(link); ++hop) {
-      by_dir[directory_of(link)].any_name = true;
-      char target[PATH_MAX];
-      ssize_t n = ::readlink(link.c_str(), target, sizeof target - 1);
-      if (n <= 0) break;
-      fs::path next(std::string(target, static_cast<size_t>(n)));
-      if (next.is_relative()) next = fs::path(directory_of(link)) / next;
-      link = next.lexically_normal().string();
-      add(link, false);
-    }
-    // A link to a directory on the way ("..data/tls.crt") hides the real file from readlink.
-    if (char* real = ::realpath(file.c_str(), nullptr)) {
-      add(real, false);
-      std::free(real);
-    }
+    add_resolution(file, [&](const std::string& path) { add(path, false); });
   }
   // A directory that is not there (removed for a while by a deploy that then renames another
   // into its place, or a certificate's folder not made yet) cannot be watched; its nearest
@@ -245,10 +274,20 @@ void Reloader::on_fs_event(uv_fs_event_t* handle, const char* filename, int, int
 
 void Reloader::schedule(std::string_view why) {
   if (closed_) return;
-  pending_trigger_ = str_cat("file path=", why);
+  // The first event names the reload: later ones of a burst may be a neighbour's (a log file
+  // written in a watched --cert-dir).
+  const uint64_t now = uv_now(loop_);
+  if (!uv_is_active(reinterpret_cast<uv_handle_t*>(debounce_))) {
+    pending_trigger_ = str_cat("file path=", why);
+    burst_started_ms_ = now;
+  }
   // Restarting the timer on every event makes a burst (an editor's save, certbot's four symlink
-  // swaps) one reload, kDebounce after the last event.
-  uv_timer_start(debounce_, &Reloader::on_debounce, static_cast<uint64_t>(kDebounce.count()), 0);
+  // swaps) one reload, kDebounce after the last event; but no later than kMaxDelay after the
+  // first, so that a directory whose files never stop changing cannot hold a reload back.
+  const uint64_t deadline = burst_started_ms_ + static_cast<uint64_t>(kMaxDelay.count());
+  const uint64_t wait = std::min<uint64_t>(static_cast<uint64_t>(kDebounce.count()),
+                                           deadline > now ? deadline - now : 0);
+  uv_timer_start(debounce_, &Reloader::on_debounce, wait, 0);
 }
 
 void Reloader::on_debounce(uv_timer_t* timer) {
@@ -265,7 +304,9 @@ void Reloader::reload_now(std::string_view trigger) {
 void Reloader::reload(std::string_view trigger, bool force) {
   if (closed_) return;
   ConfigInputs inputs = read_config_inputs(config_);
-  if (!force && inputs.errors.empty() && last_inputs_.errors.empty() &&
+  // Unchanged files skip the work, unless the last attempt failed: what it read may be fine
+  // while something it did not compare (a route's ca= bundle) has been fixed since.
+  if (!force && !last_attempt_failed_ && inputs.errors.empty() && last_inputs_.errors.empty() &&
       inputs.same_files(last_inputs_)) {
     log_debug("reload", "files unchanged: nothing to do trigger=", trigger);
     update_watches();
@@ -274,6 +315,7 @@ void Reloader::reload(std::string_view trigger, bool force) {
   log_info("reload", "reloading trigger=", trigger);
   ConfigLoadResult result = build_config_snapshot(config_, inputs, current_.get());
   last_inputs_ = std::move(inputs);
+  last_attempt_failed_ = !result.snapshot;
   if (!result.snapshot) {
     for (const std::string& error : result.errors) log_error("reload", error);
     log_error("reload", "configuration has errors: keeping the current configuration errors=",

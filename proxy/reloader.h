@@ -13,11 +13,12 @@
 // Files are watched through their DIRECTORIES (uv_fs_event_t on the directory, filtered by name),
 // because editors save by writing a temporary file and renaming it over the old one, and certbot
 // swaps symlinks (live/NAME/fullchain.pem -> ../../archive/NAME/fullchainN.pem): a watch on the
-// file itself would stay on the old inode and see neither. For a symlinked file the directory of
-// each link and of the final target are watched too, and every change in a link's directory
-// counts, since a swap may replace an intermediate link (Kubernetes' "..data") rather than the
-// file's own name. File events are coalesced for kDebounce before one reload, and a reload whose
-// files are byte-for-byte those of the previous attempt is skipped.
+// file itself would stay on the old inode and see neither. Every symbolic link met while
+// resolving a path is watched by name in its directory, at any component: a swap may replace the
+// file's own link (certbot), an intermediate one (Kubernetes' "..data") or a directory link
+// higher up (a deploy tool's "current" -> releases/N). File events are coalesced for kDebounce
+// (at most kMaxDelay) before one reload, and a reload whose files are byte-for-byte those of the
+// previous attempt, if that attempt succeeded, is skipped.
 //
 // Reading is synchronous on the loop: the files are a few kilobytes, read from the page cache.
 // Building a new SSL_CTX (only when the certificate files changed) takes about a millisecond.
@@ -41,6 +42,7 @@ class Reloader {
  public:
   using Apply = std::function<void(std::shared_ptr<const ConfigSnapshot>)>;
   static constexpr std::chrono::milliseconds kDebounce{200};
+  static constexpr std::chrono::milliseconds kMaxDelay{1000};  // from a burst's first event
 
   // `current` and `current_inputs` are what the process started with.
   Reloader(uv_loop_t* loop, const Config& config, std::shared_ptr<const ConfigSnapshot> current,
@@ -62,7 +64,7 @@ class Reloader {
   struct WatchSpec {
     std::string dir;
     std::set<std::string> names;
-    bool any_name = false;  // a symlink lives here: any change may re-point it
+    bool any_name = false;  // --cert-dir: any new entry may be a certificate
   };
 
   static void on_fs_event(uv_fs_event_t* handle, const char* filename, int events, int status);
@@ -79,7 +81,9 @@ class Reloader {
   Apply apply_;
   uv_timer_t* debounce_ = nullptr;  // heap: freed in its close callback
   std::vector<DirWatch*> watches_;  // each freed in its close callback
-  std::string pending_trigger_;
+  std::string pending_trigger_;     // the first event of the pending burst
+  uint64_t burst_started_ms_ = 0;   // uv_now() at that event
+  bool last_attempt_failed_ = false;
   bool started_ = false;
   bool closed_ = false;
 };

@@ -6,6 +6,7 @@
 
 #include <catch2/catch.hpp>
 #include <csignal>
+#include <filesystem>
 #include <fstream>
 #include <regex>
 #include <string>
@@ -71,6 +72,44 @@ TEST_CASE("user: portico binds as root, then runs as the user, reload errors nam
       10s);
   CHECK(failed.groups.size() == 1);
   CHECK(curl_get(cert, portico).stdout == "ok GET /who");
+}
+
+TEST_CASE("user: with the development certificate, reloads still apply", "[privileges]") {
+  if (geteuid() != 0) {
+    WARN("not root: --user cannot be tested");
+    return;
+  }
+  auto answering = [](const char* name) {
+    return [name](const ReceivedRequest&) {
+      Response response;
+      response.body = name;
+      return response;
+    };
+  };
+  TestBackend a(answering("A")), b(answering("B"));
+  TempDir dir;
+  // The route file readable by nobody; the development certificate in a state directory that
+  // portico makes 0700 for root, out of nobody's reach after the drop.
+  std::filesystem::permissions(dir.path(), std::filesystem::perms(0755));
+  const std::string state = dir.file("state");
+  PorticoProcess portico(dir, "/ http://" + a.address() + "\n", TlsArgs{{}},
+                         {"--user", "nobody", "--state-dir", state});
+  portico.process().wait_for_output("running as user=nobody");
+  std::filesystem::permissions(portico.routes_path(), std::filesystem::perms(0644));
+  auto get = [&] {
+    return curl({"--cacert", state + "/dev-cert.pem", "-sS", portico.url("/who")}).stdout;
+  };
+  CHECK(get() == "A");
+  const size_t from = portico.stderr_text().size();
+  {
+    std::ofstream out(portico.routes_path(), std::ios::trunc);
+    out << "/ http://" << b.address() << "\n";
+  }
+  portico.process().wait_for_output(
+      std::regex("info reload: configuration reloaded routes=1 certificate=unchanged\n"), 10s,
+      Stream::kStderr, from);
+  CHECK(portico.stderr_text().find("Permission denied") == std::string::npos);
+  CHECK(get() == "B");
 }
 
 TEST_CASE("user: an unknown user stops the start before anything listens", "[privileges]") {

@@ -442,6 +442,112 @@ TEST_CASE("reload: a certbot-style symlink swap (live/ -> archive/) is seen", "[
   CHECK(whoami(portico, linked) == "A");
 }
 
+TEST_CASE("reload: a directory link higher up the path re-pointed (current -> releases/N)",
+          "[reload]") {
+  TestBackend a(named("A")), b(named("B"));
+  TempDir dir;
+  TestCert cert = make_test_cert(dir);
+  // A deploy tool's layout: srv/releases/N/, srv/current -> releases/N, and the route file a
+  // link through `current`, which a deploy re-points (`ln -s releases/2 tmp; mv -T tmp current`).
+  const fs::path srv = fs::path(dir.path()) / "srv";
+  fs::create_directories(srv / "releases" / "1");
+  fs::create_directories(srv / "releases" / "2");
+  std::ofstream(srv / "releases" / "2" / "routes.conf") << "/ http://" << b.address() << "\n";
+  fs::create_directory_symlink("releases/1", srv / "current");
+  TempDir conf;
+  fs::create_symlink(srv / "current" / "routes.conf", conf.file("routes.conf"));
+  // Written through the links, into releases/1.
+  PorticoProcess portico(conf, "/ http://" + a.address() + "\n", cert);
+  CHECK(whoami(portico, cert) == "A");
+  const size_t from = stderr_size(portico);
+  relink((srv / "current").string(), "releases/2");
+  portico.process().wait_for_output(kReloaded, 10s, Stream::kStderr, from);
+  CHECK(whoami(portico, cert) == "B");
+}
+
+TEST_CASE("reload: a Kubernetes ConfigMap update (..data re-pointed at a new folder) is seen",
+          "[reload]") {
+  TestBackend a(named("A")), b(named("B"));
+  TempDir dir;
+  TestCert cert = make_test_cert(dir);
+  // The volume's layout: routes.conf -> ..data/routes.conf, ..data -> ..v1 (a dated folder).
+  TempDir conf;
+  const fs::path mount(conf.path());
+  fs::create_directory(mount / "..v1");
+  fs::create_directory_symlink("..v1", mount / "..data");
+  fs::create_symlink("..data/routes.conf", mount / "routes.conf");
+  PorticoProcess portico(conf, "/ http://" + a.address() + "\n", cert);
+  CHECK(whoami(portico, cert) == "A");
+  // The kubelet's update: a new folder, ..data re-pointed at it by a rename, the old one removed.
+  const size_t from = stderr_size(portico);
+  fs::create_directory(mount / "..v2");
+  std::ofstream(mount / "..v2" / "routes.conf") << "/ http://" << b.address() << "\n";
+  relink((mount / "..data").string(), "..v2");
+  fs::remove_all(mount / "..v1");
+  portico.process().wait_for_output(kReloaded, 10s, Stream::kStderr, from);
+  CHECK(whoami(portico, cert) == "B");
+}
+
+TEST_CASE("reload: a linked route file's edit lands while its link's directory keeps changing",
+          "[reload]") {
+  TestBackend a(named("A")), b(named("B"));
+  TempDir dir;
+  TestCert cert = make_test_cert(dir);
+  const std::string target = dir.file("real/routes.conf");
+  fs::create_directories(fs::path(target).parent_path());
+  TempDir conf;
+  fs::create_symlink(target, conf.file("routes.conf"));
+  PorticoProcess portico(conf, "/ http://" + a.address() + "\n", cert);
+  CHECK(whoami(portico, cert) == "A");
+  // Another file beside the link written every 20 ms, as an access log there would be: its
+  // events must not keep putting the reload off.
+  struct Writer {
+    std::atomic<bool> stop{false};
+    std::thread thread;
+    ~Writer() {
+      stop = true;
+      if (thread.joinable()) thread.join();
+    }
+  } writer;
+  const std::string neighbour = conf.file("access.log");
+  writer.thread = std::thread([&writer, neighbour] {
+    while (!writer.stop) {
+      std::ofstream(neighbour, std::ios::app) << "a line\n";
+      std::this_thread::sleep_for(20ms);
+    }
+  });
+  std::this_thread::sleep_for(300ms);
+  const size_t from = stderr_size(portico);
+  replace_file(target, "/ http://" + b.address() + "\n");
+  portico.process().wait_for_output(
+      std::regex("info reload: reloading trigger=file path=" + dir.file("real/routes.conf") + "\n"),
+      5s, Stream::kStderr, from);
+  portico.process().wait_for_output(kReloaded, 5s, Stream::kStderr, from);
+  CHECK(whoami(portico, cert) == "B");
+}
+
+TEST_CASE("reload: after a failed reload, saving the same route file again retries it",
+          "[reload]") {
+  TestBackend a(named("A")), b(named("B"));
+  TempDir dir;
+  TestCert cert = make_test_cert(dir);
+  PorticoProcess portico(dir, "/ http://" + a.address() + "\n", cert);
+  // A ca= bundle that is not there yet: the reload fails, and the table in use stays.
+  const std::string text =
+      "/ http://" + b.address() + "\n/tls/ https://127.0.0.1:9 ca=bundle.pem\n";
+  size_t from = stderr_size(portico);
+  replace_file(portico.routes_path(), text);
+  portico.process().wait_for_output(kKept, 10s, Stream::kStderr, from);
+  CHECK(whoami(portico, cert) == "A");
+  // docs/routes.md: fix it and save the route file again. Its bytes are the same as the failed
+  // attempt's; the bundle is what changed.
+  fs::copy_file(cert.ca_cert, dir.file("bundle.pem"));
+  from = stderr_size(portico);
+  replace_file(portico.routes_path(), text);
+  portico.process().wait_for_output(kReloaded, 10s, Stream::kStderr, from);
+  CHECK(whoami(portico, cert) == "B");
+}
+
 TEST_CASE("reload: the metrics of routes and backends the new table drops are dropped too",
           "[reload][admin]") {
   TempDir dir;
