@@ -1095,7 +1095,7 @@ void ClientConnection::respond_error(int status, std::string_view why,
   std::string body = str_cat(status, " ", reason_phrase(status), ": ", why, "\n");
   size_t before = plain_out_.size();
   build_simple_response(status, body, keep_alive, {ctx_.response_headers, extra_headers},
-                        &plain_out_);
+                        &plain_out_, http_->request.method == "HEAD");
   bytes_to_client_ += plain_out_.size() - before;
   status_sent_ = status;
   response_head_sent_ = true;

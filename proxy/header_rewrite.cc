@@ -207,8 +207,8 @@ BodyFraming build_client_response_head(const ClientResponse& response, std::stri
 }
 
 void build_simple_response(int status, std::string_view body, bool keep_alive,
-                           std::initializer_list<std::string_view> extra_headers,
-                           std::string* out) {
+                           std::initializer_list<std::string_view> extra_headers, std::string* out,
+                           bool head_request) {
   size_t extra_size = 0;
   for (std::string_view part : extra_headers) extra_size += part.size();
   out->reserve(out->size() + 96 + extra_size + body.size());
@@ -219,7 +219,8 @@ void build_simple_response(int status, std::string_view body, bool keep_alive,
   append_content_length(out, body.size());
   for (std::string_view part : extra_headers) out->append(part);
   if (!keep_alive) out->append("Connection: close\r\n");
-  out->append("\r\n").append(body);
+  out->append("\r\n");
+  if (!head_request) out->append(body);
 }
 
 size_t chunk_header(uint64_t size, char* out) {

@@ -54,8 +54,11 @@ BodyFraming build_client_response_head(const ClientResponse& response, std::stri
 // A complete small plain-text answer written by portico itself (errors, redirects). An empty
 // body gets no Content-Type, only Content-Length: 0. `extra_headers` are pieces of
 // "Name: value\r\n" lines, appended in order (pieces, so a caller need not join them first).
+// The answer to a HEAD request has the head a GET would get and no body (RFC 9110 9.3.2): a
+// body there would be read as the start of the next response.
 void build_simple_response(int status, std::string_view body, bool keep_alive,
-                           std::initializer_list<std::string_view> extra_headers, std::string* out);
+                           std::initializer_list<std::string_view> extra_headers, std::string* out,
+                           bool head_request = false);
 
 // Chunked coding: the chunk-size line for `size` bytes ("1a2b\r\n").
 size_t chunk_header(uint64_t size, char* out /* >= 20 bytes */);

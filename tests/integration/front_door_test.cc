@@ -380,6 +380,35 @@ TEST_CASE("HEAD, 204 and 304 are answered without bodies", "[front-door]") {
   CHECK(responses[3].body == "the end");
 }
 
+TEST_CASE("portico's own answers to HEAD (404, 502) have no body, and the connection goes on",
+          "[front-door]") {
+  TempDir dir;
+  TestCert cert = make_test_cert(dir);
+  TestBackend backend;
+  // /down/ goes to a port nothing listens on (502); a Host no route serves gets 404.
+  PorticoProcess portico(dir,
+                         "/down/ http://127.0.0.1:" + std::to_string(free_port()) +
+                             "\nserved.test/ http://" + backend.address() + "\n",
+                         cert);
+  RawTlsClient client(portico.https_port(), cert.ca_cert);
+  REQUIRE(client.send(
+      "HEAD /down/a HTTP/1.1\r\nHost: localhost\r\n\r\nHEAD /none HTTP/1.1\r\nHost: "
+      "localhost\r\n\r\nGET /down/b HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"));
+  ReadResult read = client.read_all_until_close(10s);
+  INFO(read.data);
+  auto responses = parse_http_responses(read.data, {"HEAD", "HEAD", "GET"});
+  REQUIRE(responses.size() == 3);
+  CHECK(responses[0].status == 502);
+  CHECK(responses[0].header("Content-Length") != "0");  // the length a GET would get
+  CHECK(responses[0].body.empty());
+  CHECK(responses[1].status == 404);
+  CHECK(responses[1].body.empty());
+  CHECK(responses[2].status == 502);
+  CHECK(responses[2].body.rfind("502 Bad Gateway", 0) == 0);
+  // Nothing after the three answers: a body sent after a HEAD answer would be left over here.
+  CHECK(read.data.size() == read.data.rfind("502 Bad Gateway") + responses[2].body.size());
+}
+
 TEST_CASE("the redirect listener sends every request to https", "[front-door][redirect]") {
   FrontDoor door;
   std::string https_port = std::to_string(door.portico.https_port());

@@ -237,6 +237,12 @@ TEST_CASE("simple responses and chunk headers", "[header-rewrite]") {
   CHECK(out ==
         "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain; charset=utf-8\r\n"
         "Content-Length: 24\r\n\r\n404 Not Found: no route\n");
+  // The same answer to HEAD: the same head, no body.
+  out.clear();
+  build_simple_response(404, "404 Not Found: no route\n", true, {}, &out, /*head_request=*/true);
+  CHECK(out ==
+        "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        "Content-Length: 24\r\n\r\n");
   // No body (a redirect): no Content-Type, an explicit empty length, the extra headers.
   out.clear();
   build_simple_response(301, "", true, {"Location: ", "https://example.com/", "\r\n"}, &out);
