@@ -259,6 +259,7 @@ void ClientConnection::close_gracefully() {
   if (tls_.handshake_done()) queue_close_notify();
   phase_ = Phase::kClosing;
   arm_timer(kLingerTime);
+  watch_for_stalled_client();
   update_reading();
   if (writer_.queued() == 0) on_write_done(0);
 }
@@ -853,6 +854,7 @@ void ClientConnection::on_upstream_data(UpstreamConnection& conn, const char* da
   if (writer_.above_high_water() && upstream_) {
     upstream_->read_stop();
     upstream_paused_ = true;
+    watch_for_stalled_client();
   }
 }
 
@@ -978,6 +980,7 @@ void ClientConnection::next_request() {
   phase_ = Phase::kIdle;
   reusable_since_ms_ = uv_now(ctx_.loop);
   arm_timer(ctx_.config.keepalive_timeout);
+  watch_for_stalled_client();  // the end of the answer may still be on its way
   resume_parser();
   process_input();
   if (phase_ != Phase::kIdle) return;
@@ -1156,6 +1159,7 @@ void ClientConnection::flush_to_client() {
     plain_out_.clear();
   }
   if (!tls_.output().empty() && phase_ != Phase::kClosed) {
+    if (writer_.queued() == 0) send_progress_ms_ = uv_now(ctx_.loop);  // a new wait begins
     if (int rc = writer_.write_owned(std::move(tls_.output())); rc != 0) {
       tls_.output().clear();
       close_after_client_error(rc);
@@ -1211,10 +1215,16 @@ bool ClientConnection::waiting_on_client() const {
     case Phase::kClosing:
       return true;
     case Phase::kExchange:
+    case Phase::kTunnel:
       return upstream_paused_;  // the backend is not read because the client is slow
     default:
       return false;
   }
+}
+
+void ClientConnection::watch_for_stalled_client() {
+  if (writer_.queued() == 0) return;
+  fire_timer_by(send_progress_ms_ + static_cast<uint64_t>(ctx_.config.send_timeout.count()));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1247,26 +1257,28 @@ void ClientConnection::on_timer(uv_timer_t* timer) {
     conn->quiet_release_ms_ = 0;
     conn->release_idle_buffers();  // only buffers with nothing in them
   }
-  if (now < conn->deadline_ms_) {
-    conn->fire_timer_by(conn->deadline_ms_);
-    if (conn->quiet_release_ms_ != 0) conn->fire_timer_by(conn->quiet_release_ms_);
-    return;
-  }
   if (conn->waiting_on_client()) {
     // Bytes for the client are still queued: closing an idle or closing connection now would
-    // drop the end of its answer, and the backend of an exchange is silent only because
-    // portico stopped reading it. So the deadline waits while the client takes bytes, and the
-    // connection ends only when it takes none for --send-timeout (NGINX's send_timeout).
-    const uint64_t stalled_at = std::max(conn->send_progress_ms_, conn->deadline_ms_) +
-                                static_cast<uint64_t>(conn->ctx_.config.send_timeout.count());
+    // drop the end of its answer, and the backend of an exchange or a tunnel is silent only
+    // because portico stopped reading it. So the phase's deadline waits while the client takes
+    // bytes, and the connection ends when it takes none for --send-timeout (NGINX's
+    // send_timeout), counted from its last progress, whatever the phase's deadline.
+    const uint64_t stalled_at =
+        conn->send_progress_ms_ + static_cast<uint64_t>(conn->ctx_.config.send_timeout.count());
     if (now < stalled_at) {
       conn->fire_timer_by(stalled_at);
       if (conn->quiet_release_ms_ != 0) conn->fire_timer_by(conn->quiet_release_ms_);
       return;
     }
-    log_info("http", "client stopped reading client=", conn->peer_address_,
+    log_info(conn->phase_ == Phase::kTunnel ? "websocket" : "http",
+             "client stopped reading client=", conn->peer_address_,
              " unsent=", conn->writer_.queued());
     conn->close_now("client stopped reading");
+    return;
+  }
+  if (now < conn->deadline_ms_) {
+    conn->fire_timer_by(conn->deadline_ms_);
+    if (conn->quiet_release_ms_ != 0) conn->fire_timer_by(conn->quiet_release_ms_);
     return;
   }
   switch (conn->phase_) {

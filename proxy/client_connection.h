@@ -134,6 +134,9 @@ class ClientConnection final : private StreamWriter::Owner, private UpstreamConn
   // True while an expired deadline waits for the client to take what portico holds for it
   // (see on_timer).
   bool waiting_on_client() const;
+  // Bytes are queued for the client: the timer fires by the time --send-timeout would end the
+  // wait for it (on_timer decides, from send_progress_ms_).
+  void watch_for_stalled_client();
   bool reusable(uint64_t now) const;  // see close_one_reusable
   void handshake_abandoned(std::string_view how);
   void close_after_client_error(int status);  // a read or write on the client's socket failed
@@ -166,8 +169,10 @@ class ClientConnection final : private StreamWriter::Owner, private UpstreamConn
   WorkerContext& ctx_;
   uv_tcp_t tcp_;
   uv_timer_t timer_;
-  uint64_t deadline_ms_ = 0;       // when the current phase times out (loop time, see arm_timer)
-  uint64_t send_progress_ms_ = 0;  // when the client last took queued bytes (on_write_done)
+  uint64_t deadline_ms_ = 0;  // when the current phase times out (loop time, see arm_timer)
+  // When the client last took queued bytes (on_write_done), or when bytes were queued for it
+  // with none queued before: the start of what --send-timeout bounds.
+  uint64_t send_progress_ms_ = 0;
   uint64_t quiet_release_ms_ = 0;  // when buffers are given back if nothing moves; 0: not due
   uint64_t last_encrypt_ms_ = 0;   // when plaintext for the client was last encrypted
   int open_handles_ = 0;

@@ -131,6 +131,7 @@ void ClientConnection::tunnel_from_backend(const char* data, size_t len) {
   if (writer_.above_high_water() && upstream_) {
     upstream_->read_stop();
     upstream_paused_ = true;
+    watch_for_stalled_client();
   }
   if (!was_closed) tunnel_after_close_frames();
 }

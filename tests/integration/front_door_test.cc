@@ -899,7 +899,7 @@ TEST_CASE("a slow client gets the whole answer, and one that stops reading is le
         return r;
       },
       "read_timeout=1s",
-      {"--keepalive-timeout", "1s", "--send-timeout", "3s", "--max-buffer", "16m"});
+      {"--keepalive-timeout", "1s", "--send-timeout", "5s", "--max-buffer", "16m"});
   // Reads nothing for `pause`, then reads until `body_size` bytes of body are in (or the
   // connection ends).
   auto fetch = [&door](const std::string& request, std::chrono::milliseconds pause,
@@ -934,11 +934,36 @@ TEST_CASE("a slow client gets the whole answer, and one that stops reading is le
   CHECK(huge.complete);
   CHECK(huge.body.size() == (48u << 20));
   CHECK(door.portico.process().stderr_text().find("stalled mid-response") == std::string::npos);
-  // A client that takes nothing is dropped after --send-timeout (3 s) without progress.
+  // A client that takes nothing is dropped after --send-timeout (5 s) without progress.
   RawTlsClient stuck(door.portico.https_port(), door.cert.ca_cert);
   REQUIRE(stuck.send("GET /huge HTTP/1.1\r\nHost: localhost\r\n\r\n"));
   CHECK(door.portico.process().try_wait_for_output(
       std::regex("info http: client stopped reading client=127.0.0.1"), 15s));
+}
+
+TEST_CASE("send timeout: counted from the client's last progress, not from another deadline",
+          "[front-door][backpressure]") {
+  // The backend's read_timeout and the keep-alive wait are 30 s: a drop well before that can
+  // only be --send-timeout's (1 s), counted from when the client stopped taking bytes.
+  FrontDoor door(
+      [](const ReceivedRequest& request) {
+        Response r;
+        r.generated_body_size = request.target == "/fits" ? 20 << 20 : 256 << 20;
+        return r;
+      },
+      "read_timeout=30s",
+      {"--keepalive-timeout", "30s", "--send-timeout", "1s", "--max-buffer", "64m"});
+  for (const std::string path : {"/paused", "/fits"}) {
+    // /paused: more than portico buffers, so it stops reading the backend mid-answer;
+    // /fits: all of it in portico's buffer, the exchange over, the connection idle.
+    INFO(path);
+    const size_t from = door.portico.stderr_text().size();
+    RawTlsClient stuck(door.portico.https_port(), door.cert.ca_cert);
+    REQUIRE(stuck.send("GET " + path + " HTTP/1.1\r\nHost: localhost\r\n\r\n"));
+    CHECK(door.portico.process().try_wait_for_output(
+        std::regex("info http: client stopped reading client=127.0.0.1"), 15s, Stream::kStderr,
+        from));
+  }
 }
 
 TEST_CASE("a pooled connection the backend closed is not reused", "[front-door][keepalive]") {

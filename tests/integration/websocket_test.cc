@@ -604,6 +604,19 @@ TEST_CASE("idle tunnels are pinged, kept open, and dead clients closed", "[webso
       5s));
 }
 
+TEST_CASE("a WebSocket client that stops reading is let go after --send-timeout", "[websocket]") {
+  RawWsBackend backend;
+  // ws_idle far off: only --send-timeout (1 s) can end this tunnel.
+  WsFront front(backend.address(), "ws_idle=1h", {"--send-timeout", "1s"});
+  auto client = front.connect();  // and then never reads
+  REQUIRE(backend.wait_upgraded(5s));
+  backend.flood(uint64_t{64} << 20, 1 << 20, 3s);  // until portico stops reading it
+  CHECK(front.portico.process().try_wait_for_output(
+      std::regex("info websocket: client stopped reading client=127.0.0.1"), 20s));
+  CHECK(front.portico.process().try_wait_for_output(
+      std::regex(R"(tunnel=websocket .*ended=client_stopped_reading\n)"), 5s));
+}
+
 TEST_CASE("tunnel backpressure: a side that stops reading stops the other side", "[websocket]") {
   constexpr uint64_t kFlood = uint64_t{256} << 20;
   SECTION("the backend stops reading") {
