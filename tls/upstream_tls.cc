@@ -111,6 +111,9 @@ void offer_upstream_session(SSL* ssl, const std::string* key) {
 }
 
 bool configure_upstream_ssl(SSL* ssl, const std::string& host, bool host_is_ip) {
+  // The name must be in subjectAltName (docs/tls.md), as browsers require since 2017 (RFC 6125
+  // 6.4.4 left the CN as a fallback; OpenSSL still uses it when a certificate has no DNS name).
+  SSL_set_hostflags(ssl, X509_CHECK_FLAG_NEVER_CHECK_SUBJECT);
   if (host_is_ip) {
     return X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host.c_str()) == 1;
   }

@@ -263,6 +263,19 @@ TEST_CASE("https:// backend: a certificate for another name gets 502", "[upstrea
   CHECK(log.find("reason=\"IP address mismatch\"") != std::string::npos);
 }
 
+TEST_CASE("https:// backend: a certificate naming the host only in its CN gets 502",
+          "[upstream_tls]") {
+  TempDir dir;
+  // No subjectAltName: CN=localhost (the prefix names the subject when there are no names).
+  TlsBackend tls(dir, {}, default_response, "localhost");
+  Front front(dir,
+              "/ https://localhost:" + std::to_string(tls.port()) + " ca=" + tls.ca.cert + "\n");
+  CHECK(front.status_of("/") == 502);
+  CHECK(tls.backend->request_count() == 0);
+  INFO(front.portico.stderr_text());
+  CHECK(front.portico.stderr_text().find("reason=\"hostname mismatch\"") != std::string::npos);
+}
+
 TEST_CASE("https:// backend without ca=: the system CAs, which do not know a private CA",
           "[upstream_tls]") {
   TempDir dir;
