@@ -1571,6 +1571,18 @@ int ClientConnection::on_response_headers_complete(llhttp_t* p) {
     c->http_->headers_refusal = "invalid status code";
     return -1;
   }
+  // "HTTP/2.0 200" on an HTTP/1.1 connection is no answer portico can relay as HTTP/1.1 (a
+  // request other than 1.x gets 505 the same way).
+  if (p->http_major != 1) {
+    c->http_->headers_refusal = "HTTP version other than 1.x";
+    return -1;
+  }
+  // A length no file or stream has (above 2^63 - 1, NGINX's limit too): no client could tell a
+  // complete answer from a cut one.
+  if ((p->flags & F_CONTENT_LENGTH) && p->content_length > uint64_t{INT64_MAX}) {
+    c->http_->headers_refusal = "Content-Length too large";
+    return -1;
+  }
   // Transfer codings other than a single chunked (gzip, chunked; identity; ...) would reach
   // the client as undecoded bytes once portico re-frames the body (NGINX answers 502 too).
   if (c->http_->response.find("transfer-encoding") &&
@@ -1591,6 +1603,7 @@ int ClientConnection::on_response_headers_complete(llhttp_t* p) {
     // fails the connection; llhttp, too, reads on as HTTP after a 101 without them).
     const HeaderField* accept = c->http_->response.find("sec-websocket-accept");
     if (!c->websocket_ || !accept || accept->value != c->http_->ws_accept ||
+        c->http_->response.count("sec-websocket-accept") != 1 ||
         !is_websocket_upgrade(c->http_->response)) {
       c->http_->headers_refusal = c->websocket_ ? "invalid 101 Switching Protocols from backend"
                                                 : "101 Switching Protocols to a request that "

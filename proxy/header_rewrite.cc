@@ -173,7 +173,8 @@ BodyFraming build_client_response_head(const ClientResponse& response, std::stri
   const bool bodiless = response.head_request || status_has_no_content(head.status);
   if (bodiless) {
     // A HEAD answer keeps the length the GET would have had; 204 and 304 carry none.
-    if (response.head_request && response.framing == BodyFraming::kContentLength) {
+    if (response.head_request && !status_has_no_content(head.status) &&
+        response.framing == BodyFraming::kContentLength) {
       append_content_length(out, response.content_length);
     }
   } else {

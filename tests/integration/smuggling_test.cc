@@ -250,6 +250,9 @@ TEST_CASE("malformed backend responses become 502, never passed through", "[smug
       "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
       "HTTP/1.1 200 OK\r\nTransfer-Encoding: identity\r\n\r\nhello",
       "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+      // A version portico cannot relay as HTTP/1.1; a length beyond 2^63 - 1.
+      "HTTP/2.0 200 OK\r\nContent-Length: 2\r\n\r\nok",
+      "HTTP/1.1 200 OK\r\nContent-Length: 18446744073709551615\r\n\r\nok",
       // Chunk data must be followed by CRLF (found after the head went out).
       "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX6\r\n world\r\n0\r\n\r\n",
   };

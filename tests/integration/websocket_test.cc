@@ -401,6 +401,19 @@ TEST_CASE("a 101 without Connection: Upgrade is refused with 502", "[websocket]"
       std::regex("access: .*status=502 .*error=invalid_response_from_backend"), 5s));
 }
 
+TEST_CASE("a 101 with a second Sec-WebSocket-Accept is refused with 502", "[websocket]") {
+  // Relayed, both would reach the browser, which fails such a handshake (RFC 6455 4.1).
+  RawWsBackend::Options options;
+  options.extra_101_headers = "Sec-WebSocket-Accept: c2Vjb25kIGFjY2VwdCBrZXk=\r\n";
+  RawWsBackend backend(options);
+  WsFront front(backend.address());
+  auto client = WsClient::connect(front.options());
+  CHECK_FALSE(client->ok());
+  CHECK(client->status() == 502);
+  CHECK(front.portico.process().try_wait_for_output(
+      std::regex("reason=\"invalid 101 Switching Protocols from backend\""), 5s));
+}
+
 TEST_CASE("permessage-deflate agreed by the backend: compressed (RSV1) frames pass both ways",
           "[websocket]") {
   RawWsBackend backend({"Sec-WebSocket-Extensions: permessage-deflate\r\n"});

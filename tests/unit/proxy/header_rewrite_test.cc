@@ -194,6 +194,15 @@ TEST_CASE("client head: framing per client version and response kind", "[header-
     CHECK(build_client_response_head(response, &out) == BodyFraming::kNone);
     CHECK(out.find("Content-Length: 42\r\n") != std::string::npos);
   }
+  SECTION("a 204 to HEAD has no length either") {
+    head.status = 204;
+    response.framing = BodyFraming::kContentLength;
+    response.content_length = 5;
+    response.head_request = true;
+    std::string out;
+    CHECK(build_client_response_head(response, &out) == BodyFraming::kNone);
+    CHECK(out.find("Content-Length") == std::string::npos);
+  }
   SECTION("304 has neither length nor body") {
     head.status = 304;
     response.framing = BodyFraming::kNone;
