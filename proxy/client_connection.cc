@@ -601,6 +601,13 @@ void ClientConnection::start_exchange() {
       return;
     }
   }
+  // A backend that reads the length into a signed 64-bit number (most do) would see a negative
+  // one: no body, and the body's bytes read as its next request.
+  if ((http_->request_parser.flags & F_CONTENT_LENGTH) &&
+      http_->request_parser.content_length > uint64_t{INT64_MAX}) {
+    respond_error(400, "Content-Length too large");
+    return;
+  }
   if (http_->request_parser.flags & F_CHUNKED) {
     request_framing_ = BodyFraming::kChunked;
   } else if ((http_->request_parser.flags & F_CONTENT_LENGTH) &&

@@ -58,6 +58,9 @@ TEST_CASE("ambiguous or malformed requests are refused with 400, nothing forward
       {"Content-Length with Transfer-Encoding",
        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n"
        "0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n"},
+      {"Content-Length above 2^63 - 1 (negative to a signed reader)",
+       "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 18446744073709551615\r\n\r\n"
+       "GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n"},
       {"differing duplicate Content-Length",
        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nContent-Length: 40\r\n\r\nabcd"},
       {"Transfer-Encoding not ending in chunked",
