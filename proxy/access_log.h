@@ -24,6 +24,7 @@ struct AccessLogEntry {
   std::string_view referer;     // the request's Referer ("" when none)
   std::string_view user_agent;  // the request's User-Agent ("" when none)
   std::string_view route;       // the matched prefix ("-" when none)
+  std::string_view route_host;  // the matched route's host ("" when it has none): for metrics
   std::string_view backend;     // authority ("-" when none)
   int status = 0;
   uint64_t bytes_in = 0;   // request body bytes from the client

@@ -1133,6 +1133,7 @@ void ClientConnection::log_access(std::string_view error) {
   entry.client = peer_address_;
   set_request_fields(&entry, http_->request);
   entry.route = route_ ? std::string_view(route_->prefix) : std::string_view("-");
+  if (route_) entry.route_host = route_->host;
   entry.backend = upstream_key_.empty() ? std::string_view("-") : std::string_view(upstream_key_);
   entry.status = status_sent_;
   entry.bytes_in = request_body_bytes_;

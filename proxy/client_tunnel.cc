@@ -282,6 +282,7 @@ void ClientConnection::tunnel_finish(std::string_view why) {
   entry.referer = t.referer;
   entry.user_agent = t.user_agent;
   entry.route = route_ ? std::string_view(route_->prefix) : std::string_view("-");
+  if (route_) entry.route_host = route_->host;
   entry.backend = upstream_key_;
   entry.status = 101;
   entry.bytes_in = t.from_client.bytes();

@@ -1,6 +1,7 @@
 #include "proxy/metrics.h"
 
 #include <cstdio>
+#include <cstring>
 
 namespace portico {
 namespace {
@@ -60,9 +61,27 @@ const char* backend_error_kind_name(BackendErrorKind kind) {
   return "unknown";
 }
 
+std::string route_label(const Route& route) { return route.host + route.prefix; }
+
 void Metrics::count_request(const AccessLogEntry& entry) {
-  auto it = routes.find(entry.route);
-  if (it == routes.end()) it = routes.emplace(std::string(entry.route), RouteStats{}).first;
+  // The label of a host route is built on the stack: once its route has an entry, a request
+  // allocates nothing here.
+  std::string_view label = entry.route;
+  char joined[512];
+  std::string long_label;
+  if (!entry.route_host.empty()) {
+    const size_t size = entry.route_host.size() + entry.route.size();
+    if (size <= sizeof joined) {
+      std::memcpy(joined, entry.route_host.data(), entry.route_host.size());
+      std::memcpy(joined + entry.route_host.size(), entry.route.data(), entry.route.size());
+      label = std::string_view(joined, size);
+    } else {
+      long_label.append(entry.route_host).append(entry.route);
+      label = long_label;
+    }
+  }
+  auto it = routes.find(label);
+  if (it == routes.end()) it = routes.emplace(std::string(label), RouteStats{}).first;
   RouteStats& stats = it->second;
   int status_class = entry.status / 100;
   if (status_class >= 1 && status_class <= 5) {
@@ -101,7 +120,7 @@ void Metrics::forget_all_but(const RouteTable& table) {
       return false;  // not routes: always kept
     }
     for (const Route& route : table.routes()) {
-      if (route.prefix == entry.first) return false;
+      if (route_label(route) == entry.first) return false;
     }
     return true;
   });

@@ -24,6 +24,10 @@ inline constexpr std::string_view kRedirectRoute = "redirect";
 // The same for the ACME challenges it answers (--acme-webroot).
 inline constexpr std::string_view kAcmeRoute = "acme";
 
+// A route as its metrics label names it: its host (when it has one) and prefix, as the route
+// file writes it. Two routes never share one: a host has no '/', a prefix starts with one.
+std::string route_label(const Route& route);
+
 enum class BackendErrorKind { kConnect, kTls, kTimeout, kInvalidResponse, kClosed };
 const char* backend_error_kind_name(BackendErrorKind kind);
 
@@ -49,15 +53,18 @@ struct Metrics {
   uint64_t tls_handovers = 0;   // TLS 1.3 connections whose records portico protects itself
   std::map<std::string, uint64_t, std::less<>> tls_handshake_failures;  // by reason
   std::map<std::pair<std::string, BackendErrorKind>, uint64_t> backend_errors;
-  std::map<std::string, RouteStats, std::less<>> routes;  // by route prefix, "-" for none
+  // By route_label() ("api.example.com/v1", "/static/"); "-" for none, and kRedirectRoute,
+  // kAcmeRoute.
+  std::map<std::string, RouteStats, std::less<>> routes;
   uint64_t bytes_received = 0;  // request bodies and client-to-backend tunnel bytes
   uint64_t bytes_sent = 0;      // responses (head and body) and backend-to-client tunnel bytes
   // Every request answered since start, by status class (1xx .. 5xx): unlike `routes`, not
   // forgotten when a reload drops a route, so the status page's totals never go down.
   std::array<uint64_t, 5> answered_by_class{};
 
-  // One finished request or tunnel, from its access-log entry. A tunnel's lifetime is not a
-  // request latency: it is counted (1xx) but kept out of the duration histogram.
+  // One finished request or tunnel, from its access-log entry (under its route_host and route).
+  // A tunnel's lifetime is not a request latency: it is counted (1xx) but kept out of the
+  // duration histogram.
   void count_request(const AccessLogEntry& entry);
   // OpenSSL's reason text or portico's own ("plaintext_http", "timeout").
   void count_handshake_failure(std::string_view reason);

@@ -61,14 +61,13 @@ StatusSnapshot make_status_snapshot(const WorkerContext& ctx, const Metrics& tot
   for (size_t i = 0; i < routes.size(); ++i) {
     const Route& route = routes[i];
     StatusRoute r;
-    r.pattern = route.host + route.prefix;
+    r.pattern = route_label(route);
     const BackendSelector& selector = ctx.routing->selectors[i];
     for (size_t b = 0; b < route.backends.size(); ++b) {
       r.backends.push_back({route.backends[b].scheme + "://" + route.backends[b].authority(),
                             selector.is_down(b, now), selector.active(b)});
     }
-    // Requests are counted by prefix; host routes sharing a prefix share the count.
-    if (auto it = m.routes.find(route.prefix); it != m.routes.end()) {
+    if (auto it = m.routes.find(r.pattern); it != m.routes.end()) {
       for (uint64_t n : it->second.by_class) r.requests += n;
       r.server_errors = it->second.by_class[4];
     }

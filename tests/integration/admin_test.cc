@@ -22,11 +22,12 @@ using namespace std::chrono_literals;
 
 namespace {
 
-std::string tls_get(uint16_t port, const std::string& ca, const std::string& path) {
+std::string tls_get(uint16_t port, const std::string& ca, const std::string& path,
+                    const std::string& host = "localhost") {
   RawTlsClient client(port, ca);
   INFO(client.error());  // a rare CI failure here left no reason behind
   REQUIRE(client.ok());
-  client.send("GET " + path + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+  client.send("GET " + path + " HTTP/1.1\r\nHost: " + host + "\r\nConnection: close\r\n\r\n");
   return client.read_all_until_close().data;
 }
 
@@ -194,4 +195,30 @@ TEST_CASE("access log: --log-format json and combined", "[admin]") {
             R"re("GET /r\?x=1 HTTP/1\.1" 301 \d+ "https://ref.example/" "RedirectAgent/1")re"),
         5s);
   }
+}
+
+TEST_CASE("admin: host routes that share a prefix are counted apart", "[admin]") {
+  TestBackend backend;
+  TempDir dir;
+  TestCert cert = make_test_cert(dir);
+  const std::string to = " http://" + backend.address() + "\n";
+  PorticoProcess portico(dir, "a.test/" + to + "b.test/" + to + "/" + to, cert,
+                         {"--admin", "127.0.0.1:0"});
+  for (int i = 0; i < 3; ++i) {
+    CHECK(tls_get(portico.https_port(), cert.ca_cert, "/x", "a.test").starts_with("HTTP/1.1 200"));
+  }
+  CHECK(tls_get(portico.https_port(), cert.ca_cert, "/y").starts_with("HTTP/1.1 200"));
+
+  std::string json = portico.admin_get("/status.json");
+  INFO(json);
+  CHECK(json.find("{\"pattern\":\"a.test/\",\"requests\":3,") != std::string::npos);
+  CHECK(json.find("{\"pattern\":\"b.test/\",\"requests\":0,") != std::string::npos);
+  CHECK(json.find("{\"pattern\":\"/\",\"requests\":1,") != std::string::npos);
+  std::string metrics = portico.admin_get("/metrics");
+  INFO(metrics);
+  CHECK(metrics.find("\nportico_requests_total{route=\"a.test/\",status_class=\"2xx\"} 3\n") !=
+        std::string::npos);
+  CHECK(metrics.find("\nportico_requests_total{route=\"/\",status_class=\"2xx\"} 1\n") !=
+        std::string::npos);
+  CHECK(metrics.find("route=\"b.test/\"") == std::string::npos);
 }

@@ -233,5 +233,61 @@ TEST_CASE("metrics: a reload forgets the routes and backends it dropped", "[metr
   CHECK(m.backend_errors.count({"https://10.0.0.1:443", BackendErrorKind::kTls}) == 1);
 }
 
+TEST_CASE("metrics: host routes that share a prefix are counted apart", "[metrics]") {
+  Metrics m;
+  AccessLogEntry entry;
+  entry.status = 200;
+  entry.route = "/";
+  for (const char* host : {"a.test", "a.test", "a.test", "b.test", ""}) {
+    entry.route_host = host;
+    m.count_request(entry);
+  }
+  // A label longer than the stack buffer count_request builds it in.
+  const std::string long_host(600, 'h');
+  entry.route_host = long_host;
+  m.count_request(entry);
+  entry.route_host = "*.c.test";
+  entry.route = "/api/";
+  entry.status = 503;
+  m.count_request(entry);
+
+  std::string text = render_prometheus(m);
+  INFO(text);
+  for (const std::string& line : {
+           std::string("portico_requests_total{route=\"a.test/\",status_class=\"2xx\"} 3"),
+           std::string("portico_requests_total{route=\"b.test/\",status_class=\"2xx\"} 1"),
+           std::string("portico_requests_total{route=\"/\",status_class=\"2xx\"} 1"),
+           "portico_requests_total{route=\"" + long_host + "/\",status_class=\"2xx\"} 1",
+           std::string("portico_requests_total{route=\"*.c.test/api/\",status_class=\"5xx\"} 1"),
+           std::string("portico_request_duration_seconds_count{route=\"a.test/\"} 3"),
+       }) {
+    CHECK(text.find("\n" + line + "\n") != std::string::npos);
+  }
+}
+
+TEST_CASE("metrics: a reload forgets host routes by host and prefix", "[metrics]") {
+  Metrics m;
+  AccessLogEntry entry;
+  entry.status = 200;
+  for (auto [host, prefix] : std::vector<std::pair<const char*, const char*>>{
+           {"a.test", "/"}, {"b.test", "/"}, {"", "/"}, {"a.test", "/api/"}, {"*.c.test", "/"}}) {
+    entry.route_host = host;
+    entry.route = prefix;
+    m.count_request(entry);
+  }
+  RouteParseResult parsed = RouteTable::parse(
+      "a.test/ http://127.0.0.1:3000\n/ http://127.0.0.1:3000\nc.test/api/ "
+      "http://127.0.0.1:3000\n*.c.test/ http://127.0.0.1:3000\n",
+      "r.conf");
+  REQUIRE(parsed.table);
+  m.forget_all_but(*parsed.table);
+  CHECK(m.routes.count("a.test/") == 1);
+  CHECK(m.routes.count("/") == 1);
+  CHECK(m.routes.count("*.c.test/") == 1);
+  CHECK(m.routes.count("b.test/") == 0);      // its host is gone, though "/" is still a prefix
+  CHECK(m.routes.count("a.test/api/") == 0);  // "/api/" now only under another host
+  CHECK(m.routes.size() == 3);
+}
+
 }  // namespace
 }  // namespace portico
