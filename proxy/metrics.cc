@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <unordered_set>
 
 namespace portico {
 namespace {
@@ -115,23 +116,23 @@ void Metrics::count_backend_error(std::string_view backend, BackendErrorKind kin
 }
 
 void Metrics::forget_all_but(const RouteTable& table) {
+  // Sets of the new table's names, so that the work is linear in routes plus entries: a scan of
+  // the routes for every entry stalled a worker for seconds with 20,000 routes.
+  std::unordered_set<std::string> route_labels;
+  std::unordered_set<std::string> backend_labels;
+  route_labels.reserve(table.routes().size());
+  for (const Route& route : table.routes()) {
+    route_labels.insert(route_label(route));
+    for (const BackendAddress& backend : route.backends) backend_labels.insert(backend.label());
+  }
   std::erase_if(routes, [&](const auto& entry) {
     if (entry.first == "-" || entry.first == kRedirectRoute || entry.first == kAcmeRoute) {
       return false;  // not routes: always kept
     }
-    for (const Route& route : table.routes()) {
-      if (route_label(route) == entry.first) return false;
-    }
-    return true;
+    return !route_labels.contains(entry.first);
   });
-  std::erase_if(backend_errors, [&](const auto& entry) {
-    for (const Route& route : table.routes()) {
-      for (const BackendAddress& backend : route.backends) {
-        if (backend.label() == entry.first.first) return false;
-      }
-    }
-    return true;
-  });
+  std::erase_if(backend_errors,
+                [&](const auto& entry) { return !backend_labels.contains(entry.first.first); });
 }
 
 void Metrics::add(const Metrics& other) {
