@@ -14,6 +14,10 @@ namespace {
 
 constexpr uint64_t kAdminTimeoutMs = 10'000;
 constexpr size_t kMaxAdminHeadBytes = 8 * 1024;
+// A scraper and a health checker need one or two at a time. The admin listener's connections
+// are not in --max-connections: this cap keeps them within the file descriptors main.cc sets
+// aside (kReserved), so that idle connections to it cannot starve the TLS listener.
+constexpr size_t kMaxAdminConnections = 16;
 
 const std::vector<Cidr>& loopback_ranges() {
   static const std::vector<Cidr> ranges = {*Cidr::parse("127.0.0.0/8"), *Cidr::parse("::1")};
@@ -32,6 +36,18 @@ bool admin_client_allowed(const sockaddr_storage& peer, const std::vector<Cidr>&
   return false;
 }
 
+bool LogLimiter::allow(uint64_t now_ms, uint64_t* unlogged) {
+  if (logged_ && now_ms < next_ms_) {
+    ++unlogged_;
+    return false;
+  }
+  logged_ = true;
+  next_ms_ = now_ms + 1000;
+  *unlogged = unlogged_;
+  unlogged_ = 0;
+  return true;
+}
+
 // One admin client. It owns its two handles and frees itself in the last close callback.
 struct AdminServer::Connection {
   explicit Connection(AdminServer* s) : server(s) {
@@ -48,6 +64,7 @@ struct AdminServer::Connection {
     next = s->connections_;
     if (next) next->prev = this;
     s->connections_ = this;
+    ++s->open_connections_;
   }
 
   void close() {
@@ -59,6 +76,7 @@ struct AdminServer::Connection {
       server->connections_ = next;
     }
     if (next) next->prev = prev;
+    if (server) --server->open_connections_;
     server = nullptr;
     uv_close(reinterpret_cast<uv_handle_t*>(&tcp), &Connection::on_closed);
     uv_close(reinterpret_cast<uv_handle_t*>(&timer), &Connection::on_closed);
@@ -110,10 +128,7 @@ struct AdminServer::Connection {
     if (!server) return;
     // A query string does not change what is asked for (a health checker may add one).
     url.resize(std::min(url.size(), url.find('?')));
-    if (!admin_client_allowed(peer, server->allow_)) {
-      log_info("admin", "refused client=", address_text(peer));
-      respond(403, "text/plain", "forbidden\n");
-    } else if (!get) {
+    if (!get) {
       respond(405, "text/plain", "only GET and HEAD\n");
     } else if (url == "/metrics") {
       respond(200, "text/plain; version=0.0.4; charset=utf-8", server->render_metrics_());
@@ -132,7 +147,6 @@ struct AdminServer::Connection {
     if (responded || closing) return;
     responded = true;
     const char* reason = status == 200   ? "OK"
-                         : status == 403 ? "Forbidden"
                          : status == 404 ? "Not Found"
                          : status == 405 ? "Method Not Allowed"
                          : status == 431 ? "Request Header Fields Too Large"
@@ -158,7 +172,6 @@ struct AdminServer::Connection {
   int open_handles = 2;
   llhttp_settings_t settings;
   llhttp_t parser;
-  sockaddr_storage peer{};
   std::string url;
   size_t head_bytes = 0;
   std::string out;  // the response; uv_write keeps pointing at it until on_written
@@ -205,8 +218,30 @@ void AdminServer::on_connection(uv_stream_t* listener, int status) {
     conn->close();
     return;
   }
-  int len = sizeof conn->peer;
-  uv_tcp_getpeername(&conn->tcp, reinterpret_cast<sockaddr*>(&conn->peer), &len);
+  // Decided here, before a byte is read, so that a peer that may not be served holds no file
+  // descriptor past this loop iteration.
+  sockaddr_storage peer{};
+  int len = sizeof peer;
+  if (uv_tcp_getpeername(&conn->tcp, reinterpret_cast<sockaddr*>(&peer), &len) != 0) {
+    conn->close();  // the client reset before the accept: nobody to name in a log line
+    return;
+  }
+  uint64_t unlogged = 0;
+  if (!admin_client_allowed(peer, server->allow_)) {
+    conn->close();
+    if (server->refused_log_.allow(uv_now(server->loop_), &unlogged)) {
+      log_info("admin", "refused client=", address_text(peer), " unlogged_refusals=", unlogged);
+    }
+    return;
+  }
+  if (server->open_connections_ > kMaxAdminConnections) {
+    conn->close();
+    if (server->over_limit_log_.allow(uv_now(server->loop_), &unlogged)) {
+      log_warn("admin", "closed a connection over the limit client=", address_text(peer),
+               " limit=", kMaxAdminConnections, " unlogged_closes=", unlogged);
+    }
+    return;
+  }
   uv_timer_start(&conn->timer, &Connection::on_timeout, kAdminTimeoutMs, 0);
   uv_read_start(reinterpret_cast<uv_stream_t*>(&conn->tcp), &alloc_from_loop_buffer,
                 &Connection::on_read);

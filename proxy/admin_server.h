@@ -3,11 +3,12 @@
 // The admin listener (--admin): plain HTTP on the worker's loop, GET /metrics (Prometheus text
 // format) and GET /healthz. One request per connection, small bounded buffers, and a short
 // timeout: it is for a scraper and a health checker, not for the internet, so only loopback
-// clients (and --admin-allow ranges) get an answer other than 403.
+// clients (and --admin-allow ranges) are served: anyone else is closed as soon as accepted.
 
 #include <sys/socket.h>
 #include <uv.h>
 
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <vector>
@@ -18,6 +19,20 @@ namespace portico {
 
 // Loopback (127.0.0.0/8, ::1, and IPv4 loopback mapped into IPv6) or one of `allow`.
 bool admin_client_allowed(const sockaddr_storage& peer, const std::vector<Cidr>& allow);
+
+// At most one log line a second for an event a peer can repeat at will (a refused connection),
+// so that a flood cannot fill the log; the line says how many went unlogged before it.
+class LogLimiter {
+ public:
+  // True when a line may be written at `now_ms`; then *unlogged is the number of events since
+  // the last line that were not logged.
+  bool allow(uint64_t now_ms, uint64_t* unlogged);
+
+ private:
+  uint64_t next_ms_ = 0;
+  uint64_t unlogged_ = 0;
+  bool logged_ = false;
+};
 
 class AdminServer {
  public:
@@ -45,6 +60,9 @@ class AdminServer {
   uv_tcp_t listener_;
   bool listener_open_ = false;
   Connection* connections_ = nullptr;  // open ones, to close them with the server
+  size_t open_connections_ = 0;        // the length of that list
+  LogLimiter refused_log_;
+  LogLimiter over_limit_log_;
 };
 
 }  // namespace portico

@@ -1,8 +1,15 @@
 // --admin: /metrics after a known sequence of requests, handshakes and a tunnel, /healthz, and
-// the admin listener's own answers. (The non-loopback refusal is a unit test of
-// admin_client_allowed: a test can only connect from loopback.) Also --log-format end to end.
+// the admin listener's own answers and limits. (A client outside loopback is played by
+// connecting to this machine's own non-loopback address, when it has one.) Also --log-format
+// end to end.
+
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <signal.h>
 
 #include <catch2/catch.hpp>
+#include <memory>
 #include <regex>
 #include <string>
 #include <thread>
@@ -29,6 +36,43 @@ std::string tls_get(uint16_t port, const std::string& ca, const std::string& pat
   REQUIRE(client.ok());
   client.send("GET " + path + " HTTP/1.1\r\nHost: " + host + "\r\nConnection: close\r\n\r\n");
   return client.read_all_until_close().data;
+}
+
+// The whole answer of the admin listener to `request` (bytes as given), from `from`.
+std::string admin_ask(PorticoProcess& portico, const std::string& request,
+                      const std::string& from = "127.0.0.1") {
+  RawTcpClient client(portico.admin_port(), from);
+  INFO(client.error());
+  REQUIRE(client.ok());
+  client.send(request);
+  return client.read_all_until_close(5s).data;
+}
+
+// An IPv4 address of this machine that is not loopback ("" when it has none). A connection to
+// it from here comes from it: the admin listener sees a client outside loopback.
+std::string local_non_loopback_ipv4() {
+  ifaddrs* list = nullptr;
+  if (getifaddrs(&list) != 0) return "";
+  std::string found;
+  for (ifaddrs* i = list; i != nullptr && found.empty(); i = i->ifa_next) {
+    if (i->ifa_addr == nullptr || i->ifa_addr->sa_family != AF_INET ||
+        (i->ifa_flags & IFF_LOOPBACK) != 0 || (i->ifa_flags & IFF_UP) == 0) {
+      continue;
+    }
+    char text[INET_ADDRSTRLEN];
+    inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr, text, sizeof text);
+    found = text;
+  }
+  freeifaddrs(list);
+  return found;
+}
+
+size_t count_of(const std::string& text, const std::string& needle) {
+  size_t n = 0;
+  for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) {
+    ++n;
+  }
+  return n;
 }
 
 }  // namespace
@@ -221,4 +265,98 @@ TEST_CASE("admin: host routes that share a prefix are counted apart", "[admin]")
   CHECK(metrics.find("\nportico_requests_total{route=\"/\",status_class=\"2xx\"} 1\n") !=
         std::string::npos);
   CHECK(metrics.find("route=\"b.test/\"") == std::string::npos);
+}
+
+TEST_CASE("admin: a client outside the allowed ranges is closed at accept, logged once a second",
+          "[admin]") {
+  const std::string address = local_non_loopback_ipv4();
+  if (address.empty()) {
+    WARN("this machine has no non-loopback IPv4 address to play a remote client from");
+    return;
+  }
+  TestBackend backend;
+  TempDir dir;
+  TestCert cert = make_test_cert(dir);
+  const std::string request = "GET /healthz HTTP/1.1\r\nHost: " + address + "\r\n\r\n";
+  {
+    PorticoProcess portico(dir, "/ http://" + backend.address() + "\n", cert,
+                           {"--admin", "0.0.0.0:0"});
+    const auto start = std::chrono::steady_clock::now();
+    for (int i = 0; i < 5; ++i) {
+      RawTcpClient client(portico.admin_port(), address);
+      REQUIRE(client.ok());
+      client.send(request);  // may fail: the connection may be closed already
+      ReadResult answer = client.read_all_until_close(5s);
+      CHECK(answer.data.empty());  // not even a 403: nothing is read from it
+      CHECK(answer.closed != CloseKind::kOpen);
+    }
+    portico.process().wait_for_output("info admin: refused client=" + address + " ");
+    // At most one line a second (the first one at once): a flood cannot fill the log.
+    const auto seconds =
+        std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - start)
+            .count();
+    const std::string log = portico.stderr_text();
+    INFO(log);
+    CHECK(count_of(log, "admin: refused client=") <= static_cast<size_t>(seconds) + 1);
+  }
+  // Listed in --admin-allow, the same client is served.
+  PorticoProcess allowed(dir, "/ http://" + backend.address() + "\n", cert,
+                         {"--admin", "0.0.0.0:0", "--admin-allow", address + "/32"});
+  CHECK(admin_ask(allowed, request, address).starts_with("HTTP/1.1 200 OK\r\n"));
+}
+
+TEST_CASE("admin: at most 16 connections at once; a newcomer over that is closed at once",
+          "[admin]") {
+  TestBackend backend;
+  TempDir dir;
+  TestCert cert = make_test_cert(dir);
+  PorticoProcess portico(dir, "/ http://" + backend.address() + "\n", cert,
+                         {"--admin", "127.0.0.1:0"});
+  std::vector<std::unique_ptr<RawTcpClient>> idle;
+  for (int i = 0; i < 16; ++i) {
+    idle.push_back(std::make_unique<RawTcpClient>(portico.admin_port()));
+    REQUIRE(idle.back()->ok());
+  }
+  RawTcpClient over(portico.admin_port());
+  REQUIRE(over.ok());
+  ReadResult closed = over.read_all_until_close(5s);  // idle, it would be kept 10 s
+  CHECK(closed.closed != CloseKind::kOpen);
+  CHECK(closed.data.empty());
+  portico.process().wait_for_output(
+      "warn admin: closed a connection over the limit client=127.0.0.1 limit=16 ");
+  // The sixteen are still served.
+  REQUIRE(idle[0]->send("GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"));
+  CHECK(idle[0]->read_all_until_close(5s).data.starts_with("HTTP/1.1 200 OK\r\n"));
+  // And once one of them has gone, a new client is served too (its close may take a moment).
+  std::string health;
+  for (int i = 0; i < 100 && !health.starts_with("HTTP/1.1 200"); ++i) {
+    if (i > 0) std::this_thread::sleep_for(50ms);
+    health = portico.admin_get("/healthz");
+  }
+  CHECK(health.starts_with("HTTP/1.1 200 OK\r\n"));
+}
+
+TEST_CASE("admin: a client that resets before it is accepted is closed without a log line",
+          "[admin]") {
+  TestBackend backend;
+  TempDir dir;
+  TestCert cert = make_test_cert(dir);
+  PorticoProcess portico(dir, "/ http://" + backend.address() + "\n", cert,
+                         {"--admin", "127.0.0.1:0"});
+  const uint16_t port = portico.admin_port();
+  // Stopped, portico accepts nothing: the connection sends its request and is reset while it
+  // waits in the backlog. Accepted then, it has no peer address, but the request can be read.
+  REQUIRE(portico.process().signal(SIGSTOP));
+  {
+    RawTcpClient client(port);
+    REQUIRE(client.ok());
+    REQUIRE(client.send("GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"));
+    client.reset();
+  }
+  REQUIRE(portico.process().signal(SIGCONT));
+  CHECK(portico.admin_get("/healthz").starts_with("HTTP/1.1 200 OK\r\n"));
+  // An access-log line written after the reset connection's turn: what is before it is in.
+  CHECK(tls_get(portico.https_port(), cert.ca_cert, "/marker").starts_with("HTTP/1.1 200"));
+  portico.process().wait_for_output("path=/marker");
+  CHECK(portico.stderr_text().find("admin: refused") == std::string::npos);
 }

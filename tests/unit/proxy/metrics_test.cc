@@ -154,6 +154,21 @@ TEST_CASE("admin: loopback always, others only through --admin-allow", "[admin]"
   CHECK_FALSE(admin_client_allowed(addr("2001:db9::1"), *allow));
 }
 
+TEST_CASE("admin: a refusal is logged at most once a second, with the count not logged",
+          "[admin]") {
+  LogLimiter limiter;
+  uint64_t unlogged = 99;
+  CHECK(limiter.allow(5, &unlogged));  // the first at once
+  CHECK(unlogged == 0);
+  CHECK_FALSE(limiter.allow(5, &unlogged));
+  CHECK_FALSE(limiter.allow(1004, &unlogged));
+  CHECK(limiter.allow(1005, &unlogged));
+  CHECK(unlogged == 2);
+  CHECK_FALSE(limiter.allow(2004, &unlogged));
+  CHECK(limiter.allow(60'000, &unlogged));
+  CHECK(unlogged == 1);
+}
+
 ConfigResult parse_ops(std::vector<std::string> extra) {
   std::vector<std::string> args = {"portico", "--routes", "r", "--cert", "c", "--key", "k"};
   args.insert(args.end(), extra.begin(), extra.end());
