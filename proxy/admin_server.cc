@@ -1,7 +1,10 @@
 #include "proxy/admin_server.h"
 
+#include <arpa/inet.h>
 #include <llhttp.h>
 
+#include <algorithm>
+#include <cctype>
 #include <string_view>
 
 #include "proxy/log.h"
@@ -24,6 +27,22 @@ const std::vector<Cidr>& loopback_ranges() {
   return ranges;
 }
 
+bool equals_ignoring_case(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(a[i])) !=
+        std::tolower(static_cast<unsigned char>(b[i]))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+bool is_port(std::string_view text) {
+  return !text.empty() && text.size() <= 5 &&
+         std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
 }  // namespace
 
 bool admin_client_allowed(const sockaddr_storage& peer, const std::vector<Cidr>& allow) {
@@ -34,6 +53,27 @@ bool admin_client_allowed(const sockaddr_storage& peer, const std::vector<Cidr>&
     if (cidr.contains(peer)) return true;
   }
   return false;
+}
+
+bool admin_host_allowed(std::string_view host) {
+  if (host.empty()) return true;
+  std::string name;
+  int family = AF_INET;
+  if (host.front() == '[') {
+    size_t close = host.find(']');
+    if (close == std::string_view::npos) return false;
+    name = host.substr(1, close - 1);
+    host.remove_prefix(close + 1);
+    family = AF_INET6;
+  } else {
+    size_t colon = host.find(':');
+    name = host.substr(0, colon);
+    host.remove_prefix(colon == std::string_view::npos ? host.size() : colon);
+  }
+  if (!host.empty() && !(host.front() == ':' && is_port(host.substr(1)))) return false;
+  if (family == AF_INET && equals_ignoring_case(name, "localhost")) return true;
+  in6_addr address;
+  return inet_pton(family, name.c_str(), &address) == 1;
 }
 
 bool LogLimiter::allow(uint64_t now_ms, uint64_t* unlogged) {
@@ -56,8 +96,10 @@ struct AdminServer::Connection {
     tcp.data = timer.data = write_req.data = this;
     llhttp_settings_init(&settings);
     settings.on_url = &Connection::on_url;
-    settings.on_header_field = &Connection::on_head_bytes;
-    settings.on_header_value = &Connection::on_head_bytes;
+    settings.on_header_field = &Connection::on_header_field;
+    settings.on_header_value = &Connection::on_header_value;
+    settings.on_header_value_complete = &Connection::on_header_value_complete;
+    settings.on_headers_complete = &Connection::on_headers_complete;
     settings.on_message_complete = &Connection::on_message_complete;
     llhttp_init(&parser, HTTP_REQUEST, &settings);
     parser.data = this;
@@ -96,24 +138,72 @@ struct AdminServer::Connection {
       return;
     }
     if (nread == 0 || c->responded) return;
-    llhttp_errno_t err = llhttp_execute(&c->parser, buf->base, static_cast<size_t>(nread));
-    if (err == HPE_PAUSED) return;  // answered
-    if (err != HPE_OK) {
-      c->respond(c->head_bytes > kMaxAdminHeadBytes ? 431 : 400, "text/plain", "bad request\n");
+    c->parse(buf->base, static_cast<size_t>(nread));
+  }
+
+  void parse(const char* data, size_t len) {
+    llhttp_errno_t err = llhttp_execute(&parser, data, len);
+    if (!head_measured) {
+      // Every byte up to the head's empty line counts against the limit, whitespace included
+      // (on_headers_complete pauses the parser there, so the body is not counted), or up to
+      // the byte that made the head malformed.
+      const char* head_end = err == HPE_OK ? data + len : llhttp_get_error_pos(&parser);
+      head_bytes += static_cast<size_t>(head_end - data);
+      if (head_bytes > kMaxAdminHeadBytes || url_too_long) {
+        respond(url_too_long ? 414 : 431, "text/plain", "request head too large\n");
+        return;
+      }
+      if (head_complete) {
+        head_measured = true;
+        llhttp_resume(&parser);
+        err = llhttp_execute(&parser, head_end, static_cast<size_t>(data + len - head_end));
+      }
     }
+    if (err == HPE_PAUSED) return;  // answered
+    if (err != HPE_OK) respond(400, "text/plain", "bad request\n");
   }
 
   static int on_url(llhttp_t* p, const char* at, size_t len) {
     auto* c = static_cast<Connection*>(p->data);
-    if (on_head_bytes(p, at, len) != 0) return -1;
     c->url.append(at, len);
+    // The TLS port's answer to a target above its head limit (RFC 9110 section 15.5.15).
+    c->url_too_long = c->url.size() > kMaxAdminHeadBytes;
+    return c->url_too_long ? -1 : 0;
+  }
+
+  // A header's name and value may come in pieces, split across reads.
+  static int on_header_field(llhttp_t* p, const char* at, size_t len) {
+    auto* c = static_cast<Connection*>(p->data);
+    c->header_name.append(at, std::min(len, kMaxAdminHeadBytes - c->header_name.size()));
     return 0;
   }
 
-  static int on_head_bytes(llhttp_t* p, const char*, size_t len) {
+  static int on_header_value(llhttp_t* p, const char* at, size_t len) {
     auto* c = static_cast<Connection*>(p->data);
-    c->head_bytes += len;
-    return c->head_bytes > kMaxAdminHeadBytes ? -1 : 0;
+    c->header_value.append(at, std::min(len, kMaxAdminHeadBytes - c->header_value.size()));
+    return 0;
+  }
+
+  static int on_header_value_complete(llhttp_t* p) {
+    auto* c = static_cast<Connection*>(p->data);
+    if (equals_ignoring_case(c->header_name, "host")) {
+      if (c->host_seen) return -1;  // two Hosts: 400 (RFC 9112 section 3.2)
+      c->host_seen = true;
+      // Without the whitespace around it, which is not part of a field value (RFC 9110 5.5).
+      std::string_view value = c->header_value;
+      while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) {
+        value.remove_suffix(1);
+      }
+      c->host = value;
+    }
+    c->header_name.clear();
+    c->header_value.clear();
+    return 0;
+  }
+
+  static int on_headers_complete(llhttp_t* p) {
+    static_cast<Connection*>(p->data)->head_complete = true;
+    return HPE_PAUSED;  // for parse() to measure the head
   }
 
   static int on_message_complete(llhttp_t* p) {
@@ -128,7 +218,10 @@ struct AdminServer::Connection {
     if (!server) return;
     // A query string does not change what is asked for (a health checker may add one).
     url.resize(std::min(url.size(), url.find('?')));
-    if (!get) {
+    if (!admin_host_allowed(host)) {
+      respond(421, "text/plain",
+              "the admin listener answers only a Host that is an IP address or localhost\n");
+    } else if (!get) {
       respond(405, "text/plain", "only GET and HEAD\n");
     } else if (url == "/metrics") {
       respond(200, "text/plain; version=0.0.4; charset=utf-8", server->render_metrics_());
@@ -149,6 +242,8 @@ struct AdminServer::Connection {
     const char* reason = status == 200   ? "OK"
                          : status == 404 ? "Not Found"
                          : status == 405 ? "Method Not Allowed"
+                         : status == 414 ? "URI Too Long"
+                         : status == 421 ? "Misdirected Request"
                          : status == 431 ? "Request Header Fields Too Large"
                                          : "Bad Request";
     out = str_cat("HTTP/1.1 ", status, " ", reason, "\r\nContent-Type: ", type,
@@ -173,7 +268,14 @@ struct AdminServer::Connection {
   llhttp_settings_t settings;
   llhttp_t parser;
   std::string url;
+  bool url_too_long = false;
   size_t head_bytes = 0;
+  bool head_complete = false;  // on_headers_complete ran
+  bool head_measured = false;  // and parse() has counted the head's bytes
+  std::string header_name;     // the header being read
+  std::string header_value;
+  std::string host;
+  bool host_seen = false;
   std::string out;  // the response; uv_write keeps pointing at it until on_written
   bool responded = false;
   bool head_only = false;  // a HEAD request: the head of the GET answer, no body

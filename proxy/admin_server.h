@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "proxy/cidr.h"
@@ -19,6 +20,12 @@ namespace portico {
 
 // Loopback (127.0.0.0/8, ::1, and IPv4 loopback mapped into IPv6) or one of `allow`.
 bool admin_client_allowed(const sockaddr_storage& peer, const std::vector<Cidr>& allow);
+
+// A Host header the admin listener answers: an IP literal or `localhost`, with or without a
+// port, or empty. A DNS name is refused (421) so that a web page cannot read the listener
+// through a name it rebinds to an allowed address (DNS rebinding): the browser would send that
+// name as Host.
+bool admin_host_allowed(std::string_view host);
 
 // At most one log line a second for an event a peer can repeat at will (a refused connection),
 // so that a flood cannot fill the log; the line says how many went unlogged before it.

@@ -336,6 +336,68 @@ TEST_CASE("admin: at most 16 connections at once; a newcomer over that is closed
   CHECK(health.starts_with("HTTP/1.1 200 OK\r\n"));
 }
 
+TEST_CASE("admin: every byte of the head counts against 8 KiB; a long target is 414", "[admin]") {
+  TestBackend backend;
+  TempDir dir;
+  TestCert cert = make_test_cert(dir);
+  PorticoProcess portico(dir, "/ http://" + backend.address() + "\n", cert,
+                         {"--admin", "127.0.0.1:0"});
+  const std::string start = "GET /healthz HTTP/1.1\r\nHost: localhost\r\n";
+  // Whitespace is bytes too: before a value, and before the request line.
+  CHECK(admin_ask(portico, start + "X:" + std::string(9000, ' ') + "a\r\n\r\n")
+            .starts_with("HTTP/1.1 431 "));
+  CHECK(admin_ask(portico, std::string(9000, '\n') + start + "\r\n").starts_with("HTTP/1.1 431 "));
+  CHECK(admin_ask(portico, start + "X:" + std::string(7000, ' ') + "a\r\n\r\n")
+            .starts_with("HTTP/1.1 200 OK\r\n"));
+  // The same head in pieces: the count goes on across reads.
+  {
+    RawTcpClient client(portico.admin_port());
+    REQUIRE(client.ok());
+    REQUIRE(client.send(start));
+    // The answer may come before the last pieces are sent: their send may fail.
+    for (int i = 0; i < 10; ++i) {
+      client.send("X-" + std::to_string(i) + ": " + std::string(900, 'v') + "\r\n");
+    }
+    client.send("\r\n");
+    CHECK(client.read_all_until_close(5s).data.starts_with("HTTP/1.1 431 "));
+  }
+  // As on the TLS port, a target above the limit is 414.
+  CHECK(admin_ask(portico,
+                  "GET /healthz?" + std::string(9000, 'q') + " HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .starts_with("HTTP/1.1 414 URI Too Long\r\n"));
+  // A body is not head: a POST with 9000 body bytes gets its 405.
+  CHECK(admin_ask(portico,
+                  "POST /metrics HTTP/1.1\r\nHost: localhost\r\nContent-Length: 9000\r\n\r\n" +
+                      std::string(9000, 'b'))
+            .starts_with("HTTP/1.1 405 "));
+}
+
+TEST_CASE("admin: only an IP address or localhost as Host, against DNS rebinding", "[admin]") {
+  TestBackend backend;
+  TempDir dir;
+  TestCert cert = make_test_cert(dir);
+  PorticoProcess portico(dir, "/ http://" + backend.address() + "\n", cert,
+                         {"--admin", "127.0.0.1:0"});
+  const std::string port = std::to_string(portico.admin_port());
+  // What a browser sends for a page of a name that an attacker rebinds to 127.0.0.1.
+  std::string rebound =
+      admin_ask(portico, "GET /status.json HTTP/1.1\r\nHost: rebind.example:" + port + "\r\n\r\n");
+  CHECK(rebound.starts_with("HTTP/1.1 421 Misdirected Request\r\n"));
+  CHECK(rebound.find("\r\n\r\nthe admin listener answers only a Host that is an IP address or "
+                     "localhost\n") != std::string::npos);
+  CHECK(rebound.find("routes") == std::string::npos);
+  for (const std::string& host : {"127.0.0.1:" + port, "localhost:" + port, std::string("[::1]")}) {
+    INFO(host);
+    CHECK(admin_ask(portico, "GET /status.json HTTP/1.1\r\nHost: " + host + "\r\n\r\n")
+              .starts_with("HTTP/1.1 200 OK\r\n"));
+  }
+  CHECK(admin_ask(portico, "GET /healthz HTTP/1.1\r\nHost: \t127.0.0.1 \t\r\n\r\n")
+            .starts_with("HTTP/1.1 200 OK\r\n"));
+  CHECK(admin_ask(portico, "GET /healthz HTTP/1.0\r\n\r\n").starts_with("HTTP/1.1 200 OK\r\n"));
+  CHECK(admin_ask(portico, "GET /healthz HTTP/1.1\r\nHost: localhost\r\nHost: evil.example\r\n\r\n")
+            .starts_with("HTTP/1.1 400 "));
+}
+
 TEST_CASE("admin: a client that resets before it is accepted is closed without a log line",
           "[admin]") {
   TestBackend backend;
