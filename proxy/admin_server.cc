@@ -45,10 +45,15 @@ bool is_port(std::string_view text) {
 
 }  // namespace
 
-bool admin_client_allowed(const sockaddr_storage& peer, const std::vector<Cidr>& allow) {
+bool admin_client_is_loopback(const sockaddr_storage& peer) {
   for (const Cidr& cidr : loopback_ranges()) {
     if (cidr.contains(peer)) return true;
   }
+  return false;
+}
+
+bool admin_client_allowed(const sockaddr_storage& peer, const std::vector<Cidr>& allow) {
+  if (admin_client_is_loopback(peer)) return true;
   for (const Cidr& cidr : allow) {
     if (cidr.contains(peer)) return true;
   }
@@ -218,7 +223,7 @@ struct AdminServer::Connection {
     if (!server) return;
     // A query string does not change what is asked for (a health checker may add one).
     url.resize(std::min(url.size(), url.find('?')));
-    if (!admin_host_allowed(host)) {
+    if (from_loopback && !admin_host_allowed(host)) {
       respond(421, "text/plain",
               "the admin listener answers only a Host that is an IP address or localhost\n");
     } else if (!get) {
@@ -278,7 +283,8 @@ struct AdminServer::Connection {
   bool host_seen = false;
   std::string out;  // the response; uv_write keeps pointing at it until on_written
   bool responded = false;
-  bool head_only = false;  // a HEAD request: the head of the GET answer, no body
+  bool head_only = false;     // a HEAD request: the head of the GET answer, no body
+  bool from_loopback = true;  // Host is checked for loopback clients (admin_host_allowed)
   bool closing = false;
   Connection* prev = nullptr;
   Connection* next = nullptr;
@@ -336,6 +342,7 @@ void AdminServer::on_connection(uv_stream_t* listener, int status) {
     }
     return;
   }
+  conn->from_loopback = admin_client_is_loopback(peer);
   if (server->open_connections_ > kMaxAdminConnections) {
     conn->close();
     if (server->over_limit_log_.allow(uv_now(server->loop_), &unlogged)) {

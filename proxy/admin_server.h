@@ -21,10 +21,14 @@ namespace portico {
 // Loopback (127.0.0.0/8, ::1, and IPv4 loopback mapped into IPv6) or one of `allow`.
 bool admin_client_allowed(const sockaddr_storage& peer, const std::vector<Cidr>& allow);
 
-// A Host header the admin listener answers: an IP literal or `localhost`, with or without a
-// port, or empty. A DNS name is refused (421) so that a web page cannot read the listener
-// through a name it rebinds to an allowed address (DNS rebinding): the browser would send that
-// name as Host.
+// Loopback only (127.0.0.0/8, ::1, and IPv4 loopback mapped into IPv6).
+bool admin_client_is_loopback(const sockaddr_storage& peer);
+
+// A Host header the admin listener answers from a loopback client: an IP literal or
+// `localhost`, with or without a port, or empty. A DNS name is refused (421) so that a web page
+// cannot read the listener through a name it rebinds to 127.0.0.1 (DNS rebinding): the
+// browser would send that name as Host. Clients admitted by --admin-allow (a Prometheus
+// scraping `portico:9100` in a compose network) may use any name: the operator chose them.
 bool admin_host_allowed(std::string_view host);
 
 // At most one log line a second for an event a peer can repeat at will (a refused connection),

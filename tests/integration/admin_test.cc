@@ -303,6 +303,10 @@ TEST_CASE("admin: a client outside the allowed ranges is closed at accept, logge
   PorticoProcess allowed(dir, "/ http://" + backend.address() + "\n", cert,
                          {"--admin", "0.0.0.0:0", "--admin-allow", address + "/32"});
   CHECK(admin_ask(allowed, request, address).starts_with("HTTP/1.1 200 OK\r\n"));
+  // And may name the listener by a DNS name, as a scraper in a compose network does (the Host
+  // check against DNS rebinding is for loopback clients, whose browser a page could use).
+  CHECK(admin_ask(allowed, "GET /healthz HTTP/1.1\r\nHost: portico:9100\r\n\r\n", address)
+            .starts_with("HTTP/1.1 200 OK\r\n"));
 }
 
 TEST_CASE("admin: at most 16 connections at once; a newcomer over that is closed at once",
