@@ -743,7 +743,7 @@ void ClientConnection::on_upstream_connected(UpstreamConnection& conn, int statu
                conn.tls_failure(), "\"");
       ctx_.metrics.count_backend_error(upstream_key_, BackendErrorKind::kTls);
     } else {
-      log_warn("upstream", "connect failed backend=", upstream_key_,
+      log_warn("upstream", "connect failed backend=", upstream_key_, " address=", conn.address(),
                " error=", uv_err_name(status));
       ctx_.metrics.count_backend_error(upstream_key_, BackendErrorKind::kConnect);
     }

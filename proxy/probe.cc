@@ -17,7 +17,9 @@
 #include <string_view>
 #include <vector>
 
+#include "proxy/cidr.h"
 #include "proxy/http_head.h"
+#include "proxy/upstream_pool.h"
 #include "proxy/ws_frames.h"
 #include "tls/upstream_tls.h"
 
@@ -81,35 +83,33 @@ Socket connect_to(const BackendAddress& backend, Clock::time_point deadline, std
     return Socket();
   }
   std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> list(found, ::freeaddrinfo);
-  *error = "no address";
-  // Every address in turn, as the proxy's connect does not, so that a name with a dead first
-  // address still says whether any address answers.
-  for (addrinfo* ai = list.get(); ai; ai = ai->ai_next) {
-    Socket sock(::socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-    if (sock.fd() < 0) {
-      *error = std::string("socket: ") + std::strerror(errno);
-      continue;
-    }
-    if (::connect(sock.fd(), ai->ai_addr, ai->ai_addrlen) != 0 && errno != EINPROGRESS) {
-      *error = std::string("connect: ") + std::strerror(errno);
-      continue;
-    }
-    if (!wait_fd(sock.fd(), POLLOUT, deadline, error)) {
-      *error = "connect: " + *error;
-      continue;
-    }
-    int so_error = 0;
-    socklen_t len = sizeof so_error;
-    ::getsockopt(sock.fd(), SOL_SOCKET, SO_ERROR, &so_error, &len);
-    if (so_error != 0) {
-      *error = std::string("connect: ") + std::strerror(so_error);
-      continue;
-    }
-    int one = 1;
-    ::setsockopt(sock.fd(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    return sock;
+  // The one address requests go to (backend_address_choice): a PASS for another address of
+  // the name would say nothing about them.
+  const addrinfo* ai = backend_address_choice(list.get());
+  const std::string where = "connect " + address_text(*ai->ai_addr) + ": ";
+  Socket sock(::socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (sock.fd() < 0) {
+    *error = std::string("socket: ") + std::strerror(errno);
+    return Socket();
   }
-  return Socket();
+  if (::connect(sock.fd(), ai->ai_addr, ai->ai_addrlen) != 0 && errno != EINPROGRESS) {
+    *error = where + std::strerror(errno);
+    return Socket();
+  }
+  if (!wait_fd(sock.fd(), POLLOUT, deadline, error)) {
+    *error = where + *error;
+    return Socket();
+  }
+  int so_error = 0;
+  socklen_t len = sizeof so_error;
+  ::getsockopt(sock.fd(), SOL_SOCKET, SO_ERROR, &so_error, &len);
+  if (so_error != 0) {
+    *error = where + std::strerror(so_error);
+    return Socket();
+  }
+  int one = 1;
+  ::setsockopt(sock.fd(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  return sock;
 }
 
 // A connected socket, optionally with TLS over it; send() and recv() return what send(2) and

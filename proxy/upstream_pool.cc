@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "proxy/cidr.h"
 #include "proxy/log.h"
 #include "tls/upstream_tls.h"
 
@@ -75,22 +76,27 @@ void UpstreamConnection::on_resolved(uv_getaddrinfo_t* req, int status, addrinfo
     conn->fail(status < 0 ? status : UV_EAI_NONAME);
     return;
   }
-  // One address is tried: the first IPv4 one when there is one, since backends behind a proxy
-  // mostly listen on 127.0.0.1 or a private IPv4 address while "localhost" resolves to ::1
-  // first. (NGINX likewise settles a name's addresses once; a backend that needs every
-  // address tried should be listed once per address.)
-  const addrinfo* chosen = res;
-  for (const addrinfo* ai = res; ai; ai = ai->ai_next) {
-    if (ai->ai_family == AF_INET) {
-      chosen = ai;
-      break;
-    }
-  }
-  conn->connect_to(chosen->ai_addr);
+  // One address is tried (a backend that needs every address tried should be listed once per
+  // address).
+  conn->connect_to(backend_address_choice(res)->ai_addr);
   uv_freeaddrinfo(res);
 }
 
+const addrinfo* backend_address_choice(const addrinfo* resolved) {
+  for (const addrinfo* ai = resolved; ai; ai = ai->ai_next) {
+    if (ai->ai_family == AF_INET) return ai;
+  }
+  return resolved;
+}
+
+std::string UpstreamConnection::address() const {
+  if (address_.ss_family == AF_UNSPEC) return "";
+  return address_text(address_);
+}
+
 void UpstreamConnection::connect_to(const sockaddr* addr) {
+  std::memcpy(&address_, addr,
+              addr->sa_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in));
   uv_tcp_nodelay(&tcp_, 1);
   // On the heap like the resolve request. libuv calls on_connected for it (UV_ECANCELED when
   // the handle closes first) before the handle's close callback, so it never outlives `this`.

@@ -17,9 +17,17 @@
 #include "routing/route_table.h"
 #include "tls/tls_stream.h"
 
+struct addrinfo;
+
 namespace portico {
 
 class UpstreamPool;
+
+// Of a backend name's addresses, the one portico connects to: the first IPv4 one when there is
+// one (backends behind a proxy mostly listen on 127.0.0.1 or a private IPv4 address while
+// "localhost" may resolve to ::1 first), else the first. `--check --probe` uses it too, so that
+// it tests the address requests will go to.
+const addrinfo* backend_address_choice(const addrinfo* resolved);
 
 class UpstreamConnection final : private StreamWriter::Owner {
  public:
@@ -77,6 +85,8 @@ class UpstreamConnection final : private StreamWriter::Owner {
   // Why the TLS handshake with the backend failed (the certificate check's reason when that
   // was it); "" when it did not.
   const std::string& tls_failure() const { return tls_failure_; }
+  // The IP address connected (or tried) to ("" before the name is resolved).
+  std::string address() const;
   // The TCP connection of a TLS backend ended without close_notify: its end proves nothing (a
   // cut on the path looks the same), so it cannot end a close-delimited body.
   bool tls_cut() const { return tls_cut_; }
@@ -100,6 +110,7 @@ class UpstreamConnection final : private StreamWriter::Owner {
   static void on_closed(uv_handle_t* handle);
 
   uv_tcp_t tcp_;
+  sockaddr_storage address_{};             // what connect_to was given (for log lines)
   uv_getaddrinfo_t* resolving_ = nullptr;  // the name resolution in progress (heap), if any
   StreamWriter writer_;
   std::unique_ptr<TlsStream> tls_;  // https:// backends only

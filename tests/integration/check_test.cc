@@ -151,7 +151,8 @@ TEST_CASE("portico --check --probe passes against a live backend and fails again
     CHECK(r.exit_code == 1);
     CHECK(has_line(r.stdout, "^probe PASS route=/ "));
     CHECK(has_line(r.stdout, "^probe FAIL route=/down/ backend=http://127\\.0\\.0\\.1:" +
-                                 std::to_string(closed) + " detail=connect: Connection refused$"));
+                                 std::to_string(closed) +
+                                 " detail=connect 127\\.0\\.0\\.1: Connection refused$"));
     CHECK(has_line(r.stdout, "^portico: check failed routes=2 failures=1 "));
   }
 }

@@ -189,7 +189,7 @@ TEST_CASE("a backend that refuses connections is marked down and skipped", "[rou
   }
   // The dead backend was tried once, then skipped while marked down.
   CHECK(setup.portico.process().try_wait_for_output(
-      "connect failed backend=127.0.0.1:" + std::to_string(dead), 5s));
+      "connect failed backend=127.0.0.1:" + std::to_string(dead) + " address=127.0.0.1 ", 5s));
   std::string log = setup.portico.stderr_text();
   size_t failures = 0;
   for (size_t pos = 0; (pos = log.find("connect failed", pos)) != std::string::npos; ++pos) {
