@@ -1,5 +1,6 @@
 #include "proxy/tcp_listener.h"
 
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -9,6 +10,17 @@
 #include "proxy/log.h"
 
 namespace portico {
+
+namespace {
+
+// An IPv6 socket that also takes IPv4 clients (as IPv4-mapped addresses), whatever the system's
+// default. For `::1` or another single IPv6 address it changes nothing.
+void set_dual_stack(int fd) {
+  int zero = 0;
+  ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+}
+
+}  // namespace
 
 bool parse_listen_address(const std::string& address, uint16_t port, sockaddr_storage* out) {
   return address.find(':') != std::string::npos
@@ -36,6 +48,9 @@ bool listen_tcp(uv_tcp_t* handle, const std::string& address, uint16_t port, int
     int one = 1;
     ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (reuse_port) ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    // `::` takes IPv4 clients too (docs/configuration.md), also where the system's default
+    // (net.ipv6.bindv6only=1) would make it IPv6 only.
+    if (v6) set_dual_stack(fd);
     const socklen_t len = v6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
     rc = ::bind(fd, reinterpret_cast<const sockaddr*>(&addr), len) == 0 ? 0 : -errno;
     if (rc == 0) rc = uv_tcp_open(handle, fd);
@@ -62,6 +77,7 @@ bool port_has_listener(const std::string& address, uint16_t port) {
   // connections in TIME_WAIT, and no SO_REUSEPORT socket lets this one share its port.
   int one = 1;
   ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (addr.ss_family == AF_INET6) set_dual_stack(fd);  // as the listener itself binds
   const socklen_t len = addr.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
   const bool in_use =
       ::bind(fd, reinterpret_cast<const sockaddr*>(&addr), len) != 0 && errno == EADDRINUSE;

@@ -18,6 +18,7 @@ else
     clang libclang-rt-14-dev                              # sanitizer and libFuzzer builds
     curl sslscan                                          # the real clients the tests use
     procps                                                # ps/pgrep for the demo's clean-up
+    iproute2                                              # ip: a test's own network namespace
   )
 fi
 [ $# -gt 0 ] && packages+=("$@")

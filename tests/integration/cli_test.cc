@@ -87,6 +87,35 @@ TEST_CASE("listen addresses must be IP addresses, named by their flag", "[cli]")
                      "--admin: not an IP address: \"localhost\"");
 }
 
+TEST_CASE("listen on :: takes IPv4 clients even where the system default is IPv6 only", "[cli]") {
+  // net.ipv6.bindv6only=1 is set in a network namespace of the test's own (unshare -n: root
+  // only), so the machine's setting is not touched.
+  Files files;
+  const std::string script =
+      "ip link set lo up && echo 1 > /proc/sys/net/ipv6/bindv6only || exit 90\n"
+      "'" PORTICO_BINARY "' --routes '" +
+      files.routes + "' --cert '" + files.cert.fullchain + "' --key '" + files.cert.key +
+      "' --listen :: --https-port 8443 --http-port 0 --log-level warn 2>/dev/null &\n"
+      "pid=$!\n"
+      "for i in $(seq 50); do\n"
+      "  code=$(curl -s -o /dev/null -w '%{http_code}' --cacert '" +
+      files.cert.ca_cert +
+      "' https://127.0.0.1:8443/ 2>/dev/null)\n"
+      "  [ \"$code\" != 000 ] && break\n"
+      "  sleep 0.2\n"
+      "done\n"
+      "kill $pid; wait $pid\n"
+      "echo \"ipv4=$code\"\n";
+  CommandResult r = run_command({"unshare", "-n", "sh", "-c", script}, "", 30s);
+  if (r.exit_code == 90 || r.stderr.find("unshare failed") != std::string::npos ||
+      r.stderr.find("Operation not permitted") != std::string::npos) {
+    WARN("no network namespace of our own here (needs root and iproute2): " << r.describe());
+    return;
+  }
+  INFO(r.describe());
+  CHECK(r.stdout.find("ipv4=502") != std::string::npos);  // served (its backend is down)
+}
+
 TEST_CASE("check mode refuses what a start with the same flags would refuse", "[cli]") {
   Files files;
   const std::vector<std::string> base = {
