@@ -38,11 +38,14 @@ void fit_connections_to_open_files(portico::Config* config) {
     limit.rlim_cur = limit.rlim_max;
     setrlimit(RLIMIT_NOFILE, &limit);
   }
-  constexpr rlim_t kReserved = 64;  // listeners, logs, admin, reload watches
+  // Listeners, logs, admin, reload watches; under a tiny limit, half of it (the rest still
+  // carries a few tunnels rather than passing for no limit at all).
+  constexpr rlim_t kReserved = 64;
   const rlim_t workers = config->worker_count();
-  const rlim_t fits = limit.rlim_cur == RLIM_INFINITY || limit.rlim_cur < 2 * kReserved
+  const rlim_t reserved = std::min(kReserved, limit.rlim_cur / 2);
+  const rlim_t fits = limit.rlim_cur == RLIM_INFINITY
                           ? portico::kDefaultMaxConnections
-                          : (limit.rlim_cur - kReserved) / 2 / workers;
+                          : std::max<rlim_t>(1, (limit.rlim_cur - reserved) / 2 / workers);
   if (config->max_connections == 0) {
     config->max_connections =
         std::max<size_t>(1, std::min<size_t>(portico::kDefaultMaxConnections, fits));

@@ -116,6 +116,21 @@ TEST_CASE("listen on :: takes IPv4 clients even where the system default is IPv6
   CHECK(r.stdout.find("ipv4=502") != std::string::npos);  // served (its backend is down)
 }
 
+TEST_CASE("a tiny open files limit is said at start, not found as EMFILE under load", "[cli]") {
+  // 100 open files carry (100 - 50) / 2 = 25 tunnels (the other half is set aside for the
+  // listeners, logs and the rest): fewer than the 1,000 asked for.
+  Files files;
+  std::string command = "ulimit -n 100 && exec '" PORTICO_BINARY "'";
+  for (const std::string& arg :
+       files.args({"--workers", "1", "--max-connections", "1000", "--check"})) {
+    command += " '" + arg + "'";
+  }
+  CommandResult r = run_command({"bash", "-c", command}, "", 15s);
+  INFO(r.describe());
+  CHECK(r.stderr.find("open files limit 100 carries 25 tunnels per worker, fewer than "
+                      "--max-connections 1000") != std::string::npos);
+}
+
 TEST_CASE("check mode refuses what a start with the same flags would refuse", "[cli]") {
   Files files;
   const std::vector<std::string> base = {
