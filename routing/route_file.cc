@@ -535,6 +535,12 @@ void parse_route_fields(const std::vector<Field>& fields, Route& route, ErrorFn&
 
 std::string check_dns_name(std::string_view name) {
   if (name.size() > 253) return "host name is longer than 253 characters";
+  if (name.size() > 1 && name.back() == '.') {
+    return "host name ends with '.': write it without (clients' Host and SNI have none)";
+  }
+  if (std::any_of(name.begin(), name.end(), [](char c) { return (c & 0x80) != 0; })) {
+    return "host name is not ASCII: write its IDNA form (xn--...), which clients send";
+  }
   size_t start = 0;
   while (true) {
     const size_t dot = std::min(name.find('.', start), name.size());
@@ -542,8 +548,9 @@ std::string check_dns_name(std::string_view name) {
     if (label.empty()) return "host name has an empty label";
     if (label.size() > 63) return "host name label is longer than 63 characters";
     for (char c : label) {
-      if (!is_alpha(c) && !is_digit(c) && c != '-') {
-        return "host name has an invalid character (allowed: letters, digits, '-', '.')";
+      // '_' too, as NGINX takes it: Docker Compose service names may have one.
+      if (!is_alpha(c) && !is_digit(c) && c != '-' && c != '_') {
+        return "host name has an invalid character (allowed: letters, digits, '-', '_', '.')";
       }
     }
     if (label.front() == '-' || label.back() == '-') {

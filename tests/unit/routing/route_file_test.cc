@@ -228,12 +228,13 @@ TEST_CASE("parse: error messages with line and column", "[routing][parse][errors
       {"[::1]:8080/ http://b:1", "r:1:1: route host must not have a port"},
       {"*.example.com:80/ http://b:1", "r:1:1: route host must not have a port"},
       {"::1/ http://b:1", "r:1:1: an IPv6 route host must be in brackets"},
-      {"  a_b.com/ http://b:1",
-       "r:1:3: invalid route host \"a_b.com\": host name has an invalid character (allowed: "
-       "letters, digits, '-', '.')"},
+      {"  a+b.com/ http://b:1",
+       "r:1:3: invalid route host \"a+b.com\": host name has an invalid character (allowed: "
+       "letters, digits, '-', '_', '.')"},
       {"a..b/ http://b:1", "r:1:1: invalid route host \"a..b\": host name has an empty label"},
       {"example.com./ http://b:1",
-       "r:1:1: invalid route host \"example.com.\": host name has an empty label"},
+       "r:1:1: invalid route host \"example.com.\": host name ends with '.': write it without "
+       "(clients' Host and SNI have none)"},
       {"300.1.1.1/ http://b:1", "r:1:1: invalid route host \"300.1.1.1\": invalid IPv4 address"},
       {"[::g]/ http://b:1", "r:1:1: invalid route host \"[::g]\": invalid IPv6 literal"},
       {"[::1/ http://b:1", "r:1:1: invalid route host \"[::1\": invalid IPv6 literal"},
@@ -323,9 +324,9 @@ TEST_CASE("parse: error messages with line and column", "[routing][parse][errors
       {"/ http://b:1 origins=https://a.com:0",
        "r:1:14: invalid origins \"https://a.com:0\": \"https://a.com:0\": port must be a number "
        "1-65535"},
-      {"/ http://b:1 origins=a_b",
-       "r:1:14: invalid origins \"a_b\": \"a_b\": host name has an invalid character (allowed: "
-       "letters, digits, '-', '.')"},
+      {"/ http://b:1 origins=a+b",
+       "r:1:14: invalid origins \"a+b\": \"a+b\": host name has an invalid character (allowed: "
+       "letters, digits, '-', '_', '.')"},
       {"/ http://b:1 upgrade=yes", "r:1:14: invalid upgrade \"yes\": must be allow, only or never"},
       {"/ http://b:1 balance=random",
        "r:1:14: invalid balance \"random\": must be round_robin, least_conn, ip_hash or cookie"},
@@ -368,11 +369,11 @@ TEST_CASE("parse: every error is collected, in file order, and the table is null
 }
 
 TEST_CASE("parse: several errors on one line are ordered by column", "[routing][parse][errors]") {
-  auto r = RouteTable::parse("a_b/x%zz\n", "r");
+  auto r = RouteTable::parse("a+b/x%zz\n", "r");
   CHECK(r.table == nullptr);
   CHECK(errors_of(r) ==
-        "r:1:1: invalid route host \"a_b\": host name has an invalid character (allowed: "
-        "letters, digits, '-', '.')\n"
+        "r:1:1: invalid route host \"a+b\": host name has an invalid character (allowed: "
+        "letters, digits, '-', '_', '.')\n"
         "r:1:1: route needs at least one backend URL (like http://127.0.0.1:8080)\n"
         "r:1:4: prefix \"/x%zz\" is invalid (bad %-escape, space, control character or '#')\n");
 }

@@ -116,6 +116,8 @@ TEST_CASE("parse_backend_url accepts http and https URLs", "[routing][values]") 
       {"https://[2001:DB8::1]", "https", "2001:db8::1", 443, true, "[2001:db8::1]:443"},
       {"http://[::ffff:10.0.0.1]:81", "http", "::ffff:10.0.0.1", 81, true, "[::ffff:10.0.0.1]:81"},
       {"http://localhost:65535", "http", "localhost", 65535, false, "localhost:65535"},
+      // A Docker Compose service name may have '_' (NGINX takes it too).
+      {"http://api_server:3000", "http", "api_server", 3000, false, "api_server:3000"},
   };
   for (const Case& c : cases) {
     INFO(c.url);
@@ -162,15 +164,20 @@ TEST_CASE("parse_backend_url explains what is wrong", "[routing][values]") {
       {"http://256.1.1.1", "invalid backend host \"256.1.1.1\": invalid IPv4 address"},
       {"http://01.1.1.1", "invalid backend host \"01.1.1.1\": invalid IPv4 address"},
       {"http://1.1.1", "invalid backend host \"1.1.1\": invalid IPv4 address"},
-      {"http://a_b",
-       "invalid backend host \"a_b\": host name has an invalid character (allowed: "
-       "letters, digits, '-', '.')"},
+      {"http://a+b",
+       "invalid backend host \"a+b\": host name has an invalid character (allowed: "
+       "letters, digits, '-', '_', '.')"},
+      {"http://b\xC3\xBC"
+       "cher.example",
+       "invalid backend host \"b\xC3\xBC"
+       "cher.example\": host name is not ASCII: write its IDNA "
+       "form (xn--...), which clients send"},
       {"http://a..b", "invalid backend host \"a..b\": host name has an empty label"},
       {"http://-a.b",
        "invalid backend host \"-a.b\": host name label must not start or end with '-'"},
       {"http://*.b",
        "invalid backend host \"*.b\": host name has an invalid character (allowed: "
-       "letters, digits, '-', '.')"},
+       "letters, digits, '-', '_', '.')"},
   };
   for (const Case& c : cases) {
     INFO(c.url);
