@@ -13,6 +13,7 @@
 #include <cstring>
 #include <ctime>
 #include <filesystem>
+#include <string_view>
 
 #include "tls/ticket_keys.h"
 
@@ -101,19 +102,23 @@ std::string key_type_of(EVP_PKEY* key) {
 
 // RFC 7301: pick http/1.1 when offered; a client that offers ALPN without it gets the
 // no_application_protocol alert (below). One that offers no ALPN at all is served HTTP/1.1.
+// The protocol portico speaks that the client offered: http/1.1, else http/1.0 (which
+// `curl --http1.0` offers alone; NGINX takes it too, and portico serves HTTP/1.0 requests).
 int select_alpn(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in,
                 unsigned int inlen, void*) {
-  static const unsigned char kHttp11[] = {'h', 't', 't', 'p', '/', '1', '.', '1'};
-  unsigned int i = 0;
-  while (i < inlen) {
-    unsigned int len = in[i];
-    if (i + 1 + len > inlen) break;
-    if (len == sizeof kHttp11 && std::memcmp(in + i + 1, kHttp11, len) == 0) {
-      *out = in + i + 1;
-      *outlen = static_cast<unsigned char>(len);
-      return SSL_TLSEXT_ERR_OK;
+  for (const std::string_view wanted :
+       {std::string_view("http/1.1"), std::string_view("http/1.0")}) {
+    unsigned int i = 0;
+    while (i < inlen) {
+      unsigned int len = in[i];
+      if (i + 1 + len > inlen) break;
+      if (len == wanted.size() && std::memcmp(in + i + 1, wanted.data(), len) == 0) {
+        *out = in + i + 1;
+        *outlen = static_cast<unsigned char>(len);
+        return SSL_TLSEXT_ERR_OK;
+      }
+      i += 1 + len;
     }
-    i += 1 + len;
   }
   // RFC 7301 section 3.2: a client that offers only protocols the server does not speak (h2
   // alone, say) gets the no_application_protocol alert, not an HTTP/1.1 it did not ask for.

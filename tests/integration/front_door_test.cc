@@ -731,6 +731,16 @@ TEST_CASE("TLS: 1.2 and 1.3 only, ALPN http/1.1, close_notify", "[front-door][tl
   INFO(h2_only.stderr);
   CHECK(h2_only.exit_code != 0);
   CHECK(h2_only.stderr.find("no application protocol") != std::string::npos);
+  // `curl --http1.0` offers http/1.0 alone: agreed, as NGINX does, and the request served.
+  CommandResult http10 = curl({"--http1.0", "--cacert", door.cert.ca_cert, "-sS", "-o", "/dev/null",
+                               "-w", "%{http_code}", door.portico.url("/old")});
+  INFO(http10.describe());
+  CHECK(http10.stdout == "200");
+  CommandResult http10_alpn =
+      run_command({"openssl", "s_client", "-connect", connect, "-servername", "localhost",
+                   "-CAfile", door.cert.ca_cert, "-alpn", "http/1.0"},
+                  "", 15s);
+  CHECK(http10_alpn.stdout.find("ALPN protocol: http/1.0") != std::string::npos);
   CommandResult tls12 = run_command({"openssl", "s_client", "-connect", connect, "-tls1_2",
                                      "-CAfile", door.cert.ca_cert, "-brief"},
                                     "", 15s);
