@@ -10,6 +10,17 @@
 namespace portico {
 namespace {
 
+// The request line in `data` begins (after blank lines) with a token and a space, and llhttp
+// stopped at `error_at`, inside that token: a method name it does not know, not garbage.
+bool is_unknown_method(std::string_view data, std::ptrdiff_t error_at) {
+  size_t begin = 0;
+  while (begin < data.size() && (data[begin] == '\r' || data[begin] == '\n')) ++begin;
+  const size_t space = data.find(' ', begin);
+  return space != std::string_view::npos && space > begin &&
+         is_token(data.substr(begin, space - begin)) && error_at >= 0 &&
+         static_cast<size_t>(error_at) <= space;
+}
+
 constexpr size_t kMaxResponseHeadBytes = 64 * 1024;
 constexpr size_t kMaxResponseHeaders = 200;
 constexpr size_t kPlaintextFlushBytes = 16 * 1024;  // one full TLS record
@@ -463,6 +474,16 @@ void ClientConnection::parse(const char* data, size_t len) {
   }
   if (err == HPE_USER && request_error_status_ != 0) {
     respond_error(request_error_status_, parse_error_reason(&http_->request_parser));
+    return;
+  }
+  // A well-formed method llhttp does not know (BAN, QUERY): 501, which says so (RFC 9110
+  // 15.6.2), rather than 400 as if the request were garbage. It is not forwarded: llhttp cannot
+  // frame what follows.
+  if (err == HPE_INVALID_METHOD &&
+      is_unknown_method(std::string_view(data, len),
+                        llhttp_get_error_pos(&http_->request_parser) - data)) {
+    log_info("http", "method not implemented client=", peer_address_);
+    respond_error(501, "method not implemented");
     return;
   }
   // A malformed or ambiguous request: answer 400 and close; nothing is forwarded.

@@ -409,6 +409,23 @@ TEST_CASE("portico's own answers to HEAD (404, 502) have no body, and the connec
   CHECK(read.data.size() == read.data.rfind("502 Bad Gateway") + responses[2].body.size());
 }
 
+TEST_CASE("a method the parser does not know gets 501, garbage 400, and neither is forwarded",
+          "[front-door]") {
+  FrontDoor door;
+  auto answer = [&](const std::string& request) {
+    RawTlsClient client(door.portico.https_port(), door.cert.ca_cert);
+    REQUIRE(client.send(request));
+    ReadResult read = client.read_all_until_close(5s);
+    CHECK(read.closed != CloseKind::kOpen);
+    return read.data;
+  };
+  CHECK(answer("BAN /x HTTP/1.1\r\nHost: localhost\r\n\r\n").rfind("HTTP/1.1 501 ", 0) == 0);
+  CHECK(answer("QUERY /x HTTP/1.1\r\nHost: localhost\r\n\r\n").rfind("HTTP/1.1 501 ", 0) == 0);
+  CHECK(answer("G@T /x HTTP/1.1\r\nHost: localhost\r\n\r\n").rfind("HTTP/1.1 400 ", 0) == 0);
+  CHECK(answer("GARBAGE\r\n\r\n").rfind("HTTP/1.1 400 ", 0) == 0);
+  CHECK(door.backend.request_count() == 0);
+}
+
 TEST_CASE("the redirect listener sends every request to https", "[front-door][redirect]") {
   FrontDoor door;
   std::string https_port = std::to_string(door.portico.https_port());
