@@ -21,6 +21,8 @@ bool is_unknown_method(std::string_view data, std::ptrdiff_t error_at) {
          static_cast<size_t>(error_at) <= space;
 }
 
+// A backend's response head (docs/troubleshooting.md, 502): its reason, names and values, and
+// its field count; the messages below name both numbers.
 constexpr size_t kMaxResponseHeadBytes = 64 * 1024;
 constexpr size_t kMaxResponseHeaders = 200;
 constexpr size_t kPlaintextFlushBytes = 16 * 1024;  // one full TLS record
@@ -1550,7 +1552,7 @@ int ClientConnection::on_response_status(llhttp_t* p, const char* at, size_t len
     }
   }
   if (c->http_->response.append_reason(at, len, kMaxResponseHeadBytes)) return 0;
-  llhttp_set_error_reason(p, "response head too large");
+  llhttp_set_error_reason(p, "response head larger than 64 KiB");
   return HPE_USER;
 }
 
@@ -1564,7 +1566,9 @@ int ClientConnection::on_response_header_field(llhttp_t* p, const char* at, size
   if (c->http_->response.append_name(at, len, kMaxResponseHeadBytes, kMaxResponseHeaders)) {
     return 0;
   }
-  llhttp_set_error_reason(p, "response head too large");
+  llhttp_set_error_reason(p, c->http_->response.headers.size() >= kMaxResponseHeaders
+                                 ? "more than 200 header fields in the response"
+                                 : "response head larger than 64 KiB");
   return HPE_USER;
 }
 
@@ -1582,7 +1586,7 @@ int ClientConnection::on_response_header_value(llhttp_t* p, const char* at, size
     return HPE_USER;
   }
   if (c->http_->response.append_value(at, len, kMaxResponseHeadBytes)) return 0;
-  llhttp_set_error_reason(p, "response head too large");
+  llhttp_set_error_reason(p, "response head larger than 64 KiB");
   return HPE_USER;
 }
 

@@ -293,6 +293,10 @@ TEST_CASE("malformed backend responses become 502, never passed through", "[smug
       CHECK(door.portico.process().try_wait_for_output(
           "reason=\"101 Switching Protocols to a request that asked for no upgrade\"", 5s));
     }
+    if (bad == many_fields) {  // the line names the limit that was passed
+      CHECK(door.portico.process().try_wait_for_output(
+          "reason=\"more than 200 header fields in the response\"", 5s));
+    }
     if (chunked_only) {
       CHECK_FALSE(responses[0].complete);
     } else {
