@@ -150,7 +150,15 @@ void RedirectConnection::on_closed(uv_handle_t* handle) {
 }
 
 void RedirectConnection::on_timer(uv_timer_t* timer) {
-  static_cast<RedirectConnection*>(timer->data)->close();
+  auto* conn = static_cast<RedirectConnection*>(timer->data);
+  // A head begun and not finished in time gets its 408, as on the TLS port (NGINX's
+  // client_header_timeout); a connection with no request begun, one lingering after its answer
+  // or one whose client does not take its answer ends silently.
+  if (conn->mid_request_ && !conn->close_after_write_ && !conn->lingering_) {
+    conn->refuse(408, "request head not received in time");
+    return;
+  }
+  conn->close();
 }
 
 void RedirectConnection::on_write_done(int status) {
@@ -201,12 +209,10 @@ void RedirectConnection::on_read(uv_stream_t* stream, ssize_t nread, const uv_bu
   }
   llhttp_errno_t err = llhttp_execute(&conn->parser_, buf->base, static_cast<size_t>(nread));
   if (err != HPE_OK && err != HPE_PAUSED && err != HPE_PAUSED_UPGRADE) {
-    std::string response;
-    build_simple_response(400, "400 Bad Request: malformed request\n", false, {}, &response);
-    conn->close_after_write_ = true;
-    conn->body_follows_ = false;  // a malformed stream: nothing to wait for
-    conn->writer_.write(response.data(), response.size());
-    if (conn->writer_.queued() == 0) conn->close();
+    log_info("http", "bad request client=", conn->peer_address_, " reason=\"",
+             parse_error_reason(&conn->parser_), "\"");
+    conn->refuse(400, "malformed request");
+    flush_gathered_writes(stream->loop);
     return;
   }
   // Never let a client park bytes here: a slow reader stops being read until it has taken
@@ -239,9 +245,33 @@ bool RedirectConnection::answer_acme(std::string* response, int* status) {
   return true;
 }
 
+void RedirectConnection::refuse(int status, std::string_view why) {
+  if (!mid_request_) {
+    // llhttp failed before a request began: what the head holds is the last request's.
+    request_.clear();
+    request_start_ = std::chrono::steady_clock::now();
+  }
+  mid_request_ = false;
+  std::string response;
+  build_simple_response(status, str_cat(status, " ", reason_phrase(status), ": ", why, "\n"), false,
+                        {}, &response);
+  log_request(kRedirectRoute, status, response.size(), why);
+  close_after_write_ = true;
+  body_follows_ = false;  // the stream is not read further: nothing to wait for
+  writer_.write(response.data(), response.size());
+  if (writer_.queued() == 0) {
+    close();
+    return;
+  }
+  // A client that takes none of the answer is let go (the header timer may have run out).
+  uv_timer_start(&timer_, &RedirectConnection::on_timer,
+                 static_cast<uint64_t>(ctx_.config.send_timeout.count()), 0);
+}
+
 // Logged and counted like any request, under the route label `route` in the access log and
 // in /metrics.
-void RedirectConnection::log_request(std::string_view route, int status, size_t bytes_out) {
+void RedirectConnection::log_request(std::string_view route, int status, size_t bytes_out,
+                                     std::string_view error) {
   AccessLogEntry entry;
   entry.client = peer_address_;
   request_.version_major = static_cast<uint8_t>(parser_.http_major);
@@ -251,12 +281,14 @@ void RedirectConnection::log_request(std::string_view route, int status, size_t 
   entry.status = status;
   entry.bytes_out = bytes_out;
   entry.duration_ms = elapsed_ms(request_start_);
+  entry.error = error;
   ctx_.metrics.count_request(entry);
   ctx_.access_log.write(entry);
 }
 
 void RedirectConnection::answer() {
   mid_request_ = false;
+  answered_ = true;
   const HeaderField* host = request_.find("host");
   std::string location;
   std::string acme_response;
@@ -306,6 +338,12 @@ int RedirectConnection::on_message_begin(llhttp_t* p) {
   c->request_.clear();
   c->request_start_ = std::chrono::steady_clock::now();
   c->mid_request_ = true;
+  // A later request's head gets --header-timeout from its first byte, as on the TLS port (the
+  // keep-alive wait ended there); the first one's has run since the connection was accepted.
+  if (c->answered_) {
+    uv_timer_start(&c->timer_, &RedirectConnection::on_timer,
+                   static_cast<uint64_t>(c->ctx_.config.header_timeout.count()), 0);
+  }
   return 0;
 }
 

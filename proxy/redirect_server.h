@@ -57,7 +57,12 @@ class RedirectConnection final : private StreamWriter::Owner {
   static void on_closed(uv_handle_t* handle);
   void on_write_done(int status) override;
   void answer();
-  void log_request(std::string_view route, int status, size_t bytes_out);
+  void log_request(std::string_view route, int status, size_t bytes_out,
+                   std::string_view error = {});
+  // Ends a request that gets no redirect, malformed (400) or its head late (408): logged and
+  // counted like any answer, with `why` as its error, and the connection ends after it, as on
+  // the TLS port.
+  void refuse(int status, std::string_view why);
   bool answer_acme(std::string* response, int* status);
   void close();
 
@@ -84,6 +89,7 @@ class RedirectConnection final : private StreamWriter::Owner {
   bool lingering_ = false;     // end_after_write() is dropping the rest of it
   bool read_paused_ = false;   // the client is slow to take its answers: reads wait
   bool mid_request_ = false;   // a request began and is not answered yet
+  bool answered_ = false;      // a request was answered: later heads get their own timeout
   uint64_t linger_until_ms_ = 0;
   StreamWriter writer_;
   llhttp_t parser_;

@@ -503,6 +503,67 @@ TEST_CASE("the redirect listener answers from the head, not after the body",
   CHECK(door.backend.request_count() == 0);
 }
 
+TEST_CASE("the redirect listener logs and counts the malformed requests it refuses",
+          "[front-door][redirect]") {
+  FrontDoor door(default_response, "", {"--admin", "127.0.0.1:0"});
+  const char* cases[] = {
+      "GARBAGE\r\n\r\n",
+      "GET /a b HTTP/1.1\r\nHost: a\r\n\r\n",
+      // After an answered request on the same connection: its line is this request's own.
+      "GET /ok HTTP/1.1\r\nHost: a\r\n\r\n\x01GET / HTTP/1.1\r\n\r\n",
+  };
+  size_t log_from = door.portico.stderr_text().size();
+  for (const char* request : cases) {
+    INFO(request);
+    RawTcpClient client(door.portico.http_port());
+    REQUIRE(client.send(request));
+    ReadResult read = client.read_all_until_close(5s);
+    CHECK(read.data.find("HTTP/1.1 400 Bad Request") != std::string::npos);
+    CHECK(read.closed != CloseKind::kOpen);
+    // One access-log line per request, as the TLS port writes for the same bytes.
+    OutputMatch line = door.portico.process().wait_for_output(
+        std::regex("info access: [^\n]*route=redirect [^\n]*status=400 [^\n]*"
+                   "error=malformed_request\n"),
+        5s, Stream::kStderr, log_from);
+    CHECK(line[0].find("path=/ok") == std::string::npos);
+    log_from = line.end;
+  }
+  std::string metrics = door.portico.admin_get("/metrics");
+  INFO(metrics);
+  CHECK(metrics.find("\nportico_requests_total{route=\"redirect\",status_class=\"4xx\"} 3\n") !=
+        std::string::npos);
+  CHECK(metrics.find("\nportico_requests_total{route=\"redirect\",status_class=\"3xx\"} 1\n") !=
+        std::string::npos);
+}
+
+TEST_CASE("the redirect listener answers a head not received in time with 408",
+          "[front-door][redirect][timeouts]") {
+  FrontDoor door(default_response, "", {"--header-timeout", "1s"});
+  // A head begun and never finished: 408 and a close, as on the TLS port.
+  RawTcpClient partial(door.portico.http_port());
+  REQUIRE(partial.send("GET /slow HTTP/1.1\r\nHost: a"));
+  ReadResult answered = partial.read_all_until_close(10s);
+  INFO(answered.data);
+  CHECK(answered.data.rfind("HTTP/1.1 408 Request Timeout\r\n", 0) == 0);
+  CHECK(answered.data.find("Connection: close") != std::string::npos);
+  CHECK(answered.closed == CloseKind::kEof);
+  door.portico.process().wait_for_output(
+      std::regex("info access: [^\n]*path=/slow route=redirect [^\n]*status=408 [^\n]*"
+                 "error=request_head_not_received_in_time\n"));
+  // The same for a later request on a kept connection, from its own first byte.
+  RawTcpClient kept(door.portico.http_port());
+  REQUIRE(kept.send("GET /one HTTP/1.1\r\nHost: a\r\n\r\nGET /two HTTP/1.1\r\n"));
+  ReadResult second = kept.read_all_until_close(10s);
+  INFO(second.data);
+  CHECK(second.data.rfind("HTTP/1.1 301", 0) == 0);
+  CHECK(second.data.find("HTTP/1.1 408 Request Timeout\r\n") != std::string::npos);
+  // No byte at all: closed silently.
+  RawTcpClient silent(door.portico.http_port());
+  ReadResult nothing = silent.read_all_until_close(10s);
+  CHECK(nothing.data.empty());
+  CHECK(nothing.closed != CloseKind::kOpen);
+}
+
 TEST_CASE("the redirect listener reads again once a slow client has taken its answers",
           "[front-door][redirect][backpressure]") {
   FrontDoor door(default_response, "", {"--max-buffer", "16k"});
