@@ -10,6 +10,7 @@
 
 #include "proxy/header_rewrite.h"
 #include "proxy/log.h"
+#include "routing/route_table.h"
 
 namespace portico {
 namespace {
@@ -82,10 +83,27 @@ std::string https_redirect_location(std::string_view host_header, std::string_vi
   if (target.empty() || target.front() != '/') return "";
   // A fragment is no part of a request target (RFC 9112 3.2), refused as on the TLS port.
   if (target.find('#') != std::string_view::npos) return "";
+  // A path the TLS port would answer 400 (a control byte, a broken escape, ".." above the root)
+  // gets its 400 here rather than a redirect to one; a query may not hold a control byte either,
+  // which would reach the Location header raw.
+  std::string normalized;
+  const size_t question = target.find('?');
+  if (normalize_path(target.substr(0, question), &normalized) != PathStatus::kOk) return "";
   std::string location = "https://";
   location.append(host);
   if (https_port != 443) location.append(":").append(std::to_string(https_port));
-  location.append(target);
+  // The path and query as sent, but for raw bytes above ASCII (a client that did not escape
+  // UTF-8): written as the escapes a browser sends, as the TLS port forwards such a path, since
+  // a URI in a Location cannot hold them.
+  for (char c : target) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (is_forbidden_target_byte(byte)) return "";
+    if (byte >= 0x80) {
+      append_percent_escape(&location, byte);
+    } else {
+      location.push_back(c);
+    }
+  }
   return location;
 }
 

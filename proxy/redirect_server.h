@@ -18,8 +18,9 @@
 namespace portico {
 
 // The Location for a request to `host_header` + `target`, or "" when the Host is not a valid
-// host[:port] or the target is not a path (or holds a fragment). `https_port` 443 is left out
-// of the URL.
+// host[:port] or the target is not a path the TLS port would serve (a fragment, a control
+// byte, a broken escape, ".." above the root). Bytes above ASCII are %-escaped; the rest of
+// the target is kept as sent. `https_port` 443 is left out of the URL.
 std::string https_redirect_location(std::string_view host_header, std::string_view target,
                                     uint16_t https_port);
 

@@ -290,7 +290,7 @@ PathStatus normalize_path(std::string_view raw_path, std::string* out) {
       i += 2;
       continue;
     }
-    if (c < 0x21 || c == 0x7F || c == '#') {
+    if (is_forbidden_target_byte(c) || c == '#') {
       return refuse(PathStatus::kInvalid);
     }
     if (c >= 0x80) {

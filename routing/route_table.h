@@ -114,6 +114,9 @@ NormalizedPath normalize_path(std::string_view raw_path);
 // The same into `out` (replacing what it held; empty unless kOk), for a caller that reuses one
 // buffer for every request: it allocates only when a path is longer than any before it.
 PathStatus normalize_path(std::string_view raw_path, std::string* out);
+// A byte no request target may carry raw: a control, SP or DEL (RFC 3986 has no place for them;
+// llhttp lets HTAB and FF through). normalize_path refuses them in a path.
+inline bool is_forbidden_target_byte(unsigned char byte) { return byte < 0x21 || byte == 0x7F; }
 // Appends `byte` as "%XX" with upper-case hex, the form normalize_path leaves escapes in.
 void append_percent_escape(std::string* out, unsigned char byte);
 

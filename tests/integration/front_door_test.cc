@@ -503,6 +503,34 @@ TEST_CASE("the redirect listener answers from the head, not after the body",
   CHECK(door.backend.request_count() == 0);
 }
 
+TEST_CASE("the redirect listener refuses a target the TLS port refuses, and escapes high bytes",
+          "[front-door][redirect]") {
+  FrontDoor door;
+  // HTAB and FF pass llhttp: in a Location header they would split or corrupt it. The TLS port
+  // answers such a path 400 (malformed path), and so does this one.
+  for (std::string target : {"/a\tb", "/a\fb", "/a%zz", "/../etc/passwd", "/a?x\fy"}) {
+    INFO(target);
+    RawTcpClient client(door.portico.http_port());
+    REQUIRE(client.send("GET " + target + " HTTP/1.1\r\nHost: a.test\r\n\r\n"));
+    ReadResult read = client.read_all_until_close(5s);
+    CHECK(read.data.rfind("HTTP/1.1 400", 0) == 0);
+    CHECK(read.data.find("Location") == std::string::npos);
+    if (target.find('?') != std::string::npos) continue;  // (the TLS port checks the path only)
+    RawTlsClient tls(door.portico.https_port(), door.cert.ca_cert);
+    REQUIRE(tls.send("GET " + target + " HTTP/1.1\r\nHost: a.test\r\n\r\n"));
+    CHECK(tls.read_all_until_close(5s).data.rfind("HTTP/1.1 400", 0) == 0);
+  }
+  // Raw UTF-8 from a client that did not escape it: the escapes a browser would have sent.
+  RawTcpClient utf8(door.portico.http_port());
+  REQUIRE(utf8.send("GET /caf\xc3\xa9?q=\xc3\xa9 HTTP/1.1\r\nHost: a.test\r\n\r\n"));
+  ReadResult read = utf8.read_until("\r\n\r\n", 5s);
+  INFO(read.data);
+  CHECK(read.data.rfind("HTTP/1.1 301", 0) == 0);
+  CHECK(read.data.find("\r\nLocation: https://a.test:" + std::to_string(door.portico.https_port()) +
+                       "/caf%C3%A9?q=%C3%A9\r\n") != std::string::npos);
+  CHECK(door.backend.request_count() == 0);
+}
+
 TEST_CASE("the redirect listener logs and counts the malformed requests it refuses",
           "[front-door][redirect]") {
   FrontDoor door(default_response, "", {"--admin", "127.0.0.1:0"});

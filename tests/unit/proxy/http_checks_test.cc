@@ -87,6 +87,24 @@ TEST_CASE("redirect Location keeps path and query exactly", "[redirect]") {
   CHECK(https_redirect_location("example.com", "*", 443).empty());
 }
 
+TEST_CASE("redirect Location: a path the TLS port refuses is refused, raw high bytes escaped",
+          "[redirect]") {
+  // Control bytes llhttp lets through (HTAB, FF), in the path or the query: never written
+  // into the Location header.
+  for (std::string_view target : {"/a\tb", "/a\fb", "/a?x\ty", "/a?x\fy", "/a?x\x7fy"}) {
+    INFO(target);
+    CHECK(https_redirect_location("example.com", target, 443).empty());
+  }
+  // What normalize_path refuses on the TLS port: a broken escape, ".." above the root.
+  CHECK(https_redirect_location("example.com", "/a%zz", 443).empty());
+  CHECK(https_redirect_location("example.com", "/a%4", 443).empty());
+  CHECK(https_redirect_location("example.com", "/../etc/passwd", 443).empty());
+  CHECK(https_redirect_location("example.com", "http://example.com/a\x0c", 443).empty());
+  // Bytes above ASCII: escaped as a browser sends them, path and query; escapes kept as sent.
+  CHECK(https_redirect_location("example.com", "/caf\xc3\xa9/%c3%a9?q=\xc3\xa9&r=%7e", 443) ==
+        "https://example.com/caf%C3%A9/%c3%a9?q=%C3%A9&r=%7e");
+}
+
 TEST_CASE("absolute-form targets split into authority and path", "[http]") {
   std::string_view authority, rest;
   REQUIRE(split_absolute_form("HTTPS://Example.com:8443/a/b?c", &authority, &rest));
