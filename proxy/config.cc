@@ -35,6 +35,7 @@ streams by host and path prefix to the backends named in the route file.
   --hsts[=SECONDS]         send Strict-Transport-Security (default max-age 31536000 when
                            given; off unless given)
   --acme-webroot DIR       serve /.well-known/acme-challenge/TOKEN from DIR on the HTTP port
+                           (so not with --http-port 0)
   --https-port N           TLS listener port (default 443; 0 picks a free port)
   --http-port N            redirect listener port (default 80; 0 turns it off)
   --listen ADDR            address to listen on (default 0.0.0.0; e.g. ::, 127.0.0.1)
@@ -350,6 +351,11 @@ ConfigResult parse_command_line(int argc, const char* const* argv) {
   if (config.probe && !config.check_only) return fail("--probe needs --check");
   if (!config.admin_allow.empty() && config.admin_address.empty()) {
     return fail("--admin-allow needs --admin");
+  }
+  // Challenges are served on the HTTP port only: without it the flag would be parsed and do
+  // nothing, and certbot's validation would fail with no word from portico.
+  if (!config.acme_webroot.empty() && config.http_port == 0) {
+    return fail("--acme-webroot needs the HTTP listener, but --http-port is 0");
   }
   if (config.http_port != 0 && config.http_port == config.https_port) {
     return fail("--http-port and --https-port must differ");

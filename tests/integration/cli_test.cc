@@ -75,6 +75,9 @@ TEST_CASE("missing and unknown flags are refused", "[cli]") {
                      "--keepalive-timeout: not a duration");
   check_config_error(run_portico(files.args({"--cert", files.cert.fullchain})),
                      "--cert and --key must be given in pairs");
+  // A flag that could do nothing: challenges are served on the HTTP port, which is off.
+  check_config_error(run_portico(files.args({"--acme-webroot", files.dir.path()})),
+                     "--acme-webroot needs the HTTP listener, but --http-port is 0");
 }
 
 TEST_CASE("listen addresses must be IP addresses, named by their flag", "[cli]") {
@@ -145,6 +148,8 @@ TEST_CASE("check mode refuses what a start with the same flags would refuse", "[
   CHECK(fine.exit_code == 0);
   check_config_error(check_with({"--listen", "1.2.3"}), "--listen: not an IP address");
   check_config_error(check_with({"--admin", "localhost:9100"}), "--admin: not an IP address");
+  check_config_error(check_with({"--http-port", "0", "--acme-webroot", files.dir.path()}),
+                     "--acme-webroot needs the HTTP listener, but --http-port is 0");
   check_config_error(check_with({"--user", "no-such-user-portico"}),
                      "--user: no such user \"no-such-user-portico\"");
   const std::string missing_dir = files.dir.file("no/such/dir/access.log");

@@ -62,6 +62,10 @@ TEST_CASE("TLS flag errors", "[config][tls]") {
         "--hsts: expected a max-age in seconds (e.g. --hsts=31536000), got \"1y\"");
   CHECK(error({"--cert-dir"}) == "--cert-dir needs a directory");
   CHECK(error({"--acme-webroot"}) == "--acme-webroot needs a directory");
+  CHECK(error({"--acme-webroot", "/var/acme", "--http-port", "0"}) ==
+        "--acme-webroot needs the HTTP listener, but --http-port is 0");
+  CHECK(error({"--http-port", "0", "--acme-webroot", "/var/acme"}) ==
+        "--acme-webroot needs the HTTP listener, but --http-port is 0");
   CHECK(error({"--dev-name"}) == "--dev-name needs a host name or address");
   CHECK(error({"--state-dir"}) == "--state-dir needs a directory");
 }
