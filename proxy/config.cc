@@ -33,7 +33,7 @@ streams by host and path prefix to the backends named in the route file.
   --tls-min 1.2|1.3        lowest TLS version accepted (default 1.2)
   --strict                 an expired certificate is an error, not a warning
   --hsts[=SECONDS]         send Strict-Transport-Security (default max-age 31536000 when
-                           given; off unless given)
+                           given; off unless given; --hsts=0 tells browsers to forget it)
   --acme-webroot DIR       serve /.well-known/acme-challenge/TOKEN from DIR on the HTTP port
                            (so not with --http-port 0)
   --https-port N           TLS listener port (default 443; 0 picks a free port)
@@ -214,7 +214,7 @@ ConfigResult parse_command_line(int argc, const char* const* argv) {
       if (has_inline_value) {
         unsigned n = 0;
         auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
-        if (ec != std::errc() || ptr != value.data() + value.size() || n == 0) {
+        if (ec != std::errc() || ptr != value.data() + value.size()) {
           return fail("--hsts: expected a max-age in seconds (e.g. --hsts=31536000), got \"" +
                       std::string(value) + "\"");
         }
@@ -365,8 +365,8 @@ ConfigResult parse_command_line(int argc, const char* const* argv) {
 }
 
 std::string site_response_headers(const Config& config) {
-  if (config.hsts_max_age == 0) return "";
-  return "Strict-Transport-Security: max-age=" + std::to_string(config.hsts_max_age) + "\r\n";
+  if (!config.hsts_max_age) return "";
+  return "Strict-Transport-Security: max-age=" + std::to_string(*config.hsts_max_age) + "\r\n";
 }
 
 }  // namespace portico

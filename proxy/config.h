@@ -30,8 +30,10 @@ struct Config {
   std::string cert_dir;  // --cert-dir: NAME.crt/NAME.key pairs and certbot live/NAME/ folders
   int tls_min_version = 0x0303;  // --tls-min: TLS1_2_VERSION or TLS1_3_VERSION
   bool strict = false;           // --strict: an expired certificate stops the start or reload
-  uint32_t hsts_max_age = 0;     // --hsts[=SECONDS]; 0: no Strict-Transport-Security (default)
-  std::string acme_webroot;      // --acme-webroot: serve http-01 challenges on the port-80 side
+  // --hsts[=SECONDS]; none: no Strict-Transport-Security (the default). 0 is a value: max-age=0
+  // tells browsers to forget an earlier one (RFC 6797 section 6.1.1).
+  std::optional<uint32_t> hsts_max_age;
+  std::string acme_webroot;  // --acme-webroot: serve http-01 challenges on the port-80 side
   std::vector<std::string> dev_names;  // --dev-name: more names for the dev certificate
   std::string state_dir;               // --state-dir; "" = default_state_dir()
   // No certificate given: `certificates` holds portico's own development certificate, read once
@@ -93,7 +95,7 @@ ConfigResult parse_command_line(int argc, const char* const* argv);
 const char* usage_text();
 
 // The "Name: value\r\n" lines portico adds to every HTTPS response: Strict-Transport-Security
-// when --hsts is on, else nothing.
+// when --hsts is given (max-age=0 included), else nothing.
 std::string site_response_headers(const Config& config);
 
 }  // namespace portico

@@ -389,6 +389,12 @@ TEST_CASE("tls: --hsts adds Strict-Transport-Security to proxied responses and t
     CHECK(get(custom, "/none").find("Strict-Transport-Security: max-age=600\r\n") !=
           std::string::npos);
   }
+  {
+    // max-age=0 makes browsers forget an earlier HSTS (RFC 6797 6.1.1): how it is turned off.
+    PorticoProcess forget(dir, routes, cert, {"--hsts=0"});
+    CHECK(get(forget, "/api/x").find("Strict-Transport-Security: max-age=0\r\n") !=
+          std::string::npos);
+  }
   CHECK(run_portico({"--hsts=soon"}).stderr.find("--hsts: expected a max-age in seconds") !=
         std::string::npos);
 }

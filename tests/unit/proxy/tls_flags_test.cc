@@ -22,7 +22,7 @@ TEST_CASE("TLS flags parse into Config", "[config][tls]") {
   ConfigResult plain = parse_tls({});
   REQUIRE(plain.action == ConfigResult::Action::kRun);
   CHECK(plain.config.tls_min_version == 0x0303);
-  CHECK(plain.config.hsts_max_age == 0);
+  CHECK_FALSE(plain.config.hsts_max_age.has_value());
   CHECK(site_response_headers(plain.config).empty());
   CHECK_FALSE(plain.config.strict);
 
@@ -38,13 +38,18 @@ TEST_CASE("TLS flags parse into Config", "[config][tls]") {
   CHECK(all.config.cert_dir == "/etc/certs");
   CHECK(all.config.tls_min_version == 0x0304);
   CHECK(all.config.strict);
-  CHECK(all.config.hsts_max_age == 31536000);
+  CHECK(all.config.hsts_max_age == 31536000u);
   CHECK(site_response_headers(all.config) == "Strict-Transport-Security: max-age=31536000\r\n");
   CHECK(all.config.acme_webroot == "/var/acme");
   CHECK(all.config.dev_names == std::vector<std::string>{"x.test", "10.0.0.1"});
   CHECK(all.config.state_dir == "/tmp/s");
 
-  CHECK(parse_tls({"--hsts=600"}).config.hsts_max_age == 600);
+  CHECK(parse_tls({"--hsts=600"}).config.hsts_max_age == 600u);
+  // max-age=0 is how a site makes browsers forget HSTS (RFC 6797 6.1.1): a header, not none.
+  ConfigResult forget = parse_tls({"--hsts=0"});
+  REQUIRE(forget.action == ConfigResult::Action::kRun);
+  CHECK(forget.config.hsts_max_age == 0u);
+  CHECK(site_response_headers(forget.config) == "Strict-Transport-Security: max-age=0\r\n");
   CHECK(parse_tls({"--tls-min=1.2"}).config.tls_min_version == 0x0303);
 }
 
@@ -56,8 +61,10 @@ TEST_CASE("TLS flag errors", "[config][tls]") {
   };
   CHECK(error({"--tls-min", "1.1"}) == "--tls-min: expected 1.2 or 1.3, got \"1.1\"");
   CHECK(error({"--tls-min"}) == "--tls-min needs 1.2 or 1.3");
-  CHECK(error({"--hsts=0"}) ==
-        "--hsts: expected a max-age in seconds (e.g. --hsts=31536000), got \"0\"");
+  CHECK(error({"--hsts=-1"}) ==
+        "--hsts: expected a max-age in seconds (e.g. --hsts=31536000), got \"-1\"");
+  CHECK(error({"--hsts="}) ==
+        "--hsts: expected a max-age in seconds (e.g. --hsts=31536000), got \"\"");
   CHECK(error({"--hsts=1y"}) ==
         "--hsts: expected a max-age in seconds (e.g. --hsts=31536000), got \"1y\"");
   CHECK(error({"--cert-dir"}) == "--cert-dir needs a directory");
