@@ -81,6 +81,13 @@ bool HttpHead::append_value(const char* at, size_t len, size_t max_bytes) {
   return true;
 }
 
+void HttpHead::end_value() {
+  in_value = false;
+  if (headers.empty()) return;
+  std::string_view& value = headers.back().value;
+  while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+}
+
 void HttpHead::append_span(std::string_view* view, const char* at, size_t len, size_t max_bytes) {
   // llhttp delivers a field's spans one after another, so the view being extended ends the
   // buffer. Anything else (a head filled by hand) starts the view afresh at the end, carrying

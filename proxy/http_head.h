@@ -55,7 +55,10 @@ struct HttpHead {
   // empty one through after a request line with no version and a bare CR, and spaces inside a
   // name or before its colon.
   bool end_name();
-  void end_value() { in_value = false; }
+  // The value is whole: its trailing SP and HTAB are dropped (RFC 9112 section 5.1: OWS around
+  // a value is no part of it; llhttp drops the leading OWS only). Here, not per span: a span
+  // ending in a blank may be followed by more of the value.
+  void end_value();
 
   // Bytes held for this head so far, and what its buffer can hold without allocating.
   size_t bytes() const { return text_.size(); }

@@ -387,6 +387,11 @@ int RedirectConnection::on_header_value(llhttp_t* p, const char* at, size_t len)
   return c->request_.append_value(at, len, c->ctx_.config.max_header_bytes) ? 0 : HPE_USER;
 }
 
+int RedirectConnection::on_header_value_complete(llhttp_t* p) {
+  from_parser(p)->request_.end_value();
+  return 0;
+}
+
 // The answer is decided by the head alone: it goes out now, not after a body.
 int RedirectConnection::on_headers_complete(llhttp_t* p) {
   RedirectConnection* c = from_parser(p);
@@ -408,6 +413,7 @@ const llhttp_settings_t& RedirectConnection::settings() {
     s.on_header_field = &RedirectConnection::on_header_field;
     s.on_header_field_complete = &RedirectConnection::on_header_field_complete;
     s.on_header_value = &RedirectConnection::on_header_value;
+    s.on_header_value_complete = &RedirectConnection::on_header_value_complete;
     s.on_headers_complete = &RedirectConnection::on_headers_complete;
     s.on_message_complete = &RedirectConnection::on_message_complete;
     return s;

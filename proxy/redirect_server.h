@@ -72,6 +72,7 @@ class RedirectConnection final : private StreamWriter::Owner {
   static int on_header_field(llhttp_t* p, const char* at, size_t len);
   static int on_header_field_complete(llhttp_t* p);
   static int on_header_value(llhttp_t* p, const char* at, size_t len);
+  static int on_header_value_complete(llhttp_t* p);
   static int on_headers_complete(llhttp_t* p);
   static int on_message_complete(llhttp_t* p);
   // After an answer sent before the request's body: read and drop what the client still sends

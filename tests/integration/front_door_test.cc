@@ -468,6 +468,53 @@ TEST_CASE("the redirect listener sends every request to https", "[front-door][re
   CHECK(door.backend.request_count() == 0);
 }
 
+TEST_CASE("a field value's trailing blanks are no part of it, on both ports",
+          "[front-door][redirect]") {
+  // RFC 9112 5.1: "Host: a " names host a, as NGINX reads it; the blanks inside a value and
+  // every other byte of it are forwarded exactly, both ways.
+  std::mutex mutex;
+  std::string received;
+  ScriptedBackend backend([&](int fd, int) {
+    std::string head = ScriptedBackend::read_until(fd, "\r\n\r\n");
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      received = head;
+    }
+    ScriptedBackend::send_all(fd,
+                              "HTTP/1.1 200 OK\r\nX-Back: r \t s \t\r\nContent-Length: 2\r\n"
+                              "Connection: close\r\n\r\nok");
+  });
+  TempDir dir;
+  TestCert cert = make_test_cert(dir);
+  PorticoProcess portico(dir, "/ http://" + backend.address() + "\n", cert);
+  RawTlsClient client(portico.https_port(), cert.ca_cert);
+  REQUIRE(client.ok());
+  REQUIRE(client.send("GET /p HTTP/1.1\r\nHost: localhost \t"));
+  REQUIRE(client.send("\r\nX-Custom: v \t w \r\nX-Plain: z\r\nConnection: close\r\n\r\n"));
+  ReadResult answer = client.read_all_until_close(5s);
+  INFO(answer.data);
+  CHECK(answer.data.rfind("HTTP/1.1 200", 0) == 0);
+  CHECK(answer.data.find("\r\nX-Back: r \t s\r\n") != std::string::npos);
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    INFO(received);
+    CHECK(received.rfind("GET /p HTTP/1.1\r\nHost: localhost\r\n", 0) == 0);
+    CHECK(received.find("\r\nX-Custom: v \t w\r\n") != std::string::npos);
+    CHECK(received.find("\r\nX-Plain: z\r\n") != std::string::npos);
+    CHECK(received.find("X-Forwarded-Host: localhost\r\n") != std::string::npos);
+  }
+  // The redirect listener reads Host the same way.
+  for (std::string host : {"a.test ", "a.test\t", "a.test:80 \t "}) {
+    INFO(host);
+    RawTcpClient redirect(portico.http_port());
+    REQUIRE(redirect.send("GET /r HTTP/1.1\r\nHost: " + host + "\r\n\r\n"));
+    ReadResult read = redirect.read_until("\r\n\r\n", 5s);
+    CHECK(read.data.rfind("HTTP/1.1 301", 0) == 0);
+    CHECK(read.data.find("\r\nLocation: https://a.test:" + std::to_string(portico.https_port()) +
+                         "/r\r\n") != std::string::npos);
+  }
+}
+
 TEST_CASE("the redirect listener answers from the head, not after the body",
           "[front-door][redirect]") {
   FrontDoor door;

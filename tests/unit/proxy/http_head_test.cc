@@ -113,6 +113,32 @@ TEST_CASE("http head: every field survives reads split at any byte", "[http-head
   }
 }
 
+TEST_CASE("http head: a value's trailing blanks are dropped once it is whole, however it is split",
+          "[http-head]") {
+  // RFC 9112 5.1: OWS around a field value is no part of it. Blanks inside a value stay, and
+  // a read that ends on one must not lose it when more of the value follows.
+  const std::string request =
+      "GET / HTTP/1.1\r\n"
+      "Host: a.example \t\r\n"
+      "X-Inner: b \t c  \r\n"
+      "X-Blank: \t \r\n"
+      "X-Tab:\tx\t\r\n"
+      "X-Kept: y\r\n"
+      "\r\n";
+  for (size_t piece = 1; piece <= request.size(); ++piece) {
+    Parser p;
+    INFO("reads of " << piece << " bytes");
+    REQUIRE(p.feed(request, piece) == HPE_OK);
+    REQUIRE(p.headers_complete);
+    REQUIRE(p.head.headers.size() == 5);
+    CHECK(p.head.find("host")->value == "a.example");
+    CHECK(p.head.find("x-inner")->value == "b \t c");
+    CHECK(p.head.find("x-blank")->value.empty());
+    CHECK(p.head.find("x-tab")->value == "x");
+    CHECK(p.head.find("x-kept")->value == "y");
+  }
+}
+
 TEST_CASE("http head: keep-alive requests reuse the head's buffer, allocating nothing",
           "[http-head]") {
   Parser p;
