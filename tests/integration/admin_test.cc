@@ -309,7 +309,7 @@ TEST_CASE("admin: a client outside the allowed ranges is closed at accept, logge
             .starts_with("HTTP/1.1 200 OK\r\n"));
 }
 
-TEST_CASE("admin: at most 16 connections at once; a newcomer over that is closed at once",
+TEST_CASE("admin: at most 16 connections at once, and a newcomer over that is closed at once",
           "[admin]") {
   TestBackend backend;
   TempDir dir;
@@ -340,7 +340,8 @@ TEST_CASE("admin: at most 16 connections at once; a newcomer over that is closed
   CHECK(health.starts_with("HTTP/1.1 200 OK\r\n"));
 }
 
-TEST_CASE("admin: every byte of the head counts against 8 KiB; a long target is 414", "[admin]") {
+TEST_CASE("admin: every byte of the head counts against 8 KiB, and a long target is 414",
+          "[admin]") {
   TestBackend backend;
   TempDir dir;
   TestCert cert = make_test_cert(dir);
