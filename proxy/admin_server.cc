@@ -4,9 +4,9 @@
 #include <llhttp.h>
 
 #include <algorithm>
-#include <cctype>
 #include <string_view>
 
+#include "proxy/http_head.h"
 #include "proxy/log.h"
 #include "proxy/status_page.h"
 #include "proxy/stream_writer.h"
@@ -25,17 +25,6 @@ constexpr size_t kMaxAdminConnections = 16;
 const std::vector<Cidr>& loopback_ranges() {
   static const std::vector<Cidr> ranges = {*Cidr::parse("127.0.0.0/8"), *Cidr::parse("::1")};
   return ranges;
-}
-
-bool equals_ignoring_case(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(a[i])) !=
-        std::tolower(static_cast<unsigned char>(b[i]))) {
-      return false;
-    }
-  }
-  return true;
 }
 
 bool is_port(std::string_view text) {
@@ -76,7 +65,7 @@ bool admin_host_allowed(std::string_view host) {
     host.remove_prefix(colon == std::string_view::npos ? host.size() : colon);
   }
   if (!host.empty() && !(host.front() == ':' && is_port(host.substr(1)))) return false;
-  if (family == AF_INET && equals_ignoring_case(name, "localhost")) return true;
+  if (family == AF_INET && iequals(name, "localhost")) return true;
   in6_addr address;
   return inet_pton(family, name.c_str(), &address) == 1;
 }
@@ -191,7 +180,7 @@ struct AdminServer::Connection {
 
   static int on_header_value_complete(llhttp_t* p) {
     auto* c = static_cast<Connection*>(p->data);
-    if (equals_ignoring_case(c->header_name, "host")) {
+    if (iequals(c->header_name, "host")) {
       if (c->host_seen) return -1;  // two Hosts: 400 (RFC 9112 section 3.2)
       c->host_seen = true;
       // Without the whitespace around it, which is not part of a field value (RFC 9110 5.5).
