@@ -1253,8 +1253,11 @@ bool ClientConnection::waiting_on_client() const {
     case Phase::kClosing:
       return true;
     case Phase::kExchange:
-    case Phase::kTunnel:
       return upstream_paused_;  // the backend is not read because the client is slow
+    case Phase::kTunnel:
+      // The same, until a close handshake has begun: from then on its own short wait
+      // (kCloseHandshakeMs) ends the tunnel, whether or not the client reads.
+      return upstream_paused_ && !tunnel_->closing() && !tunnel_->close_handshake_done();
     default:
       return false;
   }

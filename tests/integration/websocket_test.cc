@@ -630,6 +630,20 @@ TEST_CASE("a WebSocket client that stops reading is let go after --send-timeout"
       std::regex(R"(tunnel=websocket .*ended=client_stopped_reading\n)"), 5s));
 }
 
+TEST_CASE("a tunnel portico closes ends after its close wait even if the client does not read",
+          "[websocket]") {
+  RawWsBackend backend;
+  // --send-timeout far off: only the close handshake's own wait (3 s) can end it in time.
+  WsFront front(backend.address(), "ws_idle=1h", {"--send-timeout", "60s"});
+  auto client = front.connect();  // and then never reads
+  REQUIRE(backend.wait_upgraded(5s));
+  backend.flood(uint64_t{64} << 20, 1 << 20, 3s);  // until portico stops reading it
+  // An unmasked frame: portico closes the tunnel (1002).
+  REQUIRE(client->send_raw(WsClient::encode_frame(1, true, "not masked", /*mask=*/false)));
+  CHECK(front.portico.process().try_wait_for_output(
+      std::regex(R"(tunnel=websocket .*ended=unmasked_client_frame\n)"), 15s));
+}
+
 TEST_CASE("tunnel backpressure: a side that stops reading stops the other side", "[websocket]") {
   constexpr uint64_t kFlood = uint64_t{256} << 20;
   SECTION("the backend stops reading") {
