@@ -1130,8 +1130,11 @@ void ClientConnection::respond_error(int status, std::string_view why,
   bool body_pending =
       !request_complete_ && (http_->request_parser.flags & (F_CHUNKED | F_CONTENT_LENGTH)) &&
       !(http_->request_parser.content_length == 0 && !(http_->request_parser.flags & F_CHUNKED));
-  bool keep_alive = status != 400 && status != 431 && status != 408 && !body_pending &&
-                    llhttp_should_keep_alive(&http_->request_parser) && !shutting_down_;
+  // After 400, 431, 408 or 501 the parser cannot frame what follows (it stopped mid-head, or
+  // in an error state that stays): the connection closes.
+  bool keep_alive = status != 400 && status != 431 && status != 408 && status != 501 &&
+                    !body_pending && llhttp_should_keep_alive(&http_->request_parser) &&
+                    !shutting_down_;
   std::string body = str_cat(status, " ", reason_phrase(status), ": ", why, "\n");
   size_t before = plain_out_.size();
   build_simple_response(status, body, keep_alive, {ctx_.response_headers, extra_headers},

@@ -424,6 +424,13 @@ TEST_CASE("a method the parser does not know gets 501, garbage 400, and neither 
   CHECK(answer("G@T /x HTTP/1.1\r\nHost: localhost\r\n\r\n").rfind("HTTP/1.1 400 ", 0) == 0);
   CHECK(answer("GARBAGE\r\n\r\n").rfind("HTTP/1.1 400 ", 0) == 0);
   CHECK(door.backend.request_count() == 0);
+  // After a first request on the connection too: the 501 closes it (the parser cannot go on).
+  const std::string after_get = answer(
+      "GET /first HTTP/1.1\r\nHost: localhost\r\n\r\nBAN /x HTTP/1.1\r\nHost: localhost\r\n\r\n");
+  INFO(after_get);
+  CHECK(after_get.find("HTTP/1.1 501 ") != std::string::npos);
+  CHECK(after_get.find("Connection: close\r\n") != std::string::npos);
+  CHECK(door.backend.request_count() == 1);
 }
 
 TEST_CASE("the redirect listener sends every request to https", "[front-door][redirect]") {
