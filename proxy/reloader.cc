@@ -256,8 +256,9 @@ void Reloader::on_fs_event(uv_fs_event_t* handle, const char* filename, int, int
     self->schedule(watch->spec.dir);
     return;
   }
-  if (watch->spec.any_name || watch->spec.names.count(filename) != 0) {
-    self->schedule((fs::path(watch->spec.dir) / filename).string());
+  const bool named = watch->spec.names.count(filename) != 0;
+  if (watch->spec.any_name || named) {
+    self->schedule((fs::path(watch->spec.dir) / filename).string(), named);
     return;
   }
   // The directory's own name: it was removed or renamed away (and perhaps replaced), and then
@@ -272,15 +273,17 @@ void Reloader::on_fs_event(uv_fs_event_t* handle, const char* filename, int, int
   }
 }
 
-void Reloader::schedule(std::string_view why) {
+void Reloader::schedule(std::string_view why, bool named) {
   if (closed_) return;
   // The first event names the reload: later ones of a burst may be a neighbour's (a log file
   // written in a watched --cert-dir).
   const uint64_t now = uv_now(loop_);
   if (!uv_is_active(reinterpret_cast<uv_handle_t*>(debounce_))) {
     pending_trigger_ = str_cat("file path=", why);
+    pending_named_ = false;
     burst_started_ms_ = now;
   }
+  pending_named_ = pending_named_ || named;
   // Restarting the timer on every event makes a burst (an editor's save, certbot's four symlink
   // swaps) one reload, kDebounce after the last event; but no later than kMaxDelay after the
   // first, so that a directory whose files never stop changing cannot hold a reload back.
@@ -292,22 +295,24 @@ void Reloader::schedule(std::string_view why) {
 
 void Reloader::on_debounce(uv_timer_t* timer) {
   auto* self = static_cast<Reloader*>(timer->data);
-  self->reload(self->pending_trigger_, /*force=*/false);
+  self->reload(self->pending_trigger_, /*force=*/false, self->pending_named_);
 }
 
 void Reloader::reload_now(std::string_view trigger) {
   // This reload reads the newest files, so a pending file-triggered one has nothing left to do.
   if (debounce_) uv_timer_stop(debounce_);
-  reload(trigger, /*force=*/true);
+  reload(trigger, /*force=*/true, /*named=*/true);
 }
 
-void Reloader::reload(std::string_view trigger, bool force) {
+void Reloader::reload(std::string_view trigger, bool force, bool named) {
   if (closed_) return;
   ConfigInputs inputs = read_config_inputs(config_);
-  // Unchanged files skip the work, unless the last attempt failed: what it read may be fine
-  // while something it did not compare (a route's ca= bundle) has been fixed since.
-  if (!force && !last_attempt_failed_ && inputs.errors.empty() && last_inputs_.errors.empty() &&
-      inputs.same_files(last_inputs_)) {
+  // Unchanged files skip the work, unless the last attempt failed and one of the files was saved
+  // again: what it read may be fine while something it did not compare (a route's ca= bundle)
+  // has been fixed since. (Not for a neighbour's event in --cert-dir, a log written there: a
+  // broken configuration would be rebuilt, and its errors logged, once a second.)
+  if (!force && !(last_attempt_failed_ && named) && inputs.errors.empty() &&
+      last_inputs_.errors.empty() && inputs.same_files(last_inputs_)) {
     log_debug("reload", "files unchanged: nothing to do trigger=", trigger);
     update_watches();
     return;

@@ -69,8 +69,9 @@ class Reloader {
 
   static void on_fs_event(uv_fs_event_t* handle, const char* filename, int events, int status);
   static void on_debounce(uv_timer_t* timer);
-  void schedule(std::string_view why);
-  void reload(std::string_view trigger, bool force);
+  // `named`: the event names one of the watched files (not just any entry of --cert-dir).
+  void schedule(std::string_view why, bool named = true);
+  void reload(std::string_view trigger, bool force, bool named);
   std::vector<WatchSpec> watch_specs() const;
   void update_watches();
 
@@ -83,6 +84,7 @@ class Reloader {
   std::vector<DirWatch*> watches_;  // each freed in its close callback
   std::string pending_trigger_;     // the first event of the pending burst
   uint64_t burst_started_ms_ = 0;   // uv_now() at that event
+  bool pending_named_ = false;      // an event of the burst named a watched file
   bool last_attempt_failed_ = false;
   bool started_ = false;
   bool closed_ = false;

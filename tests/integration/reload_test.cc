@@ -526,6 +526,31 @@ TEST_CASE("reload: a linked route file's edit lands while its link's directory k
   CHECK(whoami(portico, cert) == "B");
 }
 
+TEST_CASE("reload: while the configuration is broken, a neighbour in --cert-dir rebuilds nothing",
+          "[reload]") {
+  TestBackend a(named("A"));
+  TempDir dir;
+  TestCert cert = make_test_cert(dir);
+  TestCert other = make_test_cert(dir, {"localhost"}, "other");
+  const std::string certs = dir.file("certs");
+  fs::create_directory(certs);
+  fs::copy_file(cert.fullchain, certs + "/site.crt");
+  fs::copy_file(cert.key, certs + "/site.key");
+  PorticoProcess portico(dir, "/ http://" + a.address() + "\n", TlsArgs{{"--cert-dir", certs}});
+  size_t from = stderr_size(portico);
+  copy_over(other.key, certs + "/site.key");  // a key that does not match: the reload fails
+  portico.process().wait_for_output(kKept, 10s, Stream::kStderr, from);
+  // A log written beside the certificates changes none of them: no rebuild, no repeated errors.
+  from = stderr_size(portico);
+  for (int i = 0; i < 15; ++i) {
+    std::ofstream(certs + "/app.log", std::ios::app) << i << "\n";
+    std::this_thread::sleep_for(100ms);
+  }
+  std::this_thread::sleep_for(1500ms);
+  INFO(portico.stderr_text().substr(from));
+  CHECK(portico.stderr_text().find("reloading trigger", from) == std::string::npos);
+}
+
 TEST_CASE("reload: after a failed reload, saving the same route file again retries it",
           "[reload]") {
   TestBackend a(named("A")), b(named("B"));
