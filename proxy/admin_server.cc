@@ -64,8 +64,11 @@ bool admin_host_allowed(std::string_view host) {
     name = host.substr(0, colon);
     host.remove_prefix(colon == std::string_view::npos ? host.size() : colon);
   }
-  if (!host.empty() && !(host.front() == ':' && is_port(host.substr(1)))) return false;
-  if (family == AF_INET && iequals(name, "localhost")) return true;
+  // ":" with an empty port is allowed (RFC 3986 3.2.3), and so is "localhost." (the root).
+  if (!host.empty() && !(host.front() == ':' && (host.size() == 1 || is_port(host.substr(1))))) {
+    return false;
+  }
+  if (family == AF_INET && (iequals(name, "localhost") || iequals(name, "localhost."))) return true;
   in6_addr address;
   return inet_pton(family, name.c_str(), &address) == 1;
 }
@@ -333,12 +336,23 @@ void AdminServer::on_connection(uv_stream_t* listener, int status) {
   }
   conn->from_loopback = admin_client_is_loopback(peer);
   if (server->open_connections_ > kMaxAdminConnections) {
-    conn->close();
-    if (server->over_limit_log_.allow(uv_now(server->loop_), &unlogged)) {
-      log_warn("admin", "closed a connection over the limit client=", address_text(peer),
-               " limit=", kMaxAdminConnections, " unlogged_closes=", unlogged);
+    // The connection that has waited longest without sending a byte gives way (the list runs
+    // from the newest), so that idle connections cannot lock a health checker out; only when
+    // every one is busy is the newcomer refused.
+    Connection* silent = nullptr;
+    for (Connection* c = conn->next; c != nullptr; c = c->next) {
+      if (c->head_bytes == 0 && !c->responded) silent = c;
     }
-    return;
+    Connection* closed = silent != nullptr ? silent : conn;
+    closed->close();
+    if (server->over_limit_log_.allow(uv_now(server->loop_), &unlogged)) {
+      log_warn("admin",
+               silent != nullptr ? "closed the longest-silent connection to make room"
+                                 : "closed a connection over the limit",
+               " client=", address_text(peer), " limit=", kMaxAdminConnections,
+               " unlogged_closes=", unlogged);
+    }
+    if (closed == conn) return;
   }
   uv_timer_start(&conn->timer, &Connection::on_timeout, kAdminTimeoutMs, 0);
   uv_read_start(reinterpret_cast<uv_stream_t*>(&conn->tcp), &alloc_from_loop_buffer,

@@ -536,7 +536,7 @@ void parse_route_fields(const std::vector<Field>& fields, Route& route, ErrorFn&
 std::string check_dns_name(std::string_view name) {
   if (name.size() > 253) return "host name is longer than 253 characters";
   if (name.size() > 1 && name.back() == '.') {
-    return "host name ends with '.': write it without (clients' Host and SNI have none)";
+    return "host name ends with '.': write it without";
   }
   if (std::any_of(name.begin(), name.end(), [](char c) { return (c & 0x80) != 0; })) {
     return "host name is not ASCII: write its IDNA form (xn--...), which clients send";

@@ -305,14 +305,15 @@ TEST_CASE("metrics: a reload forgets host routes by host and prefix", "[metrics]
 }
 
 TEST_CASE("admin: the Host header the admin listener answers", "[admin]") {
-  for (const char* host : {"", "127.0.0.1", "127.0.0.1:9100", "10.1.2.3:80", "[::1]", "[::1]:9100",
-                           "localhost", "LocalHost:9100", "[2001:db8::1]:9100"}) {
+  for (const char* host :
+       {"", "127.0.0.1", "127.0.0.1:9100", "10.1.2.3:80", "[::1]", "[::1]:9100", "localhost",
+        "LocalHost:9100", "[2001:db8::1]:9100", "127.0.0.1:", "localhost.", "localhost.:9100"}) {
     INFO(host);
     CHECK(admin_host_allowed(host));
   }
   for (const char* host : {"evil.example", "evil.example:9100", "localhost.evil.example",
-                           "127.0.0.1.nip.io", "::1", "[::1", "[::1]x", "127.0.0.1:", "127.0.0.1:x",
-                           "localhost:123456", "[localhost]", "0x7f.1", "127.1"}) {
+                           "127.0.0.1.nip.io", "::1", "[::1", "[::1]x", "127.0.0.1:x",
+                           "localhost..", "localhost:123456", "[localhost]", "0x7f.1", "127.1"}) {
     INFO(host);
     CHECK_FALSE(admin_host_allowed(host));
   }

@@ -233,8 +233,7 @@ TEST_CASE("parse: error messages with line and column", "[routing][parse][errors
        "letters, digits, '-', '_', '.')"},
       {"a..b/ http://b:1", "r:1:1: invalid route host \"a..b\": host name has an empty label"},
       {"example.com./ http://b:1",
-       "r:1:1: invalid route host \"example.com.\": host name ends with '.': write it without "
-       "(clients' Host and SNI have none)"},
+       "r:1:1: invalid route host \"example.com.\": host name ends with '.': write it without"},
       {"300.1.1.1/ http://b:1", "r:1:1: invalid route host \"300.1.1.1\": invalid IPv4 address"},
       {"[::g]/ http://b:1", "r:1:1: invalid route host \"[::g]\": invalid IPv6 literal"},
       {"[::1/ http://b:1", "r:1:1: invalid route host \"[::1\": invalid IPv6 literal"},
