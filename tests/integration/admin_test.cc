@@ -67,14 +67,6 @@ std::string local_non_loopback_ipv4() {
   return found;
 }
 
-size_t count_of(const std::string& text, const std::string& needle) {
-  size_t n = 0;
-  for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) {
-    ++n;
-  }
-  return n;
-}
-
 }  // namespace
 
 TEST_CASE("admin: /metrics counts a known sequence exactly", "[admin]") {

@@ -316,6 +316,15 @@ std::optional<ExitStatus> Process::wait_exit(std::chrono::milliseconds timeout) 
   return status_;
 }
 
+size_t count_of(std::string_view text, std::string_view needle) {
+  size_t count = 0;
+  for (size_t at = text.find(needle); at != std::string_view::npos;
+       at = text.find(needle, at + 1)) {
+    ++count;
+  }
+  return count;
+}
+
 std::string CommandResult::describe() const {
   std::string out = timed_out ? "timed out" : "exit code " + std::to_string(exit_code);
   return out + "\n--- stdout ---\n" + stdout + "\n--- stderr ---\n" + stderr;

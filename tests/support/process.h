@@ -13,6 +13,7 @@
 #include <optional>
 #include <regex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -135,6 +136,10 @@ struct CommandResult {
 
   std::string describe() const;  // for failure messages: code, and both outputs
 };
+
+// How many times `needle` occurs in captured output (overlapping ones too): log lines, s_client's
+// "New Session Ticket" blocks.
+size_t count_of(std::string_view text, std::string_view needle);
 
 // Runs a command to completion, feeding it stdin_data; kills it after `timeout`.
 CommandResult run_command(std::vector<std::string> argv, std::string stdin_data = "",
