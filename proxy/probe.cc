@@ -71,7 +71,40 @@ bool wait_fd(int fd, short events, Clock::time_point deadline, std::string* erro
   }
 }
 
-Socket connect_to(const BackendAddress& backend, Clock::time_point deadline, std::string* error) {
+// One connect, within the deadline; *error names the address when it fails.
+Socket connect_one(const sockaddr_storage& addr, Clock::time_point deadline, std::string* error) {
+  const std::string where = "connect " + address_text(addr) + ": ";
+  Socket sock(::socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (sock.fd() < 0) {
+    *error = where + "socket: " + std::strerror(errno);
+    return Socket();
+  }
+  const socklen_t len = addr.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+  if (::connect(sock.fd(), reinterpret_cast<const sockaddr*>(&addr), len) != 0 &&
+      errno != EINPROGRESS) {
+    *error = where + std::strerror(errno);
+    return Socket();
+  }
+  if (!wait_fd(sock.fd(), POLLOUT, deadline, error)) {
+    *error = where + *error;
+    return Socket();
+  }
+  int so_error = 0;
+  socklen_t so_len = sizeof so_error;
+  ::getsockopt(sock.fd(), SOL_SOCKET, SO_ERROR, &so_error, &so_len);
+  if (so_error != 0) {
+    *error = where + std::strerror(so_error);
+    return Socket();
+  }
+  int one = 1;
+  ::setsockopt(sock.fd(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  return sock;
+}
+
+// The backend's addresses in the order requests try them (backend_address_order), each after
+// the one before failed: a PASS names the one that answered.
+Socket connect_to(const BackendAddress& backend, Clock::time_point deadline, std::string* error,
+                  std::string* connected) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -83,33 +116,24 @@ Socket connect_to(const BackendAddress& backend, Clock::time_point deadline, std
     return Socket();
   }
   std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> list(found, ::freeaddrinfo);
-  // The one address requests go to (backend_address_choice): a PASS for another address of
-  // the name would say nothing about them.
-  const addrinfo* ai = backend_address_choice(list.get());
-  const std::string where = "connect " + address_text(*ai->ai_addr) + ": ";
-  Socket sock(::socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-  if (sock.fd() < 0) {
-    *error = std::string("socket: ") + std::strerror(errno);
+  const std::vector<sockaddr_storage> order = backend_address_order(list.get());
+  if (order.empty()) {
+    *error = "cannot resolve " + backend.host + ": no IPv4 or IPv6 address";
     return Socket();
   }
-  if (::connect(sock.fd(), ai->ai_addr, ai->ai_addrlen) != 0 && errno != EINPROGRESS) {
-    *error = where + std::strerror(errno);
-    return Socket();
+  std::string failures;
+  for (const sockaddr_storage& addr : order) {
+    std::string attempt_error;
+    Socket sock = connect_one(addr, deadline, &attempt_error);
+    if (sock.fd() >= 0) {
+      *connected = address_text(addr);
+      return sock;
+    }
+    if (!failures.empty()) failures += "; ";
+    failures += attempt_error;
   }
-  if (!wait_fd(sock.fd(), POLLOUT, deadline, error)) {
-    *error = where + *error;
-    return Socket();
-  }
-  int so_error = 0;
-  socklen_t len = sizeof so_error;
-  ::getsockopt(sock.fd(), SOL_SOCKET, SO_ERROR, &so_error, &len);
-  if (so_error != 0) {
-    *error = where + std::strerror(so_error);
-    return Socket();
-  }
-  int one = 1;
-  ::setsockopt(sock.fd(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  return sock;
+  *error = failures;
+  return Socket();
 }
 
 // A connected socket, optionally with TLS over it; send() and recv() return what send(2) and
@@ -325,7 +349,8 @@ ProbeResult probe_backend(const ProbeRequest& request) {
     return result;
   }
   std::string error;
-  Socket sock = connect_to(request.backend, deadline, &error);
+  std::string connected;
+  Socket sock = connect_to(request.backend, deadline, &error, &connected);
   if (sock.fd() < 0) {
     result.detail = error;
     return result;
@@ -365,7 +390,7 @@ ProbeResult probe_backend(const ProbeRequest& request) {
   }
   const auto ms =
       std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
-  const std::string timing = " time=" + std::to_string(ms) + "ms";
+  const std::string timing = " time=" + std::to_string(ms) + "ms address=" + connected;
   if (!request.websocket) {
     result.pass = true;
     result.detail = "status=" + std::to_string(response.status) + timing;

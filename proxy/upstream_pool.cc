@@ -76,27 +76,41 @@ void UpstreamConnection::on_resolved(uv_getaddrinfo_t* req, int status, addrinfo
     conn->fail(status < 0 ? status : UV_EAI_NONAME);
     return;
   }
-  // One address is tried (a backend that needs every address tried should be listed once per
-  // address).
-  conn->connect_to(backend_address_choice(res)->ai_addr);
+  std::vector<sockaddr_storage> order = backend_address_order(res);
   uv_freeaddrinfo(res);
+  conn->connect_in_order(std::move(order));
 }
 
-const addrinfo* backend_address_choice(const addrinfo* resolved) {
-  for (const addrinfo* ai = resolved; ai; ai = ai->ai_next) {
-    if (ai->ai_family == AF_INET) return ai;
+void UpstreamConnection::connect_in_order(std::vector<sockaddr_storage> addresses) {
+  if (addresses.empty()) {
+    fail(UV_EAI_ADDRFAMILY);
+    return;
   }
-  return resolved;
+  next_addresses_.assign(addresses.rbegin(), addresses.rend() - 1);
+  connect_to(reinterpret_cast<const sockaddr*>(&addresses.front()));
 }
 
-std::string UpstreamConnection::address() const {
-  if (address_.ss_family == AF_UNSPEC) return "";
-  return address_text(address_);
+std::vector<sockaddr_storage> backend_address_order(const addrinfo* resolved) {
+  std::vector<sockaddr_storage> order;
+  for (int family : {AF_INET, AF_INET6}) {
+    for (const addrinfo* ai = resolved; ai && order.size() < kMaxBackendAddresses;
+         ai = ai->ai_next) {
+      if (ai->ai_family != family || ai->ai_addrlen > sizeof(sockaddr_storage)) continue;
+      sockaddr_storage addr{};
+      std::memcpy(&addr, ai->ai_addr, ai->ai_addrlen);
+      order.push_back(addr);
+    }
+  }
+  return order;
 }
+
+std::string UpstreamConnection::address() const { return tried_; }
 
 void UpstreamConnection::connect_to(const sockaddr* addr) {
   std::memcpy(&address_, addr,
               addr->sa_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in));
+  if (!tried_.empty()) tried_ += ',';
+  tried_ += address_text(*addr);
   uv_tcp_nodelay(&tcp_, 1);
   // On the heap like the resolve request. libuv calls on_connected for it (UV_ECANCELED when
   // the handle closes first) before the handle's close callback, so it never outlives `this`.
@@ -104,16 +118,33 @@ void UpstreamConnection::connect_to(const sockaddr* addr) {
   req->data = this;
   int rc = uv_tcp_connect(req.get(), &tcp_, addr, &UpstreamConnection::on_connected);
   if (rc != 0) {
-    fail(rc);
+    connect_failed(rc);  // at once: an unreachable network (no IPv6 route), no free port, ...
     return;
   }
   req.release();  // on_connected takes it back
+}
+
+// The attempt on address_ failed: the next address, or the delegate hears of it.
+void UpstreamConnection::connect_failed(int status) {
+  if (next_addresses_.empty()) {
+    fail(status);
+    return;
+  }
+  log_debug("upstream", "connect failed address=", address_text(address_),
+            " error=", uv_err_name(status), ", trying the next address");
+  try_next_address();
 }
 
 void UpstreamConnection::on_connected(uv_connect_t* req, int status) {
   std::unique_ptr<uv_connect_t> owned(req);
   auto* conn = static_cast<UpstreamConnection*>(req->data);
   if (conn->closing_ || status == UV_ECANCELED) return;
+  if (status < 0) {
+    conn->connect_failed(status);
+    return;
+  }
+  conn->next_addresses_.clear();
+  conn->next_addresses_.shrink_to_fit();
   if (status == 0 && conn->tls_) {
     // The ClientHello; the delegate hears of the connection when the handshake is done.
     TlsStream::Status handshake = conn->tls_->handshake();
@@ -126,6 +157,31 @@ void UpstreamConnection::on_connected(uv_connect_t* req, int status) {
     return;
   }
   if (conn->delegate_) conn->delegate_->on_upstream_connected(*conn, status);
+}
+
+// A socket whose connect failed cannot connect again portably (and the next address may be of
+// the other family): the handle is closed and made anew, in place, once libuv is done with it.
+void UpstreamConnection::try_next_address() {
+  reopening_ = true;
+  ++pending_callbacks_;
+  uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), &UpstreamConnection::on_closed_for_next_address);
+}
+
+void UpstreamConnection::on_closed_for_next_address(uv_handle_t* handle) {
+  auto* conn = static_cast<UpstreamConnection*>(handle->data);
+  conn->reopening_ = false;
+  --conn->pending_callbacks_;
+  if (conn->closing_) {
+    // close() came meanwhile and left the closing handle alone: this was its close callback.
+    conn->release_callback();
+    return;
+  }
+  uv_tcp_init(handle->loop, &conn->tcp_);
+  conn->tcp_.data = conn;
+  conn->writer_.init(reinterpret_cast<uv_stream_t*>(&conn->tcp_), conn);
+  sockaddr_storage next = conn->next_addresses_.back();
+  conn->next_addresses_.pop_back();
+  conn->connect_to(reinterpret_cast<const sockaddr*>(&next));
 }
 
 // Ciphertext from a TLS backend: the handshake first, then records decrypted into the loop's
@@ -240,6 +296,7 @@ void UpstreamConnection::close() {
   if (closing_) return;
   closing_ = true;
   delegate_ = nullptr;
+  if (reopening_) return;  // the handle is closing already; on_closed_for_next_address ends it
   if (resolving_) uv_cancel(reinterpret_cast<uv_req_t*>(resolving_));
   if (tls_ && tls_->handshake_done()) {
     tls_->shutdown();  // close_notify: the backend can tell our close from a cut connection

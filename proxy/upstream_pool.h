@@ -23,11 +23,13 @@ namespace portico {
 
 class UpstreamPool;
 
-// Of a backend name's addresses, the one portico connects to: the first IPv4 one when there is
-// one (backends behind a proxy mostly listen on 127.0.0.1 or a private IPv4 address while
-// "localhost" may resolve to ::1 first), else the first. `--check --probe` uses it too, so that
-// it tests the address requests will go to.
-const addrinfo* backend_address_choice(const addrinfo* resolved);
+// Of a backend name's addresses, the ones portico tries, in order, each after the one before
+// it failed to connect: the IPv4 ones first (backends behind a proxy mostly listen on
+// 127.0.0.1 or a private IPv4 address), then the others, each in the resolver's order, so that
+// "localhost" reaches a backend listening on 127.0.0.1 or on ::1 only. At most
+// kMaxBackendAddresses. `--check --probe` tries them in the same order.
+constexpr size_t kMaxBackendAddresses = 16;
+std::vector<sockaddr_storage> backend_address_order(const addrinfo* resolved);
 
 class UpstreamConnection final : private StreamWriter::Owner {
  public:
@@ -52,6 +54,9 @@ class UpstreamConnection final : private StreamWriter::Owner {
   // connection then does a TLS handshake, verifying the backend's certificate for the host;
   // on_upstream_connected comes after it, and data in and out is plaintext from then on.
   void start(const BackendAddress& address, SSL_CTX* tls = nullptr);
+  // What start() does with a name's addresses (backend_address_order): connects to each in
+  // turn until one connects; the delegate hears once, of that one or of the last failure.
+  void connect_in_order(std::vector<sockaddr_storage> addresses);
   // Sends plaintext (encrypted first on a TLS connection). 0, or a negative uv error.
   int write(const uv_buf_t* bufs, unsigned count);
   int write(const char* data, size_t len) {
@@ -85,7 +90,8 @@ class UpstreamConnection final : private StreamWriter::Owner {
   // Why the TLS handshake with the backend failed (the certificate check's reason when that
   // was it); "" when it did not.
   const std::string& tls_failure() const { return tls_failure_; }
-  // The IP address connected (or tried) to ("" before the name is resolved).
+  // The addresses tried, in order, comma-separated; the last is the one connected or being
+  // tried ("" before the name is resolved).
   std::string address() const;
   // The TCP connection of a TLS backend ended without close_notify: its end proves nothing (a
   // cut on the path looks the same), so it cannot end a close-delimited body.
@@ -97,6 +103,9 @@ class UpstreamConnection final : private StreamWriter::Owner {
   ~UpstreamConnection() = default;
 
   void connect_to(const sockaddr* addr);
+  void connect_failed(int status);
+  void try_next_address();
+  static void on_closed_for_next_address(uv_handle_t* handle);
   void on_ciphertext(const char* data, size_t len);
   bool send_tls_output();
   void tls_failed();
@@ -110,8 +119,10 @@ class UpstreamConnection final : private StreamWriter::Owner {
   static void on_closed(uv_handle_t* handle);
 
   uv_tcp_t tcp_;
-  sockaddr_storage address_{};             // what connect_to was given (for log lines)
-  uv_getaddrinfo_t* resolving_ = nullptr;  // the name resolution in progress (heap), if any
+  sockaddr_storage address_{};  // what connect_to was given last
+  std::string tried_;           // every address connect_to was given (for log lines)
+  std::vector<sockaddr_storage> next_addresses_;  // still to try, in reverse order
+  uv_getaddrinfo_t* resolving_ = nullptr;         // the name resolution in progress (heap), if any
   StreamWriter writer_;
   std::unique_ptr<TlsStream> tls_;  // https:// backends only
   std::string tls_failure_;
@@ -121,6 +132,7 @@ class UpstreamConnection final : private StreamWriter::Owner {
   std::chrono::steady_clock::time_point idle_since_{};
   int pending_callbacks_ = 0;  // resolve/close callbacks still to come; freed at zero
   bool closing_ = false;
+  bool reopening_ = false;  // tcp_ is closing to connect anew to the next address
   bool reading_ = false;
   bool tls_cut_ = false;
   bool last_read_filled_buffer_ = false;

@@ -198,6 +198,73 @@ TEST_CASE("a backend that refuses connections is marked down and skipped", "[rou
   CHECK(failures == 1);
 }
 
+TEST_CASE("every address of a backend name is tried: localhost reaches a backend on ::1 only",
+          "[routing][health]") {
+  // Node 17+ and Vite bind "localhost" to ::1 alone. The name's addresses are set by an
+  // /etc/hosts of the test's own, bind-mounted in a mount namespace (unshare -m: root only), so
+  // the machine's resolver is not touched: 127.0.0.1 first, where nothing listens, then ::1.
+  TestBackend on_v6_only(named("v6"), BackendOptions{.host = "::1"});
+  ClosedPort closed;  // on 127.0.0.1; nothing listens on [::1] there either (ephemeral, fresh)
+  TempDir dir;
+  TestCert cert = make_test_cert(dir);
+  const std::string name = "dual.portico.test";
+  const std::string hosts =
+      dir.write_file("hosts", "127.0.0.1 localhost\n127.0.0.1 " + name + "\n::1 " + name + "\n");
+  const std::string live = std::to_string(on_v6_only.port());
+  const std::string dead = std::to_string(closed.port());
+  const std::string routes =
+      dir.write_file("routes.conf", "/down/ http://" + name + ":" + dead + "\n/ http://" + name +
+                                        ":" + live + "\n");
+  const std::string port = std::to_string(free_port());
+  const std::string tls =
+      "--routes '" + routes + "' --cert '" + cert.fullchain + "' --key '" + cert.key + "'";
+  const std::string fetch = "curl -s -o /dev/null -w '%{http_code}' --cacert '" + cert.ca_cert +
+                            "' https://localhost:" + port;
+  const std::string script = "mount --bind '" + hosts +
+                             "' /etc/hosts || exit 90\n"
+                             "'" PORTICO_BINARY "' " +
+                             tls + " --listen 127.0.0.1 --https-port " + port +
+                             " --http-port 0 --log-level debug &\n"
+                             "pid=$!\n"
+                             "for i in $(seq 50); do\n"
+                             "  code=$(" +
+                             fetch +
+                             "/x 2>/dev/null)\n"
+                             "  [ \"$code\" != 000 ] && break\n"
+                             "  sleep 0.2\n"
+                             "done\n"
+                             "echo \"live=$code\"\n"
+                             "echo \"down=$(" +
+                             fetch +
+                             "/down/ 2>/dev/null)\"\n"
+                             "kill $pid; wait $pid\n"
+                             "'" PORTICO_BINARY "' " +
+                             tls + " --check --probe\n";
+  CommandResult r = run_command({"unshare", "-m", "sh", "-c", script}, "", 60s);
+  if (r.exit_code == 90 || r.stderr.find("unshare failed") != std::string::npos ||
+      r.stderr.find("Operation not permitted") != std::string::npos) {
+    WARN("no mount namespace of our own here (needs root): " << r.describe());
+    return;
+  }
+  const std::string& log = r.stderr;  // portico's
+  INFO(r.describe());
+  CHECK(r.stdout.find("live=200") != std::string::npos);
+  REQUIRE(on_v6_only.request_count() == 2);  // the request, then the probe's
+  CHECK(on_v6_only.requests()[0].target == "/x");
+  CHECK(log.find("debug upstream: connect failed address=127.0.0.1 error=ECONNREFUSED, trying the "
+                 "next address") != std::string::npos);
+  // When every address fails, the one line says each address tried.
+  CHECK(r.stdout.find("down=502") != std::string::npos);
+  CHECK(log.find("warn upstream: connect failed backend=" + name + ":" + dead +
+                 " address=127.0.0.1,::1 error=ECONNREFUSED") != std::string::npos);
+  // --check --probe tries them in the same order, and says which one answered.
+  CHECK(r.stdout.find("probe PASS route=/ backend=http://" + name + ":" + live) !=
+        std::string::npos);
+  CHECK(r.stdout.find("address=::1") != std::string::npos);
+  CHECK(r.stdout.find("detail=connect 127.0.0.1: Connection refused; connect ::1: Connection "
+                      "refused") != std::string::npos);
+}
+
 TEST_CASE("a backend that closes a new connection unanswered is not sent the request again",
           "[routing][health]") {
   TestBackend silent([](const ReceivedRequest&) {

@@ -15,6 +15,7 @@
 #include <string>
 
 #include "tests/support/net.h"
+#include "tests/unit/proxy/test_loop.h"
 
 namespace portico {
 namespace {
@@ -24,9 +25,6 @@ namespace {
 class WriterFixture : private StreamWriter::Owner {
  public:
   WriterFixture() {
-    uv_loop_init(&loop_);
-    loop_.data = buffers_.get();
-    buffers_->batch.start(&loop_);
     uint16_t port = 0;
     int listener = test::listen_loopback(4, &port);
     REQUIRE(listener >= 0);
@@ -36,7 +34,7 @@ class WriterFixture : private StreamWriter::Owner {
     int fd = accept(listener, nullptr, nullptr);
     close(listener);
     REQUIRE(fd >= 0);
-    uv_tcp_init(&loop_, &tcp_);
+    uv_tcp_init(loop_.get(), &tcp_);
     REQUIRE(uv_tcp_open(&tcp_, fd) == 0);
     writer_ = std::make_unique<StreamWriter>();
     writer_->init(reinterpret_cast<uv_stream_t*>(&tcp_), this);
@@ -44,20 +42,13 @@ class WriterFixture : private StreamWriter::Owner {
 
   ~WriterFixture() {
     writer_.reset();
-    uv_walk(
-        &loop_,
-        [](uv_handle_t* handle, void*) {
-          if (!uv_is_closing(handle)) uv_close(handle, nullptr);
-        },
-        nullptr);
-    uv_run(&loop_, UV_RUN_DEFAULT);
-    uv_loop_close(&loop_);
+    loop_.close_all();
     close(peer_);
   }
 
   StreamWriter& writer() { return *writer_; }
   void drop_writer() { writer_.reset(); }
-  void turn() { uv_run(&loop_, UV_RUN_NOWAIT); }
+  void turn() { uv_run(loop_.get(), UV_RUN_NOWAIT); }
   int write_done_calls() const { return write_done_calls_; }
   int last_status() const { return last_status_; }
 
@@ -85,8 +76,7 @@ class WriterFixture : private StreamWriter::Owner {
     last_status_ = status;
   }
 
-  uv_loop_t loop_;
-  std::unique_ptr<LoopBuffers> buffers_ = std::make_unique<LoopBuffers>();
+  test::TestLoop loop_;
   uv_tcp_t tcp_;
   std::unique_ptr<StreamWriter> writer_;
   int peer_ = -1;
