@@ -57,8 +57,11 @@ void fit_connections_to_open_files(portico::Config* config) {
   }
 }
 
+// A start that cannot go on, once the log has begun: one line with its level, as every
+// other event. (A bad command line is said before there is a log, as `portico: ...`, and route
+// file errors as `file:line: ...`.)
 int fail(const std::string& message) {
-  std::fprintf(stderr, "portico: %s\n", message.c_str());
+  portico::log_error("portico", message);
   return kExitConfigError;
 }
 
@@ -75,7 +78,8 @@ int main(int argc, char** argv) {
       std::printf("portico %s (%s)\n", PORTICO_VERSION, OpenSSL_version(OPENSSL_VERSION));
       return 0;
     case ConfigResult::Action::kError:
-      return fail(parsed.error);
+      std::fprintf(stderr, "portico: %s\n", parsed.error.c_str());
+      return kExitConfigError;
     case ConfigResult::Action::kRun:
       break;
   }

@@ -151,7 +151,7 @@ TEST_CASE("check mode refuses what a start with the same flags would refuse", "[
   check_config_error(check_with({"--http-port", "0", "--acme-webroot", files.dir.path()}),
                      "--acme-webroot needs the HTTP listener, but --http-port is 0");
   check_config_error(check_with({"--user", "no-such-user-portico"}),
-                     "--user: no such user \"no-such-user-portico\"");
+                     "error portico: --user: no such user \"no-such-user-portico\"");
   const std::string missing_dir = files.dir.file("no/such/dir/access.log");
   check_config_error(check_with({"--access-log", missing_dir}),
                      missing_dir + ": cannot open access log: No such file or directory");
@@ -248,8 +248,9 @@ TEST_CASE("a port in use is reported before anything listens", "[cli]") {
       "--key",        files.cert.key, "--listen",    "127.0.0.1",
       "--https-port", port,           "--http-port", "0"};
   CommandResult result = run_portico(args);
-  check_config_error(
-      result, "cannot listen on 127.0.0.1:" + port + " (--https-port): address already in use");
+  // A line with its level like every other once the log has begun (certificate lines came first).
+  check_config_error(result, "\nerror portico: cannot listen on 127.0.0.1:" + port +
+                                 " (--https-port): address already in use\n");
   // The redirect port too: the TLS listener must not stay up when the second bind fails.
   std::vector<std::string> args2 = {
       "--routes",     files.routes, "--cert",    files.cert.fullchain, "--key",
