@@ -566,11 +566,12 @@ void ClientConnection::start_exchange() {
   // absolute-form (RFC 9112 3.2.2): its authority is the host. With a Host header as well, the
   // two must name the same authority: one picked over the other would let a client route by
   // one name past a backend or log that reads the other.
-  if (std::string_view authority, rest; split_absolute_form(target, &authority, &rest)) {
+  if (std::string_view authority, rest, scheme;
+      split_absolute_form(target, &authority, &rest, &scheme)) {
     if (http_->host_absent) {
       host = authority;
       http_->host_absent = false;
-    } else if (!iequals(authority, host)) {
+    } else if (!same_authority(scheme, authority, host)) {
       respond_error(400, "absolute-form target names another host than Host");
       return;
     }

@@ -197,16 +197,31 @@ std::string_view cookie_value(const HttpHead& head, std::string_view name) {
 }
 
 bool split_absolute_form(std::string_view target, std::string_view* authority,
-                         std::string_view* path_and_query) {
+                         std::string_view* path_and_query, std::string_view* scheme) {
   size_t scheme_end = target.find("://");
   if (scheme_end == std::string_view::npos) return false;
-  std::string_view scheme = target.substr(0, scheme_end);
-  if (!iequals(scheme, "http") && !iequals(scheme, "https")) return false;
+  std::string_view name = target.substr(0, scheme_end);
+  if (!iequals(name, "http") && !iequals(name, "https")) return false;
   std::string_view rest = target.substr(scheme_end + 3);
   size_t end = rest.find_first_of("/?");
   *authority = rest.substr(0, end);
   *path_and_query = end == std::string_view::npos ? std::string_view("/") : rest.substr(end);
+  if (scheme) *scheme = name;
   return true;
+}
+
+bool same_authority(std::string_view scheme, std::string_view target_authority,
+                    std::string_view host_header) {
+  if (iequals(target_authority, host_header)) return true;
+  std::string_view target_host, target_port, host, port;
+  if (!split_host_port(target_authority, &target_host, &target_port) ||
+      !split_host_port(host_header, &host, &port) || !iequals(target_host, host)) {
+    return false;
+  }
+  const std::string_view default_port = iequals(scheme, "https") ? "443" : "80";
+  if (target_port.empty()) target_port = default_port;
+  if (port.empty()) port = default_port;
+  return target_port == port;
 }
 
 bool split_host_port(std::string_view value, std::string_view* host, std::string_view* port) {

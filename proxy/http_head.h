@@ -112,7 +112,13 @@ bool split_host_port(std::string_view value, std::string_view* host, std::string
 // target has neither. The rest starts with '?' when a query follows the authority directly,
 // which callers refuse as they refuse any target that is not a path. False for any other form.
 bool split_absolute_form(std::string_view target, std::string_view* authority,
-                         std::string_view* path_and_query);
+                         std::string_view* path_and_query, std::string_view* scheme = nullptr);
+
+// Whether an absolute-form target's authority and the Host header name the same authority:
+// the same host, case aside, and the same port, a missing one being the target scheme's
+// default (RFC 9110 4.2.3: https://example.com:443/ and Host: example.com are one).
+bool same_authority(std::string_view scheme, std::string_view target_authority,
+                    std::string_view host_header);
 
 // The canonical reason phrase for the status codes portico itself writes.
 std::string_view reason_phrase(int status);

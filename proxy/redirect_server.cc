@@ -76,8 +76,9 @@ std::string https_redirect_location(std::string_view host_header, std::string_vi
   // absolute-form: only for the authority in Host, as on the TLS port (RFC 9112 3.2.2 has the
   // target's win; two disagreeing names are refused rather than one picked); keep the path and
   // query.
-  if (std::string_view authority, rest; split_absolute_form(target, &authority, &rest)) {
-    if (!iequals(authority, host_header)) return "";
+  if (std::string_view authority, rest, scheme;
+      split_absolute_form(target, &authority, &rest, &scheme)) {
+    if (!same_authority(scheme, authority, host_header)) return "";
     target = rest;
   }
   if (target.empty() || target.front() != '/') return "";

@@ -105,8 +105,11 @@ TEST_CASE("HTTP/1.0 without Host is served by host-less routes, or by the absolu
   CHECK(site.request_count() == 1);
   // An absolute-form target names the host itself (RFC 9112 3.2.2), with the scheme in any
   // case (RFC 3986 3.1): the host route serves it, and the backend gets that host.
+  // The scheme's default port, written in one and not the other, names the same authority.
   for (const char* request : {"GET http://localhost/admin/y HTTP/1.0\r\n\r\n",
                               "GET HTTP://localhost/admin/z?q HTTP/1.1\r\nHost: localhost\r\n"
+                              "Connection: close\r\n\r\n",
+                              "GET https://localhost:443/admin/w HTTP/1.1\r\nHost: localhost\r\n"
                               "Connection: close\r\n\r\n"}) {
     INFO(request);
     RawTlsClient absolute(setup.portico.https_port(), setup.cert.ca_cert);
@@ -114,17 +117,24 @@ TEST_CASE("HTTP/1.0 without Host is served by host-less routes, or by the absolu
     CHECK(absolute.read_all_until_close(5s).data.find("\r\n\r\nadmin /admin/") !=
           std::string::npos);
   }
-  REQUIRE(admin.wait_for_requests(2));
+  REQUIRE(admin.wait_for_requests(3));
   CHECK(admin.requests().at(0).target == "/admin/y");
   CHECK(admin.requests().at(0).header("Host") == "localhost");
   CHECK(admin.requests().at(0).header("X-Forwarded-Host") == "localhost");
   CHECK(admin.requests().at(1).target == "/admin/z?q");
+  CHECK(admin.requests().at(2).target == "/admin/w");
+  CHECK(admin.requests().at(2).header("Host") == "localhost");
+  // Another port than the scheme's default is another authority: refused.
+  RawTlsClient other_port(setup.portico.https_port(), setup.cert.ca_cert);
+  REQUIRE(
+      other_port.send("GET https://localhost:8443/admin/v HTTP/1.1\r\nHost: localhost\r\n\r\n"));
+  CHECK(other_port.read_all_until_close(5s).data.rfind("HTTP/1.1 400", 0) == 0);
   // Without a Host, an absolute-form target with no host at all is still refused.
   RawTlsClient empty(setup.portico.https_port(), setup.cert.ca_cert);
   REQUIRE(empty.send("GET http:///admin/x HTTP/1.0\r\n\r\n"));
   CHECK(empty.read_all_until_close(5s).data.rfind("HTTP/1.1 400", 0) == 0);
   CHECK(site.request_count() == 1);
-  CHECK(admin.request_count() == 2);
+  CHECK(admin.request_count() == 3);
 }
 
 TEST_CASE("round robin spreads requests evenly, least_conn and ip_hash", "[routing][balance]") {

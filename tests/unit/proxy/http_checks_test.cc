@@ -74,6 +74,8 @@ TEST_CASE("redirect Location keeps path and query exactly", "[redirect]") {
         "https://example.com/p?q");
   CHECK(https_redirect_location("example.com", "https://EXAMPLE.com", 443) ==
         "https://example.com/");
+  CHECK(https_redirect_location("example.com", "http://example.com:80/p", 443) ==
+        "https://example.com/p");
   // absolute-form naming another host than Host: refused, not one of the two picked.
   CHECK(https_redirect_location("example.com", "http://evil.test/p", 443).empty());
   CHECK(https_redirect_location("example.com", "http://evil.test?/p", 443).empty());
@@ -103,6 +105,25 @@ TEST_CASE("redirect Location: a path the TLS port refuses is refused, raw high b
   // Bytes above ASCII: escaped as a browser sends them, path and query; escapes kept as sent.
   CHECK(https_redirect_location("example.com", "/caf\xc3\xa9/%c3%a9?q=\xc3\xa9&r=%7e", 443) ==
         "https://example.com/caf%C3%A9/%c3%a9?q=%C3%A9&r=%7e");
+}
+
+TEST_CASE("absolute-form target and Host: one authority, the scheme's default port aside",
+          "[http]") {
+  CHECK(same_authority("https", "localhost:443", "localhost"));
+  CHECK(same_authority("https", "localhost", "localhost:443"));
+  CHECK(same_authority("HTTPS", "Example.COM:443", "example.com"));
+  CHECK(same_authority("http", "example.com:80", "example.com"));
+  CHECK(same_authority("http", "example.com", "example.com"));
+  CHECK(same_authority("https", "[::1]:443", "[::1]"));
+  CHECK(same_authority("https", "example.com:8443", "example.com:8443"));
+  // Another port, another host, or the other scheme's default: two authorities.
+  CHECK_FALSE(same_authority("https", "example.com:80", "example.com"));
+  CHECK_FALSE(same_authority("http", "example.com:443", "example.com"));
+  CHECK_FALSE(same_authority("https", "example.com:8443", "example.com"));
+  CHECK_FALSE(same_authority("https", "evil.test:443", "example.com"));
+  CHECK_FALSE(same_authority("https", "example.com", "example.com.evil.test"));
+  CHECK_FALSE(same_authority("https", "", "example.com"));
+  CHECK_FALSE(same_authority("https", "a b:443", "a b"));
 }
 
 TEST_CASE("absolute-form targets split into authority and path", "[http]") {
