@@ -670,33 +670,39 @@ instr_scenario() {  # instr_scenario TARGET KEY
   record "$t" "ir_$key" "$(((ir2 - ir1) / (units[1] - units[0])))"
 }
 
-# S2b's load client runs at a full core behind every proxy, so what a proxy makes the client do
-# per handshake (the records it sends, its tickets, its close) sets that rate as much as the
-# proxy's own work: the same two-run difference, counted in ws_load under callgrind, the proxy
-# running at full speed.
-instr_client_s2b() {  # instr_client_s2b TARGET
-  local t=$1 out="$WORK/callgrind-client.$1" secs units=() totals=() i=0
+# In S2 and S2b the load client runs at a full core behind every proxy, so what a proxy makes
+# the client do per connection (the records it sends, its tickets, its close) sets those rates
+# as much as the proxy's own work: the same two-run difference, counted in the client (wrk or
+# ws_load) under callgrind, the proxy running at full speed.
+instr_client() {  # instr_client TARGET KEY (s2 or s2b)
+  local t=$1 key=$2 out="$WORK/callgrind-client.$1.$2" secs units=() totals=() i=0
+  local url="https://127.0.0.1:${HTTPS_PORT[$t]}"
   VALGRIND=()
   if ! start_target "$t"; then
-    record "$t" ir_client_s2b fail
+    record "$t" "ir_client_$key" fail
     return
   fi
   for secs in 2 8; do
     i=$((i + 1))
-    units+=("$(valgrind --tool=callgrind "--callgrind-out-file=$out.$i" "$WS_LOAD" handshake \
-      --host 127.0.0.1 --port "${HTTPS_PORT[$t]}" --tls --sni localhost --path /small \
-      --connections 10 --duration "$secs" 2>/dev/null |
-      sed -nE 's/^result .* requests=([0-9]+).*/\1/p')")
+    local cg=(valgrind --tool=callgrind "--callgrind-out-file=$out.$i")
+    if [[ $key == s2 ]]; then
+      units+=("$("${cg[@]}" wrk -t1 -c10 -d"${secs}s" -H 'Connection: close' "$url/small" \
+        2>/dev/null | awk '/requests in/ {print $1}')")
+    else
+      units+=("$("${cg[@]}" "$WS_LOAD" handshake --host 127.0.0.1 --port "${HTTPS_PORT[$t]}" \
+        --tls --sni localhost --path /small --connections 10 --duration "$secs" 2>/dev/null |
+        sed -nE 's/^result .* requests=([0-9]+).*/\1/p')")
+    fi
     totals+=("$(sed -nE 's/^totals: ([0-9]+).*/\1/p' "$out.$i" 2>/dev/null)")
   done
   stop_pid "$TARGET_PID"
   if [[ -z "${totals[0]}" || -z "${totals[1]}" || -z "${units[0]}" || -z "${units[1]}" ]] ||
     ((units[1] <= units[0])); then
-    note "$t client s2b: no count (units ${units[*]:-none}, totals ${totals[*]:-none})"
-    record "$t" ir_client_s2b fail
+    note "$t client $key: no count (units ${units[*]:-none}, totals ${totals[*]:-none})"
+    record "$t" "ir_client_$key" fail
     return
   fi
-  record "$t" ir_client_s2b "$(((totals[1] - totals[0]) / (units[1] - units[0])))"
+  record "$t" "ir_client_$key" "$(((totals[1] - totals[0]) / (units[1] - units[0])))"
 }
 
 run_instructions() {
@@ -708,9 +714,11 @@ run_instructions() {
       instr_scenario "$t" "$key"
     done
   done
-  for t in "${TARGETS[@]}"; do
-    log "instructions: $t s2b, the load client's"
-    instr_client_s2b "$t"
+  for key in s2 s2b; do
+    for t in "${TARGETS[@]}"; do
+      log "instructions: $t $key, the load client's"
+      instr_client "$t" "$key"
+    done
   done
   {
     echo "## Instruction counts $(date -u +%Y-%m-%dT%H:%MZ)"
@@ -731,7 +739,8 @@ rows = [("S1 keep-alive GET /small", "per request", "ir_s1"),
         ("S2b new TLS connection per request (full)", "per request", "ir_s2b"),
         ("S5 WebSocket echo 64 B, 50 conns", "per message (both ways)", "ir_s5"),
         ("S8 port-80 redirect, keep-alive", "per redirect", "ir_s8"),
-        ("S2b, the load client (ws_load) behind each proxy", "per full handshake", "ir_client_s2b")]
+        ("S2, the load client (wrk) behind each proxy", "per request (resumed)", "ir_client_s2"),
+        ("S2b, the load client (ws_load) behind each proxy", "per request (full handshake)", "ir_client_s2b")]
 def num(x):
     try:
         return float(x)
@@ -748,8 +757,8 @@ for name, unit, key in rows:
     print("| %s | %s | %s | %s | %s | %s | %s |" % (name, unit, fmt(p), fmt(n), fmt(h), ratio(p, n), ratio(p, h)))
 print()
 print("User-space instructions executed by the proxy process (callgrind), lower is better; the kernel's"
-      " share of each unit (socket reads and writes, scheduling) is not counted. The last row counts"
-      " the load client instead, the proxy running at full speed: S2b's pace-setter.")
+      " share of each unit (socket reads and writes, scheduling) is not counted. The last two rows count"
+      " the load client instead, the proxy running at full speed: S2's and S2b's pace-setter.")
 text = open(notes).read().strip()
 if text:
     print()
