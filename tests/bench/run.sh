@@ -19,22 +19,32 @@
 #
 # --rounds N alternates the proxies N times instead of 3 (1 with --quick); the medians are then
 # taken over N rounds. Each round takes 2.1-2.6 minutes.
+#
+# --only s2,s2b runs just those scenarios (any of s1..s9; the ceiling loads only for the S1, S3
+# and S5 among them): many rounds of one scenario in the time of a few full rounds, where its
+# paired median needs more readings than the rest to settle.
 set -euo pipefail
 
 COMMAND_ARGS="$*"  # for the report; the loop below consumes the arguments
 QUICK=0
 INSTR=0
 ROUNDS_ASKED=
+ONLY=
 while (($#)); do
   case "$1" in
     --quick) QUICK=1 ;;
+    --only)
+      [[ "${2:-}" =~ ^(s[1-9]|s2b)(,(s[1-9]|s2b))*$ ]] ||
+        { echo "run.sh: --only wants scenario keys such as s2,s2b (s1..s9, s2b)" >&2; exit 2; }
+      ONLY=",$2,"
+      shift ;;
     --instructions) INSTR=1 ;;
     --rounds)
       [[ "${2:-}" =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: --rounds wants a number of rounds, 1 or more" >&2; exit 2; }
       ROUNDS_ASKED=$2
       shift ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
-    *) echo "run.sh: unknown argument $1 (want --quick, --rounds N or --instructions)" >&2; exit 2 ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    *) echo "run.sh: unknown argument $1 (want --quick, --rounds N, --only KEYS or --instructions)" >&2; exit 2 ;;
   esac
   shift
 done
@@ -55,6 +65,7 @@ S7_SECOND=5000
 TARGETS=(portico nginx haproxy)
 
 log() { echo "[bench $(date +%H:%M:%S)] $*" >&2; }
+wanted() { [[ -z "$ONLY" || "$ONLY" == *",$1,"* ]]; }  # wanted KEY: a scenario this run measures
 
 # ---------------------------------------------------------------------------------------------
 # Tools: the benchmark's own (looked for as commands, whichever package brought them), then
@@ -561,6 +572,7 @@ start_round_target() {  # start_round_target NAME: start, sanity checks, warm-up
   wrk -t1 -c10 -d1s "$url/small" >/dev/null 2>&1 || true  # warm-up
   # S7 first, while the process has served nothing but the warm-up: its base RSS is the
   # same for every proxy and every round.
+  wanted s7 || return 0
   log "round $ROUND $t: S7 idle wss connections"
   mem_per_conn "$t" "${HTTPS_PORT[$t]}" "$pid"
 }
@@ -597,11 +609,12 @@ run_scenario() {  # run_scenario NAME KEY: one scenario against one running prox
 # (portico NGINX HAProxy, then NGINX HAProxy portico, then HAProxy portico NGINX, ...), so that
 # over the rounds each proxy runs each scenario first, second and third equally often.
 run_round() {
-  local n=${#TARGETS[@]} i k t key keys=(s1 s2 s2b s3 s4 s5 s6 s8 s9)
+  local n=${#TARGETS[@]} i k t key keys=()
+  for key in s1 s2 s2b s3 s4 s5 s6 s8 s9; do wanted "$key" && keys+=("$key"); done
   for ((i = 0; i < n; i++)); do
     start_round_target "${TARGETS[(ROUND - 1 + i) % n]}"
   done
-  log "round $ROUND: S1..S6, S8, S9, each against the three in turn"
+  log "round $ROUND: ${keys[*]}, each against the three in turn"
   for ((k = 0; k < ${#keys[@]}; k++)); do
     key=${keys[$k]}
     for ((i = 0; i < n; i++)); do
@@ -619,10 +632,13 @@ run_round() {
 }
 
 run_direct() {  # the ceiling: S1, S3, S5 straight to the backends, no proxy, no TLS
+  wanted s1 || wanted s3 || wanted s5 || return 0
   log "round $ROUND: no proxy (ceiling)"
-  wrk_run direct s1 -t1 -c50 -d"${D_S1}s" "http://127.0.0.1:$API_PORT/small"
-  wrk_run direct s3 -t1 -c4 -d"${D_SHORT}s" "http://127.0.0.1:$API_PORT/bytes/1048576"
-  ws_echo direct s5 "$WS_PORT" 0 50 64 "$D_SHORT"
+  if wanted s1; then wrk_run direct s1 -t1 -c50 -d"${D_S1}s" "http://127.0.0.1:$API_PORT/small"; fi
+  if wanted s3; then
+    wrk_run direct s3 -t1 -c4 -d"${D_SHORT}s" "http://127.0.0.1:$API_PORT/bytes/1048576"
+  fi
+  if wanted s5; then ws_echo direct s5 "$WS_PORT" 0 50 64 "$D_SHORT"; fi
 }
 
 # --instructions: one scenario against a fresh proxy under callgrind. The load runs twice, short
@@ -808,6 +824,7 @@ if ((QUICK && ROUNDS == 1)); then
 elif ((QUICK)); then
   MODE="--quick ($ROUNDS rounds, short loads)"
 fi
+[[ -n "$ONLY" ]] && MODE="$MODE, only ${ONLY:1:${#ONLY}-2}"
 "$PY" - "$RESULTS" "$NOTES" >"$WORK/table.md" <<PYEOF
 import statistics, sys
 results, notes = sys.argv[1:]
@@ -866,6 +883,10 @@ for (target, key), v in list(vals.items()):
         by_round[(target, "s3_mbps")] = {r: x if x in ("", "fail") else str(float(x) * 1048576 / 1e6)
                                          for r, x in by_round[(target, key)].items()}
 
+def measured(key):  # a scenario this run measured (all of them but with --only)
+    return any(vals.get((t, key)) for t in ("portico", "nginx", "haproxy"))
+rows = [row for row in rows if measured(row[2])]
+
 print("| scenario | metric | portico | NGINX | HAProxy | portico/NGINX | portico/HAProxy | ceiling | portico/ceiling |")
 print("|---|---|--:|--:|--:|--:|--:|--:|--:|")
 for name, metric, key, ceil in rows:
@@ -894,6 +915,8 @@ for name, key in (("S1 keep-alive GET /small", "s1"),
                   ("S2b new TLS connection per request (full)", "s2b"),
                   ("S5 WebSocket echo 64 B, 50 conns", "s5"),
                   ("S8 port-80 redirect, keep-alive", "s8")):
+    if not measured(key + "_cpu_pct"):
+        continue
     cells = []
     for t in ("portico", "nginx", "haproxy"):
         parts = [med(t, key + suffix) for suffix in ("_cpu_pct", "_client_cpu_pct", "_backend_cpu_pct")]
@@ -917,9 +940,11 @@ for name, unit, key, rate_key in (("S1 keep-alive GET /small", "request", "s1", 
                                   ("S2b new TLS connection per request (full)", "handshake", "s2b", "s2b_rps"),
                                   ("S5 WebSocket echo 64 B, 50 conns", "message (both ways)", "s5", "s5_msgs"),
                                   ("S8 port-80 redirect, keep-alive", "redirect", "s8", "s8_rps")):
+    if not measured(key + "_cpu_pct"):
+        continue
     p, n, h = (cpu_per_unit(t, key, rate_key) for t in ("portico", "nginx", "haproxy"))
     print("| %s | %s | %s | %s | %s | %s | %s |" % (name, unit, fmt(p), fmt(n), fmt(h), ratio(p, n), ratio(p, h)))
-if len(vals.get(("portico", "s1_rps"), [])) > 1:
+if max((len(v) for (t, _), v in vals.items() if t == "portico"), default=0) > 1:
     print()
     print("Each round, in order (the medians above are the middle ones): how far the rates move"
           " between rounds on this machine, and in how many rounds portico did better than both"
@@ -951,12 +976,17 @@ if len(vals.get(("portico", "s1_rps"), [])) > 1:
     # compares the proxies within each spell, where a ratio of medians can pair a fast round's
     # reading with a slow one's.
     print()
-    print("Paired ratios: in each round, portico's reading divided by NGINX's, by HAProxy's and by"
-          " the better of the two in that same round (the three taken seconds apart); medians over"
-          " the rounds.")
+    # Two readings of "the better anchor": the scenario's better anchor (the one with the better
+    # median over the run, as the targets are set), paired round by round; and, stricter, the
+    # better of the two in each round, which takes the luckier anchor's reading every round and
+    # so sits below portico's true ratio whenever the two anchors are close.
+    print("Paired ratios: in each round, portico's reading divided by NGINX's, by HAProxy's, by the"
+          " scenario's better anchor (the better median over the run, named) and, stricter, by the"
+          " better of the two in that same round (the three taken seconds apart); medians over the"
+          " rounds.")
     print()
-    print("| scenario | metric | portico/NGINX | portico/HAProxy | portico/better | rounds |")
-    print("|---|---|--:|--:|--:|--:|")
+    print("| scenario | metric | portico/NGINX | portico/HAProxy | portico/better anchor | portico/better in each round | rounds |")
+    print("|---|---|--:|--:|--:|--:|--:|")
     def paired(key, lower_is_better):
         to_n, to_h, to_best = [], [], []
         for mine, n, h in round_readings(key):
@@ -966,8 +996,16 @@ if len(vals.get(("portico", "s1_rps"), [])) > 1:
             to_h.append(mine / h)
             to_best.append(mine / (min(n, h) if lower_is_better else max(n, h)))
         if not to_n:
-            return ["–"] * 3 + ["0"]
-        return ["%.2f" % statistics.median(x) for x in (to_n, to_h, to_best)] + [str(len(to_n))]
+            return ["–"] * 4 + ["0"]
+        n_med, h_med = med("nginx", key), med("haproxy", key)
+        if not isinstance(n_med, float) or not isinstance(h_med, float):
+            anchor = "–"  # an anchor failed in some round: no median to choose by
+        elif (n_med <= h_med) if lower_is_better else (n_med >= h_med):
+            anchor = "%.2f (NGINX)" % statistics.median(to_n)
+        else:
+            anchor = "%.2f (HAProxy)" % statistics.median(to_h)
+        return (["%.2f" % statistics.median(x) for x in (to_n, to_h)] + [anchor] +
+                ["%.2f" % statistics.median(to_best), str(len(to_n))])
     for name, metric, key, _ in rows:
         if key.endswith(("_p50_ms", "_bytes")):
             continue
