@@ -17,7 +17,6 @@ else
     git
     clang libclang-rt-14-dev                              # sanitizer and libFuzzer builds
     curl sslscan                                          # the real clients the tests use
-    procps                                                # ps/pgrep for the demo's clean-up
     iproute2                                              # ip: a test's own network namespace
   )
 fi

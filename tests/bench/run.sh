@@ -75,6 +75,7 @@ command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || need_pkgs+=(ngin
 command -v haproxy >/dev/null 2>&1 || [[ -x /usr/sbin/haproxy ]] || need_pkgs+=(haproxy)
 command -v wrk >/dev/null 2>&1 || need_pkgs+=(wrk)
 command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
+command -v ps >/dev/null 2>&1 || need_pkgs+=(procps)  # a proxy's memory with its workers
 command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3)
 ((INSTR)) && { command -v valgrind >/dev/null 2>&1 || need_pkgs+=(valgrind); }
 ((${#need_pkgs[@]})) && log "installing ${need_pkgs[*]} (and what the build lacks)"
