@@ -775,7 +775,9 @@ void ClientConnection::on_upstream_connected(UpstreamConnection& conn, int statu
       ctx_.metrics.count_backend_error(upstream_key_, BackendErrorKind::kTls);
     } else {
       log_warn("upstream", "connect failed backend=", upstream_key_, " address=", conn.address(),
-               " error=", uv_err_name(status));
+               " error=",
+               conn.connect_errors().empty() ? uv_err_name(status)
+                                             : std::string_view(conn.connect_errors()));
       ctx_.metrics.count_backend_error(upstream_key_, BackendErrorKind::kConnect);
     }
     try_next_backend(false);  // nothing was sent: safe for any method
@@ -1345,7 +1347,13 @@ void ClientConnection::on_timer(uv_timer_t* timer) {
       conn->respond_error(408, "request head not received in time");
       break;
     case Phase::kConnecting:
-      log_warn("upstream", "connect timed out backend=", conn->upstream_key_);
+      if (conn->upstream_ && conn->upstream_->move_past_unanswered_address()) {
+        conn->arm_timer(conn->route_->options.connect_timeout);  // the next address's own
+        break;
+      }
+      log_warn("upstream", "connect timed out backend=", conn->upstream_key_,
+               " address=", conn->upstream_ ? conn->upstream_->address() : std::string(),
+               " error=", conn->upstream_ ? conn->upstream_->connect_errors() : std::string());
       conn->ctx_.metrics.count_backend_error(conn->upstream_key_, BackendErrorKind::kTimeout);
       conn->try_next_backend(true);
       break;

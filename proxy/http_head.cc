@@ -219,9 +219,14 @@ bool same_authority(std::string_view scheme, std::string_view target_authority,
     return false;
   }
   const std::string_view default_port = iequals(scheme, "https") ? "443" : "80";
-  if (target_port.empty()) target_port = default_port;
-  if (port.empty()) port = default_port;
-  return target_port == port;
+  // A port is a number (RFC 3986 3.2.3: *DIGIT, so "0443" is 443); split_host_port checked
+  // that both are digits.
+  const auto number = [&](std::string_view p) {
+    if (p.empty()) p = default_port;
+    while (p.size() > 1 && p.front() == '0') p.remove_prefix(1);
+    return p;
+  };
+  return number(target_port) == number(port);
 }
 
 bool split_host_port(std::string_view value, std::string_view* host, std::string_view* port) {

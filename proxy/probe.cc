@@ -102,9 +102,11 @@ Socket connect_one(const sockaddr_storage& addr, Clock::time_point deadline, std
 }
 
 // The backend's addresses in the order requests try them (backend_address_order), each after
-// the one before failed: a PASS names the one that answered.
-Socket connect_to(const BackendAddress& backend, Clock::time_point deadline, std::string* error,
-                  std::string* connected) {
+// the one before failed and each with `timeout` of its own, as the proxy gives each address
+// the route's connect_timeout. *connected names the one that answered, *earlier says why the
+// ones before it did not.
+Socket connect_to(const BackendAddress& backend, Clock::duration timeout, std::string* error,
+                  std::string* connected, std::string* earlier) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -124,9 +126,10 @@ Socket connect_to(const BackendAddress& backend, Clock::time_point deadline, std
   std::string failures;
   for (const sockaddr_storage& addr : order) {
     std::string attempt_error;
-    Socket sock = connect_one(addr, deadline, &attempt_error);
+    Socket sock = connect_one(addr, Clock::now() + timeout, &attempt_error);
     if (sock.fd() >= 0) {
       *connected = address_text(addr);
+      *earlier = failures;
       return sock;
     }
     if (!failures.empty()) failures += "; ";
@@ -340,21 +343,14 @@ std::string probe_host_for(const std::string& route_host) {
   return route_host;
 }
 
-ProbeResult probe_backend(const ProbeRequest& request) {
+namespace {
+
+// The probe over a connected socket: TLS when the backend is https://, then the request, within
+// `timeout` from now.
+ProbeResult probe_connected(const ProbeRequest& request, Socket sock, Clock::time_point start) {
   ProbeResult result;
-  const auto start = Clock::now();
-  const auto deadline = start + request.timeout;
-  if (request.backend.scheme == "https" && !request.tls) {
-    result.detail = "no TLS context for an https:// backend";
-    return result;
-  }
+  const auto deadline = Clock::now() + request.timeout;
   std::string error;
-  std::string connected;
-  Socket sock = connect_to(request.backend, deadline, &error, &connected);
-  if (sock.fd() < 0) {
-    result.detail = error;
-    return result;
-  }
   SSL* ssl = nullptr;
   if (request.backend.scheme == "https") {
     ssl = SSL_new(request.tls);
@@ -390,7 +386,7 @@ ProbeResult probe_backend(const ProbeRequest& request) {
   }
   const auto ms =
       std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
-  const std::string timing = " time=" + std::to_string(ms) + "ms address=" + connected;
+  const std::string timing = " time=" + std::to_string(ms) + "ms";
   if (!request.websocket) {
     result.pass = true;
     result.detail = "status=" + std::to_string(response.status) + timing;
@@ -420,6 +416,23 @@ ProbeResult probe_backend(const ProbeRequest& request) {
   send_all(channel, frame, deadline, &error);
   result.pass = true;
   result.detail = "status=101 websocket accepted" + timing;
+  return result;
+}
+
+}  // namespace
+
+ProbeResult probe_backend(const ProbeRequest& request) {
+  const auto start = Clock::now();
+  if (request.backend.scheme == "https" && !request.tls) {
+    return {false, "no TLS context for an https:// backend"};
+  }
+  std::string error, connected, earlier;
+  Socket sock = connect_to(request.backend, request.timeout, &error, &connected, &earlier);
+  if (sock.fd() < 0) return {false, error};
+  ProbeResult result = probe_connected(request, std::move(sock), start);
+  // Pass or fail, which address answered, and why the ones before it did not.
+  result.detail += " address=" + connected;
+  if (!earlier.empty()) result.detail += " earlier=\"" + earlier + "\"";
   return result;
 }
 

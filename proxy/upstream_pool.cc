@@ -98,7 +98,11 @@ std::vector<sockaddr_storage> backend_address_order(const addrinfo* resolved) {
       if (ai->ai_family != family || ai->ai_addrlen > sizeof(sockaddr_storage)) continue;
       sockaddr_storage addr{};
       std::memcpy(&addr, ai->ai_addr, ai->ai_addrlen);
-      order.push_back(addr);
+      // An address listed twice (in /etc/hosts and by DNS, say) is tried once.
+      const auto same = [&](const sockaddr_storage& seen) {
+        return std::memcmp(&seen, &addr, ai->ai_addrlen) == 0;
+      };
+      if (std::none_of(order.begin(), order.end(), same)) order.push_back(addr);
     }
   }
   return order;
@@ -126,13 +130,32 @@ void UpstreamConnection::connect_to(const sockaddr* addr) {
 
 // The attempt on address_ failed: the next address, or the delegate hears of it.
 void UpstreamConnection::connect_failed(int status) {
+  note_connect_error(status);
   if (next_addresses_.empty()) {
     fail(status);
     return;
   }
-  log_debug("upstream", "connect failed address=", address_text(address_),
-            " error=", uv_err_name(status), ", trying the next address");
+  log_debug("upstream", "connect failed backend=", key_.substr(0, key_.find('#')),
+            " address=", address_text(address_), " error=", uv_err_name(status),
+            ", trying the next address");
   try_next_address();
+}
+
+void UpstreamConnection::note_connect_error(int status) {
+  if (!connect_errors_.empty()) connect_errors_ += ',';
+  connect_errors_ += uv_err_name(status);
+}
+
+bool UpstreamConnection::move_past_unanswered_address() {
+  if (closing_ || resolving_) return false;
+  if (reopening_) return true;  // already on its way to the next address
+  if (next_addresses_.empty()) {
+    note_connect_error(UV_ETIMEDOUT);
+    return false;
+  }
+  // Closing the handle cancels the connect (on_connected hears UV_ECANCELED and leaves it).
+  connect_failed(UV_ETIMEDOUT);
+  return true;
 }
 
 void UpstreamConnection::on_connected(uv_connect_t* req, int status) {

@@ -57,6 +57,11 @@ class UpstreamConnection final : private StreamWriter::Owner {
   // What start() does with a name's addresses (backend_address_order): connects to each in
   // turn until one connects; the delegate hears once, of that one or of the last failure.
   void connect_in_order(std::vector<sockaddr_storage> addresses);
+  // The connect deadline passed on the address being tried (the route's connect_timeout is
+  // each address's, as in NGINX, where a name becomes one server per address): true when the
+  // next address is tried now, and the caller gives it a deadline of its own; false when none
+  // is left (or the name is still being resolved), and the connection failed.
+  bool move_past_unanswered_address();
   // Sends plaintext (encrypted first on a TLS connection). 0, or a negative uv error.
   int write(const uv_buf_t* bufs, unsigned count);
   int write(const char* data, size_t len) {
@@ -93,6 +98,9 @@ class UpstreamConnection final : private StreamWriter::Owner {
   // The addresses tried, in order, comma-separated; the last is the one connected or being
   // tried ("" before the name is resolved).
   std::string address() const;
+  // Why each address that failed failed, in the same order, comma-separated uv error names
+  // (ETIMEDOUT for one whose connect deadline passed); "" when none has.
+  const std::string& connect_errors() const { return connect_errors_; }
   // The TCP connection of a TLS backend ended without close_notify: its end proves nothing (a
   // cut on the path looks the same), so it cannot end a close-delimited body.
   bool tls_cut() const { return tls_cut_; }
@@ -104,6 +112,7 @@ class UpstreamConnection final : private StreamWriter::Owner {
 
   void connect_to(const sockaddr* addr);
   void connect_failed(int status);
+  void note_connect_error(int status);
   void try_next_address();
   static void on_closed_for_next_address(uv_handle_t* handle);
   void on_ciphertext(const char* data, size_t len);
@@ -121,6 +130,7 @@ class UpstreamConnection final : private StreamWriter::Owner {
   uv_tcp_t tcp_;
   sockaddr_storage address_{};  // what connect_to was given last
   std::string tried_;           // every address connect_to was given (for log lines)
+  std::string connect_errors_;  // and why each one that failed did
   std::vector<sockaddr_storage> next_addresses_;  // still to try, in reverse order
   uv_getaddrinfo_t* resolving_ = nullptr;         // the name resolution in progress (heap), if any
   StreamWriter writer_;

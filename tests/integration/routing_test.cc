@@ -208,71 +208,164 @@ TEST_CASE("a backend that refuses connections is marked down and skipped", "[rou
   CHECK(failures == 1);
 }
 
-TEST_CASE("every address of a backend name is tried: localhost reaches a backend on ::1 only",
-          "[routing][health]") {
-  // Node 17+ and Vite bind "localhost" to ::1 alone. The name's addresses are set by an
-  // /etc/hosts of the test's own, bind-mounted in a mount namespace (unshare -m: root only), so
-  // the machine's resolver is not touched: 127.0.0.1 first, where nothing listens, then ::1.
-  TestBackend on_v6_only(named("v6"), BackendOptions{.host = "::1"});
-  ClosedPort closed;  // on 127.0.0.1; nothing listens on [::1] there either (ephemeral, fresh)
+namespace {
+
+// A portico whose resolver gives "dual.portico.test" both 127.0.0.1 and ::1: an /etc/hosts of
+// the test's own, bind-mounted in a mount namespace (unshare -m: root only), so the machine's
+// resolver is not touched. run() starts it with `routes`, fetches each path once (printing
+// "PATH=STATUS"), stops it, then runs --check --probe; portico's log is the result's stderr.
+struct DualNameFront {
+  static constexpr const char* kName = "dual.portico.test";
   TempDir dir;
   TestCert cert = make_test_cert(dir);
-  const std::string name = "dual.portico.test";
-  const std::string hosts =
-      dir.write_file("hosts", "127.0.0.1 localhost\n127.0.0.1 " + name + "\n::1 " + name + "\n");
+
+  // Empty `skipped` when it ran.
+  CommandResult run(const std::string& routes_text, const std::vector<std::string>& paths,
+                    std::string* skipped) {
+    const std::string hosts = dir.write_file(
+        "hosts", std::string("127.0.0.1 localhost\n127.0.0.1 ") + kName + "\n::1 " + kName + "\n");
+    const std::string routes = dir.write_file("routes.conf", routes_text);
+    const std::string port = std::to_string(free_port());
+    const std::string tls =
+        "--routes '" + routes + "' --cert '" + cert.fullchain + "' --key '" + cert.key + "'";
+    const std::string fetch = "curl -s -o /dev/null -w '%{http_code}' --cacert '" + cert.ca_cert +
+                              "' https://localhost:" + port;
+    std::string script = "mount --bind '" + hosts +
+                         "' /etc/hosts || exit 90\n'" PORTICO_BINARY "' " + tls +
+                         " --listen 127.0.0.1 --https-port " + port +
+                         " --http-port 0 --log-level debug &\npid=$!\n"
+                         "for i in $(seq 50); do\n"
+                         "  curl -s -o /dev/null --cacert '" +
+                         cert.ca_cert + "' https://localhost:" + port +
+                         "/ready-check && break\n"
+                         "  sleep 0.2\n"
+                         "done\n";
+    for (const std::string& path : paths) {
+      script += "echo \"" + path + "=$(" + fetch + path + " 2>/dev/null)\"\n";
+    }
+    script += "kill $pid; wait $pid\n'" PORTICO_BINARY "' " + tls + " --check --probe\n";
+    CommandResult r = run_command({"unshare", "-m", "sh", "-c", script}, "", 90s);
+    if (r.exit_code == 90 || r.stderr.find("unshare failed") != std::string::npos ||
+        r.stderr.find("Operation not permitted") != std::string::npos) {
+      *skipped = "no mount namespace of our own here (needs root): " + r.describe();
+    }
+    return r;
+  }
+};
+
+// An address whose connects never complete: a listening socket whose accept queue is full
+// (listen backlog 0, filled by connects of its own), so the kernel drops further SYNs, as a
+// firewall that drops them or a host that is down would.
+class UnansweringAddress {
+ public:
+  UnansweringAddress(const std::string& host, uint16_t port) {
+    sockaddr_storage ss{};
+    socklen_t len = fill_sockaddr(host, port, &ss);
+    listener_ = ::socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    REQUIRE(listener_ >= 0);
+    REQUIRE(::bind(listener_, reinterpret_cast<sockaddr*>(&ss), len) == 0);
+    REQUIRE(::listen(listener_, 0) == 0);
+    REQUIRE(::getsockname(listener_, reinterpret_cast<sockaddr*>(&ss), &len) == 0);
+    for (int i = 0; i < 4; ++i) {
+      int fd = ::socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+      REQUIRE(fd >= 0);
+      ::connect(fd, reinterpret_cast<sockaddr*>(&ss), len);  // EINPROGRESS; some never finish
+      fillers_.push_back(fd);
+    }
+    port_ = ntohs(ss.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port
+                                           : reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+    std::this_thread::sleep_for(200ms);  // the queue fills
+  }
+  ~UnansweringAddress() {
+    for (int fd : fillers_) ::close(fd);
+    ::close(listener_);
+  }
+  uint16_t port() const { return port_; }
+
+ private:
+  int listener_ = -1;
+  std::vector<int> fillers_;
+  uint16_t port_ = 0;
+};
+
+}  // namespace
+
+TEST_CASE("every address of a backend name is tried: localhost reaches a backend on ::1 only",
+          "[routing][health]") {
+  // Node 17+ and Vite bind "localhost" to ::1 alone: 127.0.0.1 first, where nothing listens,
+  // then ::1.
+  TestBackend on_v6_only(named("v6"), BackendOptions{.host = "::1"});
+  ClosedPort closed;  // on 127.0.0.1; nothing listens on [::1] there either (ephemeral, fresh)
+  DualNameFront front;
+  const std::string name = DualNameFront::kName;
   const std::string live = std::to_string(on_v6_only.port());
   const std::string dead = std::to_string(closed.port());
-  const std::string routes =
-      dir.write_file("routes.conf", "/down/ http://" + name + ":" + dead + "\n/ http://" + name +
-                                        ":" + live + "\n");
-  const std::string port = std::to_string(free_port());
-  const std::string tls =
-      "--routes '" + routes + "' --cert '" + cert.fullchain + "' --key '" + cert.key + "'";
-  const std::string fetch = "curl -s -o /dev/null -w '%{http_code}' --cacert '" + cert.ca_cert +
-                            "' https://localhost:" + port;
-  const std::string script = "mount --bind '" + hosts +
-                             "' /etc/hosts || exit 90\n"
-                             "'" PORTICO_BINARY "' " +
-                             tls + " --listen 127.0.0.1 --https-port " + port +
-                             " --http-port 0 --log-level debug &\n"
-                             "pid=$!\n"
-                             "for i in $(seq 50); do\n"
-                             "  code=$(" +
-                             fetch +
-                             "/x 2>/dev/null)\n"
-                             "  [ \"$code\" != 000 ] && break\n"
-                             "  sleep 0.2\n"
-                             "done\n"
-                             "echo \"live=$code\"\n"
-                             "echo \"down=$(" +
-                             fetch +
-                             "/down/ 2>/dev/null)\"\n"
-                             "kill $pid; wait $pid\n"
-                             "'" PORTICO_BINARY "' " +
-                             tls + " --check --probe\n";
-  CommandResult r = run_command({"unshare", "-m", "sh", "-c", script}, "", 60s);
-  if (r.exit_code == 90 || r.stderr.find("unshare failed") != std::string::npos ||
-      r.stderr.find("Operation not permitted") != std::string::npos) {
-    WARN("no mount namespace of our own here (needs root): " << r.describe());
+  std::string skipped;
+  CommandResult r =
+      front.run("/down/ http://" + name + ":" + dead + "\n/ http://" + name + ":" + live + "\n",
+                {"/x", "/down/"}, &skipped);
+  if (!skipped.empty()) {
+    WARN(skipped);
     return;
   }
   const std::string& log = r.stderr;  // portico's
   INFO(r.describe());
-  CHECK(r.stdout.find("live=200") != std::string::npos);
-  REQUIRE(on_v6_only.request_count() == 2);  // the request, then the probe's
-  CHECK(on_v6_only.requests()[0].target == "/x");
-  CHECK(log.find("debug upstream: connect failed address=127.0.0.1 error=ECONNREFUSED, trying the "
-                 "next address") != std::string::npos);
-  // When every address fails, the one line says each address tried.
-  CHECK(r.stdout.find("down=502") != std::string::npos);
+  CHECK(r.stdout.find("/x=200") != std::string::npos);
+  REQUIRE(on_v6_only.request_count() == 3);  // the readiness check, the request, the probe's
+  CHECK(on_v6_only.requests()[1].target == "/x");
+  CHECK(log.find("debug upstream: connect failed backend=" + name + ":" + live +
+                 " address=127.0.0.1 error=ECONNREFUSED, trying the next address") !=
+        std::string::npos);
+  // When every address fails, the one line says each address tried, and why each failed.
+  CHECK(r.stdout.find("/down/=502") != std::string::npos);
   CHECK(log.find("warn upstream: connect failed backend=" + name + ":" + dead +
-                 " address=127.0.0.1,::1 error=ECONNREFUSED") != std::string::npos);
-  // --check --probe tries them in the same order, and says which one answered.
+                 " address=127.0.0.1,::1 error=ECONNREFUSED,ECONNREFUSED") != std::string::npos);
+  // --check --probe tries them in the same order, and says which one answered and why the one
+  // before it did not.
   CHECK(r.stdout.find("probe PASS route=/ backend=http://" + name + ":" + live) !=
         std::string::npos);
-  CHECK(r.stdout.find("address=::1") != std::string::npos);
+  CHECK(r.stdout.find("address=::1 earlier=\"connect 127.0.0.1: Connection refused\"") !=
+        std::string::npos);
   CHECK(r.stdout.find("detail=connect 127.0.0.1: Connection refused; connect ::1: Connection "
                       "refused") != std::string::npos);
+}
+
+TEST_CASE("an address that never answers costs its own connect_timeout, then the next is tried",
+          "[routing][health]") {
+  TestBackend on_v6(named("v6"), BackendOptions{.host = "::1"});
+  UnansweringAddress v4_silent("127.0.0.1", on_v6.port());  // the same port, on 127.0.0.1
+  UnansweringAddress gone_v4("127.0.0.1", 0);
+  UnansweringAddress gone_v6("::1", gone_v4.port());
+  DualNameFront front;
+  const std::string name = DualNameFront::kName;
+  const std::string live = std::to_string(on_v6.port());
+  const std::string gone = std::to_string(gone_v4.port());
+  std::string skipped;
+  CommandResult r =
+      front.run("/gone/ http://" + name + ":" + gone + " connect_timeout=1s\n/ http://" + name +
+                    ":" + live + " connect_timeout=1s\n",
+                {"/slow", "/gone/"}, &skipped);
+  if (!skipped.empty()) {
+    WARN(skipped);
+    return;
+  }
+  const std::string& log = r.stderr;
+  INFO(r.describe());
+  // 127.0.0.1 had its second, then ::1 answered: the request was served, and the backend is
+  // not marked down (no "connect timed out" line for it).
+  CHECK(r.stdout.find("/slow=200") != std::string::npos);
+  CHECK(log.find("debug upstream: connect failed backend=" + name + ":" + live +
+                 " address=127.0.0.1 error=ETIMEDOUT, trying the next address") !=
+        std::string::npos);
+  CHECK(log.find("connect timed out backend=" + name + ":" + live) == std::string::npos);
+  // Both addresses silent: 504, and the line names both and why.
+  CHECK(r.stdout.find("/gone/=504") != std::string::npos);
+  CHECK(log.find("warn upstream: connect timed out backend=" + name + ":" + gone +
+                 " address=127.0.0.1,::1 error=ETIMEDOUT,ETIMEDOUT") != std::string::npos);
+  // The probe gives each address its own --probe-timeout, and says why the first failed.
+  CHECK(r.stdout.find("address=::1 earlier=\"connect 127.0.0.1: timed out\"") != std::string::npos);
+  CHECK(r.stdout.find("detail=connect 127.0.0.1: timed out; connect ::1: timed out") !=
+        std::string::npos);
 }
 
 TEST_CASE("a backend that closes a new connection unanswered is not sent the request again",

@@ -116,6 +116,11 @@ TEST_CASE("absolute-form target and Host: one authority, the scheme's default po
   CHECK(same_authority("http", "example.com", "example.com"));
   CHECK(same_authority("https", "[::1]:443", "[::1]"));
   CHECK(same_authority("https", "example.com:8443", "example.com:8443"));
+  // A port is a number: leading zeros name the same one.
+  CHECK(same_authority("https", "localhost:0443", "localhost"));
+  CHECK(same_authority("https", "localhost:00443", "localhost:443"));
+  CHECK(same_authority("http", "localhost:080", "localhost:80"));
+  CHECK_FALSE(same_authority("https", "localhost:4430", "localhost"));
   // Another port, another host, or the other scheme's default: two authorities.
   CHECK_FALSE(same_authority("https", "example.com:80", "example.com"));
   CHECK_FALSE(same_authority("http", "example.com:443", "example.com"));

@@ -3,6 +3,7 @@
 // once, and a connection closed at any point of the walk (even while its handle is being
 // made anew for the next address) ends exactly once. ASan's leak check covers "once".
 
+#include <netdb.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -12,8 +13,10 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "proxy/cidr.h"
 #include "proxy/stream_writer.h"
 #include "proxy/upstream_pool.h"
 #include "tests/support/net.h"
@@ -89,6 +92,7 @@ class Fixture : private UpstreamConnection::Delegate {
     uv_close(reinterpret_cast<uv_handle_t*>(&idle_), nullptr);
   }
   int heard_before_close() const { return heard_before_close_; }
+  void turn() { uv_run(loop_.get(), UV_RUN_NOWAIT); }
   // Runs every remaining callback (the connection's close ones among them).
   void drain() { uv_run(loop_.get(), UV_RUN_DEFAULT); }
   int calls() const { return calls_; }
@@ -149,6 +153,68 @@ TEST_CASE("upstream connect: when every address refuses, the delegate hears once
   conn->close();
   f.drain();
   CHECK(f.calls() == 1);
+}
+
+TEST_CASE("upstream connect: an address given up on after its deadline passes to the next",
+          "[upstream_connect]") {
+  // A connect that would not finish by itself here: the accept queue of a backlog-0 listener,
+  // filled by connects of our own, makes the kernel drop the next SYNs.
+  uint16_t port = 0;
+  int silent = test::listen_loopback(0, &port);
+  REQUIRE(silent >= 0);
+  std::vector<int> fillers;
+  const sockaddr_storage silent_address = listening_address(silent);
+  for (int i = 0; i < 4; ++i) {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    ::connect(fd, reinterpret_cast<const sockaddr*>(&silent_address), sizeof(sockaddr_in));
+    fillers.push_back(fd);
+  }
+  uint16_t live_port = 0;
+  int live = test::listen_loopback(4, &live_port);
+  REQUIRE(live >= 0);
+  Fixture f;
+  UpstreamConnection* conn = f.start({silent_address, listening_address(live)});
+  for (int i = 0; i < 20; ++i) {  // 100 ms of turns: the first connect is still pending
+    f.turn();
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  CHECK(f.calls() == 0);
+  CHECK(conn->move_past_unanswered_address());
+  f.run_until_heard();
+  CHECK(f.calls() == 1);
+  CHECK(f.status() == 0);
+  CHECK(conn->connect_errors() == "ETIMEDOUT");
+  // Nothing left to pass to: the caller ends it.
+  CHECK_FALSE(conn->move_past_unanswered_address());
+  conn->close();
+  f.drain();
+  for (int fd : fillers) ::close(fd);
+  ::close(silent);
+  ::close(live);
+}
+
+TEST_CASE("upstream connect: the order is IPv4 then IPv6, each address once",
+          "[upstream_connect]") {
+  std::vector<sockaddr_storage> storage(5);
+  test::fill_sockaddr("::1", 80, &storage[0]);
+  test::fill_sockaddr("127.0.0.2", 80, &storage[1]);
+  test::fill_sockaddr("::1", 80, &storage[2]);  // listed twice, as /etc/hosts and DNS may
+  test::fill_sockaddr("127.0.0.2", 80, &storage[3]);
+  test::fill_sockaddr("127.0.0.3", 80, &storage[4]);
+  std::vector<addrinfo> list(storage.size());
+  for (size_t i = 0; i < list.size(); ++i) {
+    list[i].ai_family = storage[i].ss_family;
+    list[i].ai_socktype = SOCK_STREAM;
+    list[i].ai_addrlen =
+        storage[i].ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+    list[i].ai_addr = reinterpret_cast<sockaddr*>(&storage[i]);
+    list[i].ai_next = i + 1 < list.size() ? &list[i + 1] : nullptr;
+  }
+  std::string order;
+  for (const sockaddr_storage& addr : backend_address_order(list.data())) {
+    order += address_text(addr) + " ";
+  }
+  CHECK(order == "127.0.0.2 127.0.0.3 ::1 ");
 }
 
 TEST_CASE("upstream connect: a connection closed at any turn of the walk ends once, unheard",
