@@ -675,16 +675,22 @@ instr_scenario() {  # instr_scenario TARGET KEY
     callgrind_control -d "$pid" >/dev/null 2>&1
   done
   stop_pid "$pid"
-  local ir1 ir2
-  ir1=$(sed -nE 's/^totals: ([0-9]+).*/\1/p' "$out.1" 2>/dev/null)
-  ir2=$(sed -nE 's/^totals: ([0-9]+).*/\1/p' "$out.2" 2>/dev/null)
-  if [[ -z "$ir1" || -z "$ir2" || -z "${units[0]}" || -z "${units[1]}" ]] ||
-    ((units[1] <= units[0])); then
-    note "$t $key: no count (units ${units[*]:-none}, totals ${ir1:-none} ${ir2:-none})"
-    record "$t" "ir_$key" fail
+  record_per_unit "$t" "ir_$key" "$(callgrind_total "$out.1")" "$(callgrind_total "$out.2")" \
+    "${units[0]}" "${units[1]}"
+}
+
+callgrind_total() { sed -nE 's/^totals: ([0-9]+).*/\1/p' "$1" 2>/dev/null; }
+
+# record_per_unit TARGET KEY TOTAL1 TOTAL2 UNITS1 UNITS2: the short and the long run's
+# instruction totals and units done; records the difference per unit, or fail.
+record_per_unit() {
+  local t=$1 key=$2 ir1=$3 ir2=$4 u1=$5 u2=$6
+  if [[ -z "$ir1" || -z "$ir2" || -z "$u1" || -z "$u2" ]] || ((u2 <= u1)); then
+    note "$t $key: no count (units ${u1:-none} ${u2:-none}, totals ${ir1:-none} ${ir2:-none})"
+    record "$t" "$key" fail
     return
   fi
-  record "$t" "ir_$key" "$(((ir2 - ir1) / (units[1] - units[0])))"
+  record "$t" "$key" "$(((ir2 - ir1) / (u2 - u1)))"
 }
 
 # In S2 and S2b the load client runs at a full core behind every proxy, so what a proxy makes
@@ -692,7 +698,7 @@ instr_scenario() {  # instr_scenario TARGET KEY
 # as much as the proxy's own work: the same two-run difference, counted in the client (wrk or
 # ws_load) under callgrind, the proxy running at full speed.
 instr_client() {  # instr_client TARGET KEY (s2 or s2b)
-  local t=$1 key=$2 out="$WORK/callgrind-client.$1.$2" secs units=() totals=() i=0
+  local t=$1 key=$2 out="$WORK/callgrind-client.$1.$2" secs units=() i=0
   local url="https://127.0.0.1:${HTTPS_PORT[$t]}"
   VALGRIND=()
   if ! start_target "$t"; then
@@ -710,16 +716,10 @@ instr_client() {  # instr_client TARGET KEY (s2 or s2b)
         --tls --sni localhost --path /small --connections 10 --duration "$secs" 2>/dev/null |
         sed -nE 's/^result .* requests=([0-9]+).*/\1/p')")
     fi
-    totals+=("$(sed -nE 's/^totals: ([0-9]+).*/\1/p' "$out.$i" 2>/dev/null)")
   done
   stop_pid "$TARGET_PID"
-  if [[ -z "${totals[0]}" || -z "${totals[1]}" || -z "${units[0]}" || -z "${units[1]}" ]] ||
-    ((units[1] <= units[0])); then
-    note "$t client $key: no count (units ${units[*]:-none}, totals ${totals[*]:-none})"
-    record "$t" "ir_client_$key" fail
-    return
-  fi
-  record "$t" "ir_client_$key" "$(((totals[1] - totals[0]) / (units[1] - units[0])))"
+  record_per_unit "$t" "ir_client_$key" "$(callgrind_total "$out.1")" \
+    "$(callgrind_total "$out.2")" "${units[0]}" "${units[1]}"
 }
 
 run_instructions() {
