@@ -743,7 +743,7 @@ void ClientConnection::connect_upstream() {
   if (tls) pool_key += str_cat("#", reinterpret_cast<uintptr_t>(tls));
   selector.connection_opened(backend_index_);
   if (!retried_) {
-    if (UpstreamConnection* idle = ctx_.pool.take_idle(pool_key)) {
+    if (UpstreamConnection* idle = ctx_.pool.take_idle(pool_key, just_released_upstream_)) {
       upstream_ = idle;
       upstream_->set_delegate(this);
       on_upstream_ready();
@@ -993,6 +993,11 @@ void ClientConnection::finish_exchange() {
   exchange_done_ = true;
   bool upstream_reusable = request_complete_ && llhttp_should_keep_alive(&http_->response_parser) &&
                            !http_->response_announced_absent_body && !ctx_.shutting_down;
+  // A response that ended exactly where a read ended may still be followed by bytes on their
+  // way (a backend out of step that sent a second answer with it): in the pool, the next poll
+  // reads them and drops the connection, but a pipelined request taking it now, before any
+  // poll, would get them as its answer. So that request takes another connection.
+  const UpstreamConnection* released = upstream_reusable ? upstream_ : nullptr;
   drop_upstream(upstream_reusable);
   // A client that half-closed still gets answers to the requests it pipelined before (NGINX
   // works through them too); once none is left, the connection ends.
@@ -1001,7 +1006,9 @@ void ClientConnection::finish_exchange() {
     close_gracefully();
     return;
   }
+  just_released_upstream_ = released;
   next_request();
+  just_released_upstream_ = nullptr;
   if (client_eof_ && (phase_ == Phase::kIdle || phase_ == Phase::kHead)) {
     close_gracefully();  // what was left is no whole request, and nothing more will come
     return;

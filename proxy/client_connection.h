@@ -228,6 +228,9 @@ class ClientConnection final : private StreamWriter::Owner, private UpstreamConn
   size_t backend_index_ = 0;
   std::string upstream_key_;
   UpstreamConnection* upstream_ = nullptr;
+  // The connection finish_exchange just gave back to the pool, while the next pipelined request
+  // is started from inside it: never taken by that request (only compared, never used).
+  const UpstreamConnection* just_released_upstream_ = nullptr;
   BodyFraming request_framing_ = BodyFraming::kNone;
   bool request_complete_ = false;
   bool exchange_started_ = false;

@@ -351,13 +351,19 @@ UpstreamPool::UpstreamPool(uv_loop_t* loop, size_t max_idle_per_backend,
 
 UpstreamPool::~UpstreamPool() { close_all(); }
 
-UpstreamConnection* UpstreamPool::take_idle(const std::string& key) {
+UpstreamConnection* UpstreamPool::take_idle(const std::string& key,
+                                            const UpstreamConnection* not_this) {
   auto it = idle_.find(key);
-  if (it == idle_.end() || it->second.empty()) return nullptr;
-  UpstreamConnection* conn = it->second.back();
-  it->second.pop_back();
-  conn->set_delegate(nullptr);
-  return conn;
+  if (it == idle_.end()) return nullptr;
+  auto& list = it->second;
+  for (auto conn_it = list.rbegin(); conn_it != list.rend(); ++conn_it) {
+    UpstreamConnection* conn = *conn_it;
+    if (conn == not_this) continue;
+    list.erase(std::next(conn_it).base());
+    conn->set_delegate(nullptr);
+    return conn;
+  }
+  return nullptr;
 }
 
 UpstreamConnection* UpstreamPool::create(std::string key) {

@@ -154,8 +154,10 @@ class UpstreamPool final : private UpstreamConnection::Delegate {
                         std::chrono::seconds idle_timeout = std::chrono::seconds(60));
   ~UpstreamPool();
 
-  // An idle connection to `key`, or nullptr. The caller becomes its delegate.
-  UpstreamConnection* take_idle(const std::string& key);
+  // An idle connection to `key`, or nullptr. The caller becomes its delegate. `not_this` (a
+  // connection released a moment ago) is passed over.
+  UpstreamConnection* take_idle(const std::string& key,
+                                const UpstreamConnection* not_this = nullptr);
   // A new, unconnected connection; the caller sets its delegate and calls start(), which reports
   // through on_upstream_connected (synchronously when the address is unusable).
   UpstreamConnection* create(std::string key);
