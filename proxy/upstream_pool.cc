@@ -108,13 +108,15 @@ std::vector<sockaddr_storage> backend_address_order(const addrinfo* resolved) {
   return order;
 }
 
-std::string UpstreamConnection::address() const { return tried_; }
+std::string UpstreamConnection::address() const {
+  if (address_.ss_family == AF_UNSPEC) return "";
+  return passed_over_.empty() ? address_text(address_)
+                              : str_cat(passed_over_, ",", address_text(address_));
+}
 
 void UpstreamConnection::connect_to(const sockaddr* addr) {
   std::memcpy(&address_, addr,
               addr->sa_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in));
-  if (!tried_.empty()) tried_ += ',';
-  tried_ += address_text(*addr);
   uv_tcp_nodelay(&tcp_, 1);
   // On the heap like the resolve request. libuv calls on_connected for it (UV_ECANCELED when
   // the handle closes first) before the handle's close callback, so it never outlives `this`.
@@ -135,9 +137,11 @@ void UpstreamConnection::connect_failed(int status) {
     fail(status);
     return;
   }
+  const std::string failed = address_text(address_);
   log_debug("upstream", "connect failed backend=", key_.substr(0, key_.find('#')),
-            " address=", address_text(address_), " error=", uv_err_name(status),
-            ", trying the next address");
+            " address=", failed, " error=", uv_err_name(status), ", trying the next address");
+  if (!passed_over_.empty()) passed_over_ += ',';
+  passed_over_ += failed;
   try_next_address();
 }
 

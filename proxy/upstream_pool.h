@@ -129,8 +129,8 @@ class UpstreamConnection final : private StreamWriter::Owner {
 
   uv_tcp_t tcp_;
   sockaddr_storage address_{};  // what connect_to was given last
-  std::string tried_;           // every address connect_to was given (for log lines)
-  std::string connect_errors_;  // and why each one that failed did
+  std::string passed_over_;     // the addresses tried before it, as text (only after a failure)
+  std::string connect_errors_;  // why each one that failed did
   std::vector<sockaddr_storage> next_addresses_;  // still to try, in reverse order
   uv_getaddrinfo_t* resolving_ = nullptr;         // the name resolution in progress (heap), if any
   StreamWriter writer_;

@@ -16,6 +16,17 @@
 #include "proxy/tcp_listener.h"
 
 namespace portico {
+
+void close_every_handle(uv_loop_t* loop) {
+  uv_walk(
+      loop,
+      [](uv_handle_t* handle, void*) {
+        if (!uv_is_closing(handle)) uv_close(handle, nullptr);
+      },
+      nullptr);
+  uv_run(loop, UV_RUN_DEFAULT);
+}
+
 namespace {
 constexpr auto kDrainTimeout = std::chrono::seconds(10);
 // How often a listener waiting at --max-connections looks for a connection to reuse.
@@ -86,13 +97,7 @@ Worker::~Worker() {
   ctx_->pool.close_all();
   if (reloader_) reloader_->close();
   if (admin_) admin_->close();
-  uv_walk(
-      &loop_,
-      [](uv_handle_t* handle, void*) {
-        if (!uv_is_closing(handle)) uv_close(handle, nullptr);
-      },
-      nullptr);
-  uv_run(&loop_, UV_RUN_DEFAULT);
+  close_every_handle(&loop_);
   ctx_.reset();
   uv_loop_close(&loop_);
 }

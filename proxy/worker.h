@@ -22,6 +22,10 @@
 
 namespace portico {
 
+// Closes every handle still open on `loop` and runs the loop until their close callbacks have
+// run: the end of a worker's shutdown (and of a test's loop), after which uv_loop_close succeeds.
+void close_every_handle(uv_loop_t* loop);
+
 class Worker {
  public:
   Worker(const Config& config, const AccessLog& access_log, const ConfigSnapshot& initial);

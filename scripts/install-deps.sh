@@ -18,6 +18,7 @@ else
     clang libclang-rt-14-dev                              # sanitizer and libFuzzer builds
     curl sslscan                                          # the real clients the tests use
     iproute2                                              # ip: a test's own network namespace
+    mount                                                 # a test's own /etc/hosts (bind mount)
   )
 fi
 [ $# -gt 0 ] && packages+=("$@")

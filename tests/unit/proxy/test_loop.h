@@ -2,7 +2,7 @@
 
 // A libuv loop as a worker's: it carries LoopBuffers in loop->data (StreamWriter and the
 // upstream connections gather their writes there). On destruction every handle still open is
-// closed and the loop runs their close callbacks before it is closed, as Worker's shutdown does.
+// closed (close_every_handle, as Worker's shutdown does) before the loop is.
 
 #include <uv.h>
 
@@ -10,6 +10,7 @@
 #include <memory>
 
 #include "proxy/stream_writer.h"
+#include "proxy/worker.h"
 
 namespace portico::test {
 
@@ -30,15 +31,7 @@ class TestLoop {
   uv_loop_t* get() { return &loop_; }
   // Closes every handle still open and runs the close callbacks. An owner whose handles are
   // its own members calls this from its destructor, while they are still alive.
-  void close_all() {
-    uv_walk(
-        &loop_,
-        [](uv_handle_t* handle, void*) {
-          if (!uv_is_closing(handle)) uv_close(handle, nullptr);
-        },
-        nullptr);
-    uv_run(&loop_, UV_RUN_DEFAULT);
-  }
+  void close_all() { close_every_handle(&loop_); }
 
  private:
   uv_loop_t loop_;
